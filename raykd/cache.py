@@ -1,0 +1,113 @@
+"""The teacher's outputs for a training set, computed once and read by every worker.
+
+The teacher is frozen and in eval mode, so its outputs for an example never change: dropout, data
+order and batching do not matter. They are stored per example at the example's true length
+(no padding), attention maps and hidden states in fp16:
+
+  logits         [N, C] float32
+  cls            [N, T+1, D] float16            [CLS] vector of layers 0..T
+  attentions     flat float16, example i holds [T, H, n_i, n_i] at att_offsets[i]
+  hidden_states  flat float16 [sum n_i, T+1, D], example i's tokens at tok_offsets[i]
+
+`TeacherOutputs.batch` gathers a batch's rows for the teacher layers a layer map needs and pads them
+to the batch's length, so the losses see exactly what a live teacher forward pass would give.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+FIELDS = ("logits", "cls", "attentions", "hidden_states")
+
+
+@torch.no_grad()
+def compute_outputs(teacher, input_ids: list[list[int]], token_type_ids: list[list[int]] | None,
+                    fields: set[str], batch_size: int = 64, pad_id: int = 0) -> dict[str, np.ndarray]:
+    unknown = set(fields) - set(FIELDS)
+    if unknown:
+        raise ValueError(f"unknown teacher output(s) {sorted(unknown)}")
+    lengths = np.array([len(x) for x in input_ids], dtype=np.int64)
+    n, cfg = len(lengths), teacher.config
+    layers, heads, width = cfg.num_hidden_layers, cfg.num_attention_heads, cfg.hidden_size
+    out = {"lengths": lengths}
+    if "logits" in fields:
+        out["logits"] = np.zeros((n, cfg.num_labels), np.float32)
+    if "cls" in fields:
+        out["cls"] = np.zeros((n, layers + 1, width), np.float16)
+    if "attentions" in fields:
+        sizes = layers * heads * lengths ** 2
+        out["att_offsets"] = np.concatenate([[0], np.cumsum(sizes)])
+        out["attentions"] = np.zeros(int(sizes.sum()), np.float16)
+    if "hidden_states" in fields:
+        out["tok_offsets"] = np.concatenate([[0], np.cumsum(lengths)])
+        out["hidden_states"] = np.zeros((int(lengths.sum()), layers + 1, width), np.float16)
+    want_hidden = bool({"cls", "hidden_states"} & fields)
+    order = np.argsort(lengths, kind="stable")  # similar lengths together: little padding to compute
+    for start in range(0, n, batch_size):
+        idx = order[start:start + batch_size]
+        batch = _pad([input_ids[i] for i in idx], pad_id)
+        types = _pad([token_type_ids[i] for i in idx], 0) if token_type_ids else None
+        result = teacher(input_ids=batch, attention_mask=_real(idx, lengths, batch).long(),
+                         token_type_ids=types, output_attentions="attentions" in fields,
+                         output_hidden_states=want_hidden)
+        for b, i in enumerate(idx):
+            m = lengths[i]
+            if "logits" in fields:
+                out["logits"][i] = result.logits[b].float().numpy()
+            if "cls" in fields:
+                out["cls"][i] = torch.stack([h[b, 0] for h in result.hidden_states]).numpy()
+            if "attentions" in fields:
+                maps = torch.stack([a[b, :, :m, :m] for a in result.attentions])
+                out["attentions"][out["att_offsets"][i]:out["att_offsets"][i + 1]] = maps.reshape(-1).numpy()
+            if "hidden_states" in fields:
+                states = torch.stack([h[b, :m] for h in result.hidden_states], dim=1)
+                out["hidden_states"][out["tok_offsets"][i]:out["tok_offsets"][i + 1]] = states.numpy()
+    return out
+
+
+def _real(idx, lengths, batch):
+    positions = torch.arange(batch.shape[1])[None, :]
+    return positions < torch.as_tensor(lengths[idx])[:, None]
+
+
+def _pad(rows: list[list[int]], value: int) -> torch.Tensor:
+    out = torch.full((len(rows), max(len(r) for r in rows)), value, dtype=torch.long)
+    for b, r in enumerate(rows):
+        out[b, :len(r)] = torch.as_tensor(r)
+    return out
+
+
+class TeacherOutputs:
+    """Read-side view of `compute_outputs`' arrays (zero-copy when they come from Ray's object store)."""
+
+    def __init__(self, arrays: dict[str, np.ndarray], num_layers: int, num_heads: int):
+        self.arrays, self.num_layers, self.num_heads = arrays, num_layers, num_heads
+
+    def batch(self, indices, teacher_layers: tuple[int, ...], length: int) -> dict[str, torch.Tensor]:
+        """Padded tensors for `indices`; `teacher_layers` are 1-based. Fields not stored are absent."""
+        a, idx, sel = self.arrays, np.asarray(indices), list(teacher_layers)
+        out = {}
+        if "logits" in a:
+            out["logits"] = torch.from_numpy(a["logits"][idx].copy())
+        if "cls" in a:
+            out["cls"] = torch.from_numpy(a["cls"][idx][:, sel].astype(np.float32))
+        if "attentions" in a:
+            att = np.zeros((len(idx), len(sel), self.num_heads, length, length), np.float32)
+            for b, i in enumerate(idx):
+                m = a["lengths"][i]
+                maps = a["attentions"][a["att_offsets"][i]:a["att_offsets"][i + 1]]
+                att[b, :, :, :m, :m] = maps.reshape(self.num_layers, self.num_heads, m, m)[[s - 1 for s in sel]]
+            out["attentions"] = torch.from_numpy(att)
+        if "hidden_states" in a:
+            hid = np.zeros((len(idx), len(sel), length, a["hidden_states"].shape[-1]), np.float32)
+            for b, i in enumerate(idx):
+                m = a["lengths"][i]
+                tokens = a["hidden_states"][a["tok_offsets"][i]:a["tok_offsets"][i + 1]]
+                hid[b, :, :m] = tokens[:, sel].transpose(1, 0, 2)
+            out["hidden_states"] = torch.from_numpy(hid)
+        return out
+
+
+def nbytes(arrays: dict[str, np.ndarray]) -> int:
+    return sum(a.nbytes for a in arrays.values())

@@ -1,0 +1,63 @@
+"""Command-line options shared by raykd.teacher, raykd.distill and raykd.search."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from raykd.data import DEFAULT_CACHE, DataSource
+from raykd.errors import RaykdError
+from raykd.trainer import Scaling
+
+
+def add_data_arguments(parser: argparse.ArgumentParser):
+    g = parser.add_argument_group("data")
+    g.add_argument("--task", required=True, help="GLUE task: cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte, wnli")
+    g.add_argument("--data-dir", help="folder of GLUE TSVs (<dir>/RTE/train.tsv, ...); without it, the Hub's nyu-mll/glue")
+    g.add_argument("--train-file", help="your own CSV/JSON train file instead of GLUE's")
+    g.add_argument("--dev-file", help="your own CSV/JSON dev file instead of GLUE's")
+    g.add_argument("--text-columns", default="", help="comma list of text columns in --train-file/--dev-file")
+    g.add_argument("--label-column", default="label", help="label column in --train-file/--dev-file")
+    g.add_argument("--max-seq-length", type=int, default=128, help="tokens per example after truncation (default: 128)")
+    g.add_argument("--train-fraction", type=float, default=1.0, help="seeded share of the train set to use, for low-data runs (default: 1)")
+    g.add_argument("--data-seed", type=int, default=42, help="seed of --train-fraction's subset (default: 42)")
+    g.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help=f"tokenized data cache (default: {DEFAULT_CACHE})")
+
+
+def add_ray_arguments(parser: argparse.ArgumentParser, workers_flag: str = "--workers"):
+    g = parser.add_argument_group("Ray")
+    g.add_argument(workers_flag, dest="workers", type=int, default=2, help="Ray Train DDP workers (default: 2)")
+    g.add_argument("--cpus-per-worker", type=float, default=1.0, help="CPUs per worker, also its torch threads (default: 1)")
+    g.add_argument("--gpus-per-worker", type=float, default=0.0, help="GPUs per worker; 0 trains on CPU with gloo (default: 0)")
+    g.add_argument("--address", help="address of a running Ray cluster; without it a local cluster starts")
+
+
+def data_source(args) -> DataSource:
+    return DataSource(data_dir=args.data_dir, train_file=args.train_file, dev_file=args.dev_file,
+                      text_columns=tuple(c for c in args.text_columns.split(",") if c),
+                      label_column=args.label_column)
+
+
+def scaling(args) -> Scaling:
+    if args.workers < 1:
+        raise RaykdError(f"--workers {args.workers} must be at least 1")
+    return Scaling(args.workers, args.cpus_per_worker, args.gpus_per_worker)
+
+
+def check_output_dir(path: Path) -> Path:
+    """Refuse a folder that already holds results: nothing finished is ever overwritten."""
+    path = Path(path).resolve()  # Ray workers run in another working directory
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise RaykdError(f"output folder {path} already exists and is not empty; choose another --out")
+    parent = next(p for p in [path, *path.parents] if p.exists())
+    if not os.access(parent, os.W_OK):
+        raise RaykdError(f"cannot write to {parent}; choose a writable --out")
+    return path
+
+
+def fresh_output_dir(path: Path) -> Path:
+    """Check, then create, the output folder."""
+    path = check_output_dir(path)
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -1,0 +1,40 @@
+"""Connecting to Ray: a local cluster with its dashboard, or an existing one with --address."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import ray
+
+from raykd.errors import RaykdError
+
+
+def _reachable(address: str, timeout_s: float) -> bool:
+    host_port = address.split("://")[-1]
+    host, _, port = host_port.rpartition(":")
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout_s):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
+def connect(address: str | None = None, timeout_s: float = 10.0) -> str | None:
+    """Start (or join) Ray and return the dashboard URL.
+
+    The local dashboard binds to 127.0.0.1 only. Ray's token authentication stays as Ray sets it
+    (on by default); see the README for opening the dashboard with the token.
+    """
+    if ray.is_initialized():
+        return None
+    if address and address != "auto" and not _reachable(address, timeout_s):
+        raise RaykdError(f"no Ray cluster answers at {address} within {timeout_s:.0f} s; start one with `ray start --head` or drop --address to use a local cluster")
+    kwargs = {"address": address} if address else {
+        "include_dashboard": True, "dashboard_host": "127.0.0.1",
+        "num_cpus": int(os.environ.get("RAYKD_NUM_CPUS", os.cpu_count() or 1))}
+    context = ray.init(**kwargs, log_to_driver=True)
+    url = getattr(context, "dashboard_url", None)
+    if url:
+        print(f"Ray dashboard: http://{url}", flush=True)
+    return url

@@ -1,0 +1,119 @@
+"""One distillation run on Ray Train.
+
+    python -m raykd.distill --task rte --data-dir ../shared/data/glue \
+        --teacher results/teachers/rte-minilm --algorithm sid --workers 2
+
+The teacher is held by a TeacherService actor, which computes its outputs for the training set once;
+the student trains in DDP on `--workers` Ray Train workers; the best classification epoch's student
+is saved with `save_pretrained` in `<out>/student` and the run's record in `<out>/result.json`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import shlex
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import ray
+
+from raykd import cli, cluster, models
+from raykd.algorithms import schedule, teacher_fields
+from raykd.config import DistillConfig, add_config_arguments, config_from_args
+from raykd.data import load_task_data
+from raykd.errors import RaykdError, exits_cleanly
+from raykd.tasks import Task, get_task
+from raykd.teacher import TeacherService
+from raykd.trainer import epoch_log, export_best, fit, history
+
+
+@dataclass
+class Prepared:
+    """What every run against one teacher and data set shares."""
+    task: Task
+    teacher_dir: str
+    teacher_info: dict
+    data_ref: ray.ObjectRef
+    data_key: str
+    train_examples: int
+    service: ray.actor.ActorHandle
+
+
+def check_config(teacher, cfg: DistillConfig) -> dict:
+    """Validate a configuration against the teacher before any worker starts; parameter counts."""
+    n = models.student_depth(teacher.config.num_hidden_layers, cfg.student_layers)
+    mapping = models.layer_map(cfg.layer_map, teacher.config.num_hidden_layers, n)
+    student = models.build_student(teacher, n, mapping, cfg.student_init)
+    models.check_heads(teacher, student, "attentions" in teacher_fields(schedule(cfg, n)))
+    return {"student_layers": n, "layer_map": list(mapping),
+            **{f"student_params_{k}": v for k, v in models.parameter_counts(student).items()}}
+
+
+def prepare(task: Task, teacher_dir: str, teacher, tokenizer, args) -> Prepared:
+    """Load and tokenize the data, start Ray and the TeacherService. Call before any run."""
+    data = load_task_data(task, cli.data_source(args), tokenizer, args.max_seq_length, args.train_fraction,
+                          args.data_seed, args.cache_dir)
+    key = hashlib.sha256(json.dumps([teacher_dir, data["train"]["input_ids"]]).encode()).hexdigest()[:16]
+    cluster.connect(args.address)
+    service = TeacherService.options(name=f"teacher-{key}", get_if_exists=True).remote(
+        str(teacher_dir), task.name, max(1, int(args.cpus_per_worker * args.workers)))
+    info = {"layers": teacher.config.num_hidden_layers, "heads": teacher.config.num_attention_heads,
+            **{f"teacher_params_{k}": v for k, v in models.parameter_counts(teacher).items()}}
+    return Prepared(task, str(teacher_dir), info, ray.put(data), key, len(data["train"]["labels"]), service)
+
+
+def make_job(prep: Prepared, cfg: DistillConfig, fields: set[str]) -> dict:
+    refs = ray.get(prep.service.outputs.remote(prep.data_ref, sorted(fields), prep.data_key)) if fields else None
+    return {"hparams": cfg.to_dict(), "task": prep.task.name,
+            "model": {"kind": "student", "teacher_dir": prep.teacher_dir},
+            "data": prep.data_ref, "teacher_outputs": refs, "tokenizer_dir": prep.teacher_dir,
+            "teacher_layers": prep.teacher_info["layers"], "teacher_heads": prep.teacher_info["heads"]}
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(prog="python -m raykd.distill", description="Distill a fine-tuned teacher into a smaller student on Ray Train.")
+    cli.add_data_arguments(p)
+    p.add_argument("--teacher", required=True, help="fine-tuned teacher folder (from python -m raykd.teacher)")
+    p.add_argument("--out", type=Path, help="run folder (default: results/runs/<task>-<algorithm>-<time>)")
+    cli.add_ray_arguments(p)
+    add_config_arguments(p)
+    return p.parse_args(argv)
+
+
+@exits_cleanly
+def main(argv=None):
+    args = parse_args(argv)
+    task = get_task(args.task)
+    cfg = config_from_args(args)
+    out = args.out or Path("results/runs") / f"{task.name}-{cfg.algorithm}-{time.strftime('%Y%m%d-%H%M%S')}"
+    cli.check_output_dir(out)
+    teacher_dir = str(Path(args.teacher).resolve())  # Ray workers run in another working directory
+    teacher, tokenizer = models.load_teacher(teacher_dir, task)
+    sizes = check_config(teacher, cfg)
+    started = time.perf_counter()
+    prep = prepare(task, teacher_dir, teacher, tokenizer, args)
+    out = cli.fresh_output_dir(out)  # only once every input has been checked
+    print(f"teacher: {prep.teacher_info['layers']} layers, {prep.teacher_info['teacher_params_total']:,} parameters "
+          f"({prep.teacher_info['teacher_params_non_embedding']:,} non-embedding); student: {sizes['student_layers']} "
+          f"layers {sizes['layer_map']}, {sizes['student_params_total']:,} ({sizes['student_params_non_embedding']:,} non-embedding)")
+    fields = teacher_fields(schedule(cfg, sizes["student_layers"]))
+    result = fit(make_job(prep, cfg, fields), cli.scaling(args), out / "ray", "distill")
+    if result.error:
+        raise RaykdError(f"distillation failed: {result.error}; see the Ray logs under {out / 'ray'}")
+    best = export_best(result, out / "student")
+    record = {"task": task.name, "teacher": str(args.teacher), "config": cfg.to_dict(), **prep.teacher_info, **sizes,
+              "best": best, "history": history(epoch_log(out / "ray", "distill")), "train_examples": prep.train_examples,
+              "seconds": round(time.perf_counter() - started, 1),
+              "command": "python -m raykd.distill " + shlex.join(sys.argv[1:] if argv is None else argv)}
+    (out / "result.json").write_text(json.dumps(record, indent=2, default=str))
+    metric = f"dev_{task.main_metric}"
+    print(f"student saved to {out / 'student'}: {metric} {best[metric]:.4f} (epoch {best['epoch']}), {record['seconds']:.0f} s")
+    return record
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,167 @@
+"""An experiment's results, read from Tune's experiment folder: trials.csv, summary.md, a plot of every
+trial's metric over epochs, and the best student exported to best/ with a model card.
+
+Every file is written to a temporary name and renamed, so an interrupted write never leaves half a file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+from ray.tune import ExperimentAnalysis
+
+from raykd.errors import RaykdError
+from raykd.tasks import Task, get_task
+from raykd.trainer import export_checkpoint
+
+
+EXPERIMENT = "experiment.json"
+
+
+def atomic_write(path: Path, text: str):
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def trial_rows(exp_dir: Path) -> list[tuple]:
+    """(trial, its per-epoch dataframe) for every trial Tune knows of."""
+    analysis = ExperimentAnalysis(str(exp_dir / "ray" / "tune"))
+    frames = analysis.trial_dataframes
+    return [(trial, frames.get(trial.trial_id, pd.DataFrame())) for trial in analysis.trials]
+
+
+def stop_reason(trial, frame: pd.DataFrame, planned_epochs: int) -> str:
+    if trial.status == "ERROR":
+        return "error"
+    if frame.empty:
+        return "not started" if trial.status == "PENDING" else "no report"
+    last = frame.iloc[-1]
+    if isinstance(last.get("stop_reason"), str):
+        return last["stop_reason"]
+    if last.get("cls_epoch", 0) >= planned_epochs:
+        return "completed"
+    return "stopped by ASHA" if trial.status == "TERMINATED" else "interrupted"
+
+
+def trials_table(exp_dir: Path, metric: str, max_epochs: int) -> pd.DataFrame:
+    rows = []
+    for trial, frame in trial_rows(exp_dir):
+        planned = min(int(trial.config.get("epochs", max_epochs)), max_epochs)
+        row = {"trial": trial.trial_id, "status": trial.status, **trial.config,
+               "stop_reason": stop_reason(trial, frame, planned)}
+        if not frame.empty:
+            for _, epoch in frame.iterrows():
+                row[f"{metric}@{int(epoch['epoch'])}"] = round(float(epoch[metric]), 4)
+            row["epochs_run"] = int(frame["epoch"].max())
+            row["cls_epochs_run"] = int(frame["cls_epoch"].max())
+            row["best_score"] = float(frame["score"].max())
+            row["seconds"] = round(float(frame["time_total_s"].max()), 1)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def best_checkpoint(exp_dir: Path, mode: str = "max") -> tuple[str, dict, str, dict]:
+    """(trial id, metrics, checkpoint folder, configuration) of the best classification epoch of any trial."""
+    best = None
+    for trial, frame in trial_rows(exp_dir):
+        if frame.empty or "checkpoint_path" not in frame:
+            continue
+        eligible = frame[frame["score"] > -1e5].dropna(subset=["checkpoint_path"])
+        for _, row in eligible.iterrows():
+            better = best is None or (row["score"] > best[1]["score"] if mode == "max" else row["score"] < best[1]["score"])
+            if better and Path(row["checkpoint_path"]).is_dir():
+                best = (trial.trial_id, row.to_dict(), row["checkpoint_path"], dict(trial.config))
+    if best is None:
+        raise RuntimeError(f"no trial of {exp_dir} saved a classification checkpoint yet")
+    return best
+
+
+def model_card(task: Task, metric: str, value: float, teacher_dir: str, config: dict, sizes: dict) -> str:
+    lines = [f"# raykd student for {task.name}", "",
+             f"Distilled by raykd (Aguilar et al., AAAI 2020) from the teacher `{teacher_dir}`.", "",
+             f"- task: {task.name}; dev {metric}: {value:.4f}",
+             f"- layers: {sizes.get('student_layers')} (layer map {sizes.get('layer_map')}); parameters: "
+             f"{sizes.get('student_params_total', 0):,} ({sizes.get('student_params_non_embedding', 0):,} non-embedding)",
+             "", "## Configuration", "", "```json", json.dumps(config, indent=2, default=str), "```", "",
+             "Load with `AutoModelForSequenceClassification.from_pretrained(folder)`."]
+    return "\n".join(lines) + "\n"
+
+
+def export_best(exp_dir: Path, out: Path, task: Task, metric: str, teacher_dir: str, sizes: dict, mode: str = "max") -> dict:
+    """Copy the best student to `out` (replaced as a whole, via a temporary folder) with a model card."""
+    trial_id, _, checkpoint, config = best_checkpoint(exp_dir, mode)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+    metrics = export_checkpoint(Path(checkpoint), tmp)
+    (tmp / "README.md").write_text(model_card(task, metric, metrics[metric], teacher_dir, config, sizes))
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+    return {"trial": trial_id, **metrics, "config": config}
+
+
+def plot(table_frames: list[tuple], metric: str, path: Path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for trial, frame in table_frames:
+        if not frame.empty:
+            ax.plot(frame["epoch"], frame[metric], marker="o", label=f"{trial.trial_id} {trial.config.get('algorithm', '')}")
+    ax.set_xlabel("epoch (internal stages included)")
+    ax.set_ylabel(metric)
+    ax.legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def experiment_info(exp_dir: Path) -> dict:
+    """What the search wrote at its start (experiment.json): task, metric, mode, teacher, sizes, command."""
+    path = Path(exp_dir) / EXPERIMENT
+    if not path.is_file():
+        raise RaykdError(f"{exp_dir} is not a raykd experiment (no {EXPERIMENT}); pass the folder a search created")
+    info = json.loads(path.read_text())
+    info["task"] = get_task(info["task"])
+    return info
+
+
+def write(exp_dir: Path, seconds: float) -> dict:
+    info = experiment_info(exp_dir)
+    task, metric, mode, max_epochs = info["task"], info["metric"], info["mode"], info["max_epochs"]
+    teacher_dir, teacher_info, sizes, command = info["teacher_dir"], info["teacher_info"], info["sizes"], info["command"]
+    table = trials_table(exp_dir, metric, max_epochs)
+    atomic_write(exp_dir / "trials.csv", table.to_csv(index=False))
+    best = export_best(exp_dir, exp_dir / "best", task, metric, teacher_dir, sizes, mode)
+    plot(trial_rows(exp_dir), metric, exp_dir / "trials.png")
+    teacher_json = Path(teacher_dir) / "teacher.json"
+    teacher_value = json.loads(teacher_json.read_text()).get(metric) if teacher_json.is_file() else None
+    per_algorithm = table.groupby("algorithm")["best_score"].max() if "algorithm" in table else pd.Series(dtype=float)
+    summary = {"best_trial": best["trial"], "best_value": best[metric], "best_epoch": best["epoch"],
+               "teacher_value": teacher_value, "trials": len(table), "seconds": round(seconds, 1),
+               "stopped_by_asha": int((table["stop_reason"] == "stopped by ASHA").sum())}
+    lines = [f"# {task.name}: {exp_dir.name}", "", f"Command: `{command}`", "",
+             f"- best {metric}: **{best[metric]:.4f}** (trial {best['trial']}, epoch {best['epoch']}); "
+             f"teacher: {teacher_value if teacher_value is None else f'{teacher_value:.4f}'}",
+             f"- trials: {len(table)}, stopped by ASHA: {summary['stopped_by_asha']}, wall time: {seconds / 60:.1f} min",
+             f"- teacher: {teacher_info['layers']} layers, {teacher_info['teacher_params_total']:,} parameters "
+             f"({teacher_info['teacher_params_non_embedding']:,} non-embedding); student: {sizes['student_layers']} layers, "
+             f"{sizes['student_params_total']:,} ({sizes['student_params_non_embedding']:,} non-embedding)", "",
+             "Best per algorithm (the soft-label baseline is `kd`, plain fine-tuning `finetune`):", "",
+             f"| algorithm | best {metric} |", "|---|---|",
+             *[f"| {a} | {v:.4f} |" for a, v in per_algorithm.items()], "",
+             "Best configuration:", "", "```json", json.dumps(best, indent=2, default=str), "```", "",
+             "Files: `trials.csv` (every trial, metric per epoch, stop reason), `trials.png`, `best/` (the student), "
+             "`optuna.db` (optuna-dashboard sqlite:///optuna.db)."]
+    atomic_write(exp_dir / "summary.md", "\n".join(lines) + "\n")
+    atomic_write(exp_dir / "summary.json", json.dumps(summary, indent=2, default=str))
+    return summary

@@ -1,0 +1,115 @@
+"""The teacher: fine-tuning one (`python -m raykd.teacher`), and the TeacherService actor that holds
+a fine-tuned teacher once for every worker of every trial.
+
+    python -m raykd.teacher --task rte --data-dir ../shared/data/glue --out results/teachers/rte
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import ray
+import torch
+from transformers import AutoTokenizer
+
+from raykd import cli, cluster, models
+from raykd.cache import compute_outputs, nbytes
+from raykd.config import DistillConfig, add_config_arguments, config_from_args
+from raykd.data import load_task_data
+from raykd.errors import RaykdError, exits_cleanly
+from raykd.tasks import get_task
+from raykd.trainer import epoch_log, export_best, fit, history
+
+TEACHER_METRICS = "teacher.json"
+OFFSETS = {"attentions": "att_offsets", "hidden_states": "tok_offsets"}
+
+
+@ray.remote(num_cpus=0)
+class TeacherService:
+    """Loads the teacher once and computes its outputs for a training set once.
+
+    The outputs go into the object store as numpy arrays, so every worker on the node maps the same
+    copy without copying (platform.md). Computing a forward pass per worker request instead would
+    serialise the workers behind this one actor.
+    """
+
+    def __init__(self, teacher_dir: str, task_name: str, threads: int = 1):
+        torch.set_num_threads(threads)
+        self.teacher, _ = models.load_teacher(teacher_dir, get_task(task_name))
+        self.outputs_by_key: dict[str, dict] = {}
+
+    def describe(self) -> dict:
+        c = self.teacher.config
+        return {"layers": c.num_hidden_layers, "heads": c.num_attention_heads, "width": c.hidden_size,
+                **{f"params_{k}": v for k, v in models.parameter_counts(self.teacher).items()}}
+
+    def outputs(self, data: dict, fields: list[str], key: str) -> dict:
+        """{array name: ObjectRef} of the teacher's outputs on data["train"]. Each field is computed
+        once per data `key`; later calls, from any trial, get the same objects."""
+        done = self.outputs_by_key.setdefault(key, {})
+        missing = set(fields) - set(done)
+        if missing:
+            started = time.perf_counter()
+            train = data["train"]
+            arrays = compute_outputs(self.teacher, train["input_ids"], train.get("token_type_ids"), missing)
+            print(f"teacher outputs for {len(train['input_ids'])} examples ({', '.join(sorted(missing))}): "
+                  f"{nbytes(arrays) / 2**20:.0f} MiB in {time.perf_counter() - started:.1f} s", flush=True)
+            for name, array in arrays.items():
+                done.setdefault(name, ray.put(array))
+        wanted = {"lengths", *fields, *(OFFSETS[f] for f in fields if f in OFFSETS)}
+        return {name: ref for name, ref in done.items() if name in wanted}
+
+
+def default_out(task: str, base: str) -> Path:
+    return Path("results") / "teachers" / f"{task}-{Path(base).name}"
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(prog="python -m raykd.teacher", description="Fine-tune a teacher on a task with Ray Train; keep its best dev epoch.")
+    cli.add_data_arguments(p)
+    p.add_argument("--teacher-base", default=models.OFFLINE_BASE,
+                   help="pretrained model to fine-tune: minilm (all-MiniLM-L6-v2, offline, default), a Hugging Face id such as bert-base-uncased, or a folder")
+    p.add_argument("--out", type=Path, help="where to save the teacher (default: results/teachers/<task>-<base>)")
+    cli.add_ray_arguments(p)
+    add_config_arguments(p, DistillConfig(algorithm="finetune", epochs=6, learning_rate=5e-5),
+                         only=("epochs", "learning_rate", "warmup_ratio", "weight_decay", "batch_size", "seed"))
+    return p.parse_args(argv)
+
+
+@exits_cleanly
+def main(argv=None):
+    args = parse_args(argv)
+    task = get_task(args.task)
+    cfg = config_from_args(args, algorithm="finetune")
+    out = cli.check_output_dir(args.out or default_out(task.name, args.teacher_base))
+    base = models.resolve_base(args.teacher_base)
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    data = load_task_data(task, cli.data_source(args), tokenizer, args.max_seq_length, args.train_fraction,
+                          args.data_seed, args.cache_dir)
+    out = cli.fresh_output_dir(out)  # only once every input has been checked
+    cluster.connect(args.address)
+    started = time.perf_counter()
+    tokenizer.save_pretrained(out / "ray" / "tokenizer")
+    job = {"hparams": cfg.to_dict(), "task": task.name, "model": {"kind": "base", "base": base},
+           "data": ray.put(data), "teacher_outputs": None, "tokenizer_dir": str(out / "ray" / "tokenizer")}
+    result = fit(job, cli.scaling(args), out / "ray", f"teacher-{task.name}")
+    if result.error:
+        raise RaykdError(f"teacher fine-tuning failed: {result.error}; see the Ray logs under {out / 'ray'}")
+    best = export_best(result, out)
+    record = {"task": task.name, "base": args.teacher_base, "best_epoch": best["epoch"],
+              **{k: v for k, v in best.items() if k.startswith("dev_")},
+              "history": history(epoch_log(out / "ray", f"teacher-{task.name}")), "config": cfg.to_dict(), "train_examples": len(data["train"]["labels"]),
+              "seconds": round(time.perf_counter() - started, 1),
+              "command": "python -m raykd.teacher " + shlex.join(sys.argv[1:] if argv is None else argv)}
+    (out / TEACHER_METRICS).write_text(json.dumps(record, indent=2, default=str))
+    print(f"teacher saved to {out}: dev {task.main_metric} {best[f'dev_{task.main_metric}']:.4f} (epoch {best['epoch']})")
+    return record
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,193 @@
+"""The loop each Ray Train worker runs: one student (or teacher being fine-tuned) in DDP, the
+schedule's stages epoch by epoch, the dev metric and a checkpoint reported after every epoch.
+
+`job` (the `train_loop_config`) holds plain values and object refs:
+  hparams          DistillConfig.to_dict()
+  task             task name
+  model            {"kind": "student", "teacher_dir": ...} or {"kind": "base", "base": ...}
+  data             ref to {"train": columns, "dev": columns} (raykd.data.as_columns)
+  teacher_outputs  {array name: ref} from the TeacherService, or None
+  tokenizer_dir    folder of the tokenizer to pad with and save beside the model
+  threads          torch threads per worker
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import ray
+import ray.train
+import ray.train.torch
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, DistributedSampler
+from transformers import AutoTokenizer, get_linear_schedule_with_warmup
+
+from raykd import metrics, models
+from raykd.algorithms import Stage, epoch_plan, schedule
+from raykd.batches import Collator
+from raykd.cache import TeacherOutputs
+from raykd.config import DistillConfig
+from raykd.objective import stage_loss
+from raykd.tasks import get_task
+
+# Checkpoints of internal stages are kept for recovery but never chosen as the best model.
+NOT_ELIGIBLE = -1e6
+TRAIN_STATE = "train_state.pt"
+
+
+def build_model(job: dict, task, cfg: DistillConfig):
+    """(model, layer map); the layer map is empty when fine-tuning a base model."""
+    spec = job["model"]
+    if spec["kind"] == "base":
+        return models.load_base_for_finetuning(spec["base"], task), ()
+    teacher, _ = models.load_teacher(spec["teacher_dir"], task)
+    n = models.student_depth(teacher.config.num_hidden_layers, cfg.student_layers)
+    mapping = models.layer_map(cfg.layer_map, teacher.config.num_hidden_layers, n)
+    return models.build_student(teacher, n, mapping, cfg.student_init), mapping
+
+
+def make_optimizer(model, cfg: DistillConfig, stage: Stage, steps_per_epoch: int):
+    """AdamW with linear warm-up and decay, fresh for every stage (each stage is its own problem)."""
+    no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
+    named = list(model.named_parameters())
+    groups = [{"params": [p for n, p in named if not n.endswith(no_decay)], "weight_decay": cfg.weight_decay},
+              {"params": [p for n, p in named if n.endswith(no_decay)], "weight_decay": 0.0}]
+    optimizer = torch.optim.AdamW(groups, lr=cfg.learning_rate)
+    total = stage.epochs * steps_per_epoch
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total), total)
+    return optimizer, scheduler
+
+
+def frozen_parameters(model, stage: Stage) -> list[torch.nn.Parameter]:
+    groups = models.layer_parameters(model)
+    return [p for i, group in enumerate(groups) if i not in stage.trainable for p in group]
+
+
+def train_epoch(model, loader, stage, cfg, optimizer, scheduler, frozen) -> float:
+    model.train()
+    losses = []
+    for batch in loader:
+        loss, _ = stage_loss(model, batch, stage, cfg.temperature)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        for p in frozen:  # AdamW skips parameters without a gradient: no update, no weight decay
+            p.grad = None
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        scheduler.step()
+        losses.append(float(loss.detach()))
+    return _mean_over_workers(float(np.mean(losses)) if losses else 0.0)
+
+
+def _mean_over_workers(value: float) -> float:
+    if not dist.is_initialized():
+        return value
+    t = torch.tensor([value], dtype=torch.float64)
+    dist.all_reduce(t)
+    return float(t) / dist.get_world_size()
+
+
+@torch.no_grad()
+def predict(model, columns: dict, collate: Collator, indices: list[int], batch_size: int = 64) -> np.ndarray:
+    model.eval()
+    chunks = [model(**{k: v for k, v in collate(indices[s:s + batch_size]).items()
+                       if k in ("input_ids", "attention_mask", "token_type_ids")}).logits
+              for s in range(0, len(indices), batch_size)]
+    return torch.cat(chunks).float().numpy() if chunks else np.zeros((0, 1), np.float32)
+
+
+def evaluate(model, task, columns: dict, collate: Collator, rank: int, world: int) -> dict[str, float]:
+    """Each worker predicts every world-th dev example; the predictions are gathered and scored."""
+    mine = list(range(rank, len(columns["labels"]), world))
+    shard = (mine, predict(model, columns, collate, mine))
+    shards = [shard]
+    if dist.is_initialized():
+        shards = [None] * world
+        dist.all_gather_object(shards, shard)
+    order = np.concatenate([np.asarray(i, dtype=np.int64) for i, _ in shards])
+    logits = np.concatenate([p for _, p in shards])[np.argsort(order)]
+    return metrics.compute(task, logits, np.asarray(columns["labels"]))
+
+
+def save_checkpoint(folder: Path, model, tokenizer, state: dict):
+    model.save_pretrained(folder)  # safetensors
+    tokenizer.save_pretrained(folder)
+    torch.save(state, folder / TRAIN_STATE)
+
+
+def restore(model) -> dict | None:
+    """Load the last reported checkpoint when Ray restarts a failed run; its train state, or None."""
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is None:
+        return None
+    with checkpoint.as_directory() as folder:
+        from safetensors.torch import load_file
+        model.load_state_dict(load_file(Path(folder) / "model.safetensors"), strict=False)
+        return torch.load(Path(folder) / TRAIN_STATE, weights_only=False)
+
+
+def train_loop_per_worker(job: dict):
+    cfg, task = DistillConfig.from_dict(job["hparams"]), get_task(job["task"])
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    torch.set_num_threads(job.get("threads", 1))
+    torch.manual_seed(cfg.seed)  # the same initial weights on every worker
+    data = ray.get(job["data"])
+    tokenizer = AutoTokenizer.from_pretrained(job["tokenizer_dir"])
+    model, mapping = build_model(job, task, cfg)
+    stages = schedule(cfg, model.config.num_hidden_layers)
+    plan = epoch_plan(stages)
+    state = restore(model)
+    first_epoch = state["epoch"] + 1 if state else 0
+    bare = model
+    model = ray.train.torch.prepare_model(model, parallel_strategy_kwargs={"find_unused_parameters": True})
+    torch.manual_seed(cfg.seed + 1 + rank + 1000 * first_epoch)  # dropout differs across workers
+
+    teacher = None
+    if job.get("teacher_outputs"):
+        refs = job["teacher_outputs"]
+        arrays = dict(zip(refs, ray.get(list(refs.values()))))
+        teacher = TeacherOutputs(arrays, job["teacher_layers"], job["teacher_heads"])
+    train_collate = Collator(tokenizer, data["train"], task.is_regression, teacher, mapping)
+    dev_collate = Collator(tokenizer, data["dev"], task.is_regression)
+    sampler = DistributedSampler(range(len(data["train"]["labels"])), num_replicas=world, rank=rank,
+                                 shuffle=True, seed=cfg.seed)
+    loader = DataLoader(list(range(len(data["train"]["labels"]))), batch_size=math.ceil(cfg.batch_size / world),
+                        sampler=sampler, collate_fn=train_collate)
+
+    optimizer = scheduler = None
+    cls_epochs = sum(1 for stage, _ in plan[:first_epoch] if stage.classification)
+    for epoch in range(first_epoch, len(plan)):
+        stage, epoch_in_stage = plan[epoch]
+        if optimizer is None or epoch_in_stage == 0:
+            optimizer, scheduler = make_optimizer(model, cfg, stage, len(loader))
+            if state and epoch_in_stage > 0:  # resumed inside a stage: keep its optimizer state
+                optimizer.load_state_dict(state["optimizer"])
+                scheduler.load_state_dict(state["scheduler"])
+        sampler.set_epoch(epoch)
+        loss = train_epoch(model, loader, stage, cfg, optimizer, scheduler, frozen_parameters(bare, stage))
+        cls_epochs += stage.classification
+        result = {"epoch": epoch + 1, "cls_epoch": cls_epochs, "stage": stage.name, "train_loss": loss,
+                  **evaluate(bare, task, data["dev"], dev_collate, rank, world)}
+        result["score"] = result[f"dev_{task.main_metric}"] if stage.classification else NOT_ELIGIBLE
+        if not math.isfinite(loss):
+            result["stop_reason"] = "non-finite loss"
+        _report(result, bare, tokenizer, rank, {"epoch": epoch, "optimizer": optimizer.state_dict(),
+                                                "scheduler": scheduler.state_dict()})
+        if not math.isfinite(loss):
+            return
+
+
+def _report(result: dict, model, tokenizer, rank: int, state: dict):
+    with tempfile.TemporaryDirectory() as tmp:
+        checkpoint = None
+        if rank == 0:
+            save_checkpoint(Path(tmp), model, tokenizer, state)
+            (Path(tmp) / "metrics.json").write_text(json.dumps(result))
+            checkpoint = ray.train.Checkpoint.from_directory(tmp)
+        ray.train.report(result, checkpoint=checkpoint)

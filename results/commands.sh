@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The commands behind every table in results/, in the order they were run (2 CPU cores, no GPU).
+# Run from the repository root with ../shared beside it. Tables: ./run report (python -m raykd.report).
+set -euo pipefail
+GLUE=../shared/data/glue
+step="${1:-all}"
+
+if [[ $step == all || $step == teacher-rte ]]; then
+  ./run teacher --task rte --data-dir $GLUE --epochs 8 --learning-rate 1e-4 --warmup-ratio 0.1
+fi
+if [[ $step == all || $step == students-rte ]]; then
+  for algorithm in finetune kd sid; do
+    ./run distill --task rte --data-dir $GLUE --teacher results/teachers/rte-minilm --algorithm $algorithm \
+      --epochs 3 --stage-epochs 1 --learning-rate 1e-4 --out results/runs/rte-$algorithm
+  done
+fi
+if [[ $step == all || $step == search-rte ]]; then
+  ./run search --task rte --space search_spaces/internal.py --data-dir $GLUE --teacher results/teachers/rte-minilm \
+    --num-samples 12 --max-epochs 2 --seed 0 --name internal-12
+fi
+if [[ $step == all || $step == teachers ]]; then
+  ./run teacher --task mrpc --data-dir $GLUE --epochs 4 --learning-rate 1e-4
+  ./run teacher --task stsb --data-dir $GLUE --epochs 4 --learning-rate 1e-4
+  ./run teacher --task cola --data-dir $GLUE --epochs 4 --learning-rate 1e-4
+  ./run teacher --task sst2 --data-dir $GLUE --epochs 2 --learning-rate 1e-4 --train-fraction 0.25
+fi

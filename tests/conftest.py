@@ -1,0 +1,58 @@
+"""Shared fixtures: the GLUE files from ../shared, a tiny BERT teacher, a real local Ray cluster."""
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+from raykd.models import resolve_base
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def glue_dir() -> Path:
+    """The shared GLUE TSVs; missing data is a failure, never a skip."""
+    path = Path(os.environ.get("RAYKD_GLUE_DIR", REPO.parent / "shared" / "data" / "glue"))
+    if not (path / "RTE" / "train.tsv").is_file():
+        pytest.fail(f"GLUE data not found at {path}; set RAYKD_GLUE_DIR (as .ci/run does)")
+    return path
+
+
+def tiny_bert(num_labels=2, layers=4, heads=4, hidden=32, seed=0, init_range=0.02):
+    torch.manual_seed(seed)
+    config = BertConfig(vocab_size=30522, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+                        intermediate_size=64, max_position_embeddings=128, num_labels=num_labels,
+                        initializer_range=init_range)
+    return BertForSequenceClassification(config).eval()
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    return AutoTokenizer.from_pretrained(resolve_base("minilm"))
+
+
+@pytest.fixture(scope="session")
+def tiny_teacher_dir(tmp_path_factory, tokenizer) -> Path:
+    """A 4-layer BERT classifier of width 32 with the real MiniLM tokenizer, saved like a teacher."""
+    path = tmp_path_factory.mktemp("tiny_teacher")
+    model = tiny_bert()
+    model.config.architectures = ["BertForSequenceClassification"]
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """A real local Ray cluster with its dashboard, shared by the integration tests."""
+    import ray
+
+    from raykd.cluster import connect
+
+    os.environ.setdefault("RAYKD_NUM_CPUS", "2")
+    connect()
+    yield ray
+    ray.shutdown()

@@ -1,0 +1,69 @@
+"""Schedules: which terms, weights, pairs and trainable layers each stage has."""
+
+import pytest
+
+from raykd.algorithms import ALGORITHMS, Term, epoch_plan, schedule, teacher_fields
+from raykd.config import DistillConfig
+
+N = 3
+
+
+def test_registry_has_the_five_algorithms():
+    assert set(ALGORITHMS) == {"finetune", "kd", "all", "pid", "sid"}
+
+
+def test_finetune_uses_gold_labels_only_and_no_teacher():
+    stages = schedule(DistillConfig(algorithm="finetune", epochs=2), N)
+    assert [s.terms for s in stages] == [(Term("hard_label", 1.0),)]
+    assert stages[0].epochs == 2 and stages[0].trainable == (0, 1, 2, 3, 4)
+    assert teacher_fields(stages) == set()
+
+
+def test_kd_soft_labels_with_optional_hard_weight():
+    assert schedule(DistillConfig(algorithm="kd"), N)[0].terms == (Term("soft_label", 1.0),)
+    stage = schedule(DistillConfig(algorithm="kd", w_soft=0.5, w_hard=0.5), N)[0]
+    assert stage.terms == (Term("soft_label", 0.5), Term("hard_label", 0.5))
+    assert teacher_fields([stage]) == {"logits"}
+
+
+def test_all_layers_at_once_with_soft_labels():
+    (stage,) = schedule(DistillConfig(algorithm="all", epochs=4), N)
+    assert stage.terms == (Term("attention_kl", 1.0, (1, 2, 3)), Term("cls_cosine", 1.0, (1, 2, 3)),
+                           Term("soft_label", 1.0))
+    assert stage.epochs == 4 and stage.classification
+    assert teacher_fields([stage]) == {"attentions", "cls", "logits"}
+
+
+def test_pid_one_pair_at_a_time_then_classification():
+    stages = schedule(DistillConfig(algorithm="pid", stage_epochs=2, epochs=3), N)
+    assert [s.name for s in stages] == ["pair1", "pair2", "pair3", "classify"]
+    assert [t.pairs for t in stages[1].terms] == [(2,), (2,)]
+    assert [s.classification for s in stages] == [False, False, False, True]
+    assert stages[-1].terms == (Term("soft_label", 1.0),)
+    assert stages[1].trainable == (0, 1, 2)
+    assert len(epoch_plan(stages)) == 3 * 2 + 3
+
+
+def test_pid_freeze_lower_trains_only_the_current_layer():
+    stages = schedule(DistillConfig(algorithm="pid", freeze_lower=True), N)
+    assert [s.trainable for s in stages[:3]] == [(1,), (2,), (3,)]
+    assert stages[-1].trainable == (0, 1, 2, 3, 4)
+
+
+def test_sid_stacks_pairs():
+    stages = schedule(DistillConfig(algorithm="sid"), N)
+    assert [s.terms[0].pairs for s in stages[:3]] == [(1,), (1, 2), (1, 2, 3)]
+    assert all(t.loss != "soft_label" for s in stages[:3] for t in s.terms)
+
+
+def test_zero_weights_drop_terms_and_other_losses_are_chosen_by_name():
+    cfg = DistillConfig(algorithm="sid", w_attention=0.0, hidden_loss="hidden_mse")
+    stages = schedule(cfg, N)
+    assert [t.loss for t in stages[0].terms] == ["hidden_mse"]
+    assert teacher_fields(stages) == {"hidden_states", "logits"}
+
+
+@pytest.mark.parametrize("name", ["kd", "all", "pid", "sid", "finetune"])
+def test_epoch_plan_ends_in_a_classification_stage(name):
+    plan = epoch_plan(schedule(DistillConfig(algorithm=name), N))
+    assert plan[-1][0].classification

@@ -1,0 +1,43 @@
+"""Bad input on the command line: one line on stderr naming problem and fix, exit code 2, and no
+output folder created."""
+
+import subprocess
+import sys
+
+import pytest
+
+
+def run(module, *args, cwd):
+    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--task", "nope"], "unknown task 'nope'; choose one of"),
+    (["--data-dir", "/nonexistent"], "does not exist; pass --data-dir"),
+    (["--layer-map", "2,9"], "outside 1..4"),
+    (["--student-layers", "6"], "a student of 6 layers is not possible from a 4-layer teacher"),
+    (["--temperature", "0"], "temperature=0.0 is out of range"),
+    (["--w-soft", "-1"], "w_soft=-1.0 is out of range"),
+])
+def test_distill_rejects_bad_input(tiny_teacher_dir, glue_dir, tmp_path, extra, message):
+    args = ["--task", "rte", "--data-dir", str(glue_dir), "--teacher", str(tiny_teacher_dir),
+            "--out", str(tmp_path / "out")]
+    result = run("raykd.distill", *args, *extra, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr[-2000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and message in last
+    assert not (tmp_path / "out").exists()
+
+
+def test_existing_results_are_never_overwritten(tiny_teacher_dir, glue_dir, tmp_path):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "result.json").write_text("precious")
+    result = run("raykd.distill", "--task", "rte", "--data-dir", str(glue_dir), "--teacher", str(tiny_teacher_dir),
+                 "--out", str(tmp_path / "out"), cwd=tmp_path)
+    assert result.returncode == 2 and "already exists and is not empty" in result.stderr
+    assert (tmp_path / "out" / "result.json").read_text() == "precious"
+
+
+def test_missing_teacher_folder(glue_dir, tmp_path):
+    result = run("raykd.distill", "--task", "rte", "--data-dir", str(glue_dir), "--teacher", str(tmp_path / "none"), cwd=tmp_path)
+    assert result.returncode == 2 and "has no config.json; fine-tune one with" in result.stderr

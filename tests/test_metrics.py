@@ -1,0 +1,19 @@
+"""Task metrics against hand-computed values."""
+
+import numpy as np
+import pytest
+
+from raykd.metrics import compute
+from raykd.tasks import get_task
+
+
+def test_accuracy_f1_matthews_and_correlations():
+    logits = np.array([[2.0, 1.0], [0.0, 3.0], [1.0, 0.0], [0.0, 1.0]])  # predicts 0, 1, 0, 1
+    gold = np.array([0, 1, 1, 1])
+    assert compute(get_task("rte"), logits, gold) == {"dev_accuracy": 0.75}
+    mrpc = compute(get_task("mrpc"), logits, gold)
+    assert mrpc["dev_f1"] == pytest.approx(0.8) and mrpc["dev_accuracy"] == 0.75
+    # Matthews: tp=2 tn=1 fp=0 fn=1 -> (2*1 - 0*1) / sqrt(2*3*1*2)
+    assert compute(get_task("cola"), logits, gold)["dev_matthews"] == pytest.approx(2 / np.sqrt(12))
+    scores = compute(get_task("stsb"), np.array([[1.0], [2.0], [3.0], [5.0]]), np.array([1.0, 2.0, 3.0, 4.0]))
+    assert scores["dev_spearman"] == pytest.approx(1.0) and 0.9 < scores["dev_pearson"] < 1.0

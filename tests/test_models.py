@@ -1,0 +1,88 @@
+"""Layer maps, students built from teachers, parameter counts, teacher checks."""
+
+import pytest
+import torch
+
+from raykd.errors import RaykdError
+from raykd.models import (build_student, check_heads, layer_map, layer_parameters, load_teacher,
+                          parameter_counts, student_depth)
+from raykd.tasks import get_task
+from conftest import tiny_bert
+
+
+@pytest.mark.parametrize("spec, t, n, expected", [
+    ("skip", 12, 6, (2, 4, 6, 8, 10, 12)), ("skip", 6, 3, (2, 4, 6)), ("last", 6, 3, (4, 5, 6)),
+    ("bottom", 6, 3, (1, 2, 3)), ("uniform", 6, 4, (2, 3, 4, 6)), ("1, 3,6", 6, 3, (1, 3, 6))])
+def test_layer_maps(spec, t, n, expected):
+    assert layer_map(spec, t, n) == expected
+
+
+@pytest.mark.parametrize("spec, t, n, message", [
+    ("2,4,6,6", 6, 3, "has 4 entries for a 3-layer student"),
+    ("2,4,7", 6, 3, r"teacher layer\(s\) \[7\] outside 1..6"),
+    ("skip", 6, 4, "use --layer-map uniform"),
+    ("sideways", 6, 3, "neither skip, last, bottom, uniform nor a list")])
+def test_layer_map_errors(spec, t, n, message):
+    with pytest.raises(RaykdError, match=message):
+        layer_map(spec, t, n)
+
+
+def test_default_student_is_half_the_teacher():
+    assert student_depth(12, 0) == 6 and student_depth(6, 0) == 3 and student_depth(6, 2) == 2
+
+
+def _same(a, b):
+    return all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters()))
+
+
+def test_mapped_init_copies_embeddings_and_matched_layers():
+    teacher = tiny_bert(layers=4)
+    student = build_student(teacher, 2, (2, 4), "mapped")
+    assert student.config.num_hidden_layers == 2 and student.config.attention_probs_dropout_prob == 0.0
+    assert student.config._attn_implementation == "eager"
+    assert _same(student.bert.embeddings, teacher.bert.embeddings)
+    assert _same(student.bert.encoder.layer[0], teacher.bert.encoder.layer[1])
+    assert _same(student.bert.encoder.layer[1], teacher.bert.encoder.layer[3])
+    assert _same(student.classifier, teacher.classifier)
+
+
+def test_bottom_and_random_init():
+    teacher = tiny_bert(layers=4)
+    bottom = build_student(teacher, 2, (2, 4), "bottom")
+    assert _same(bottom.bert.encoder.layer[1], teacher.bert.encoder.layer[1])
+    fresh = build_student(teacher, 2, (2, 4), "random")
+    assert _same(fresh.bert.embeddings, teacher.bert.embeddings)
+    assert not _same(fresh.bert.encoder.layer[0], teacher.bert.encoder.layer[1])
+
+
+def test_student_deeper_than_teacher_is_an_error():
+    with pytest.raises(RaykdError, match="a student of 5 layers is not possible from a 4-layer teacher"):
+        build_student(tiny_bert(layers=4), 5, (1, 2, 3, 4, 4), "mapped")
+
+
+def test_attention_distillation_needs_equal_heads():
+    with pytest.raises(RaykdError, match="equal head counts, teacher has 4 and student 2"):
+        check_heads(tiny_bert(heads=4), tiny_bert(heads=2), needs_attention=True)
+    check_heads(tiny_bert(heads=4), tiny_bert(heads=2), needs_attention=False)
+
+
+def test_parameter_counts_and_layer_groups():
+    teacher = tiny_bert(layers=4)
+    student = build_student(teacher, 2, (2, 4), "mapped")
+    counts, total = parameter_counts(student), sum(p.numel() for p in student.parameters())
+    embedding = sum(p.numel() for p in student.bert.embeddings.parameters())
+    assert counts == {"total": total, "non_embedding": total - embedding}
+    groups = layer_parameters(student)
+    assert len(groups) == 4 and sum(p.numel() for g in groups for p in g) == total
+
+
+def test_load_teacher_checks_folder_head_and_labels(tiny_teacher_dir, tmp_path):
+    teacher, tokenizer = load_teacher(tiny_teacher_dir, get_task("rte"))
+    assert not teacher.training and teacher.config._attn_implementation == "eager"
+    with pytest.raises(RaykdError, match="has 2 outputs but mnli needs 3"):
+        load_teacher(tiny_teacher_dir, get_task("mnli"))
+    with pytest.raises(RaykdError, match="has no config.json; fine-tune one"):
+        load_teacher(tmp_path, get_task("rte"))
+    tiny_bert().bert.save_pretrained(tmp_path / "base")
+    with pytest.raises(RaykdError, match="is not a classification model"):
+        load_teacher(tmp_path / "base", get_task("rte"))

@@ -1,0 +1,63 @@
+"""A real 3-trial search on a local Ray cluster: Optuna + ASHA, 2 Train workers per trial, a tiny
+teacher and real RTE rows; results files, the exported best student, export again, and resume."""
+
+import json
+
+import pandas as pd
+import pytest
+from transformers import AutoModelForSequenceClassification
+
+from raykd import export, search
+from test_distill_integration import dev_metric_of
+
+SPACE = '''
+def space(trial):
+    algorithm = trial.suggest_categorical("algorithm", ["kd", "sid"])
+    trial.suggest_float("temperature", 1.0, 4.0)
+    trial.suggest_float("learning_rate", 1e-4, 1e-3, log=True)
+'''
+
+
+@pytest.fixture(scope="module")
+def experiment(ray_cluster, tiny_teacher_dir, glue_dir, tmp_path_factory):
+    root = tmp_path_factory.mktemp("search")
+    (root / "space.py").write_text(SPACE)
+    argv = ["--task", "rte", "--space", str(root / "space.py"), "--data-dir", str(glue_dir),
+            "--teacher", str(tiny_teacher_dir), "--num-samples", "3", "--max-epochs", "2",
+            "--train-fraction", "0.04", "--max-seq-length", "64", "--workers-per-trial", "2",
+            "--out", str(root / "results"), "--name", "tiny", "--cache-dir", str(root / "cache")]
+    summary = search.main(argv)
+    return root, argv, summary
+
+
+def test_trials_table_and_summary(experiment):
+    root, _, summary = experiment
+    exp = root / "results" / "rte" / "tiny"
+    table = pd.read_csv(exp / "trials.csv")
+    assert len(table) == 3 and set(table["status"]) == {"TERMINATED"}
+    assert set(table["stop_reason"]) <= {"completed", "stopped by ASHA"}
+    assert {"algorithm", "temperature", "learning_rate", "dev_accuracy@1", "seconds"} <= set(table.columns)
+    assert summary["best_value"] == pytest.approx(table["best_score"].max())
+    assert "best dev_accuracy: **" in (exp / "summary.md").read_text()
+    assert (exp / "trials.png").stat().st_size > 1000 and (exp / "optuna.db").is_file()
+
+
+def test_best_student_loads_and_reproduces_its_metric(experiment, glue_dir):
+    root, _, summary = experiment
+    best = root / "results" / "rte" / "tiny" / "best"
+    model = AutoModelForSequenceClassification.from_pretrained(best)
+    assert model.config.num_hidden_layers == 2 and "raykd student for rte" in (best / "README.md").read_text()
+    assert dev_metric_of(best, glue_dir, 64, root / "cache") == pytest.approx(summary["best_value"])
+    again = export.main([str(root / "results" / "rte" / "tiny"), "--out", str(root / "exported")])
+    assert again["dev_accuracy"] == pytest.approx(summary["best_value"])
+
+
+def test_resume_does_not_rerun_finished_trials(experiment):
+    root, argv, summary = experiment
+    exp = root / "results" / "rte" / "tiny"
+    logs = sorted((exp / "ray" / "trials").glob("*.epochs.jsonl"))
+    before = {p.name: p.read_text() for p in logs}
+    resumed = search.main([*argv, "--resume"])
+    after = {p.name: p.read_text() for p in sorted((exp / "ray" / "trials").glob("*.epochs.jsonl"))}
+    assert after == before  # no trial trained again
+    assert resumed["best_value"] == summary["best_value"] and resumed["trials"] == 3
