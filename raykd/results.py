@@ -17,6 +17,7 @@ from ray.tune import ExperimentAnalysis
 
 from raykd.errors import RaykdError
 from raykd.tasks import Task, get_task
+from raykd.train import NOT_ELIGIBLE
 from raykd.trainer import export_checkpoint
 
 
@@ -66,16 +67,16 @@ def trials_table(exp_dir: Path, metric: str, max_epochs: int) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def best_checkpoint(exp_dir: Path, mode: str = "max") -> tuple[str, dict, str, dict]:
-    """(trial id, metrics, checkpoint folder, configuration) of the best classification epoch of any trial."""
-    best = None
+def best_checkpoint(exp_dir: Path, metric: str, mode: str = "max") -> tuple[str, dict, str, dict]:
+    """(trial id, metrics, checkpoint folder, configuration) of the best classification epoch of any
+    trial by the experiment's metric; internal-stage epochs are never chosen."""
+    best, sign = None, 1 if mode == "max" else -1
     for trial, frame in trial_rows(exp_dir):
         if frame.empty or "checkpoint_path" not in frame:
             continue
-        eligible = frame[frame["score"] > -1e5].dropna(subset=["checkpoint_path"])
+        eligible = frame[frame["score"] > NOT_ELIGIBLE].dropna(subset=["checkpoint_path", metric])
         for _, row in eligible.iterrows():
-            better = best is None or (row["score"] > best[1]["score"] if mode == "max" else row["score"] < best[1]["score"])
-            if better and Path(row["checkpoint_path"]).is_dir():
+            if (best is None or sign * row[metric] > sign * best[1][metric]) and Path(row["checkpoint_path"]).is_dir():
                 best = (trial.trial_id, row.to_dict(), row["checkpoint_path"], dict(trial.config))
     if best is None:
         raise RuntimeError(f"no trial of {exp_dir} saved a classification checkpoint yet")
@@ -95,7 +96,7 @@ def model_card(task: Task, metric: str, value: float, teacher_dir: str, config: 
 
 def export_best(exp_dir: Path, out: Path, task: Task, metric: str, teacher_dir: str, sizes: dict, mode: str = "max") -> dict:
     """Copy the best student to `out` (replaced as a whole, via a temporary folder) with a model card."""
-    trial_id, _, checkpoint, config = best_checkpoint(exp_dir, mode)
+    trial_id, _, checkpoint, config = best_checkpoint(exp_dir, metric, mode)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
     metrics = export_checkpoint(Path(checkpoint), tmp)

@@ -37,7 +37,7 @@ def test_trials_table_and_summary(experiment):
     assert len(table) == 3 and set(table["status"]) == {"TERMINATED"}
     assert set(table["stop_reason"]) <= {"completed", "stopped by ASHA"}
     assert {"algorithm", "temperature", "learning_rate", "dev_accuracy@1", "seconds"} <= set(table.columns)
-    assert summary["best_value"] == pytest.approx(table["best_score"].max())
+    assert summary["best_value"] == pytest.approx(table["best_score"].max())  # metric = the main score here
     assert "best dev_accuracy: **" in (exp / "summary.md").read_text()
     assert (exp / "trials.png").stat().st_size > 1000 and (exp / "optuna.db").is_file()
 
@@ -61,3 +61,29 @@ def test_resume_does_not_rerun_finished_trials(experiment):
     after = {p.name: p.read_text() for p in sorted((exp / "ray" / "trials").glob("*.epochs.jsonl"))}
     assert after == before  # no trial trained again
     assert resumed["best_value"] == summary["best_value"] and resumed["trials"] == 3
+
+
+ASHA_SPACE = '''
+metric, mode = "train_loss", "min"
+fixed = {"algorithm": "finetune"}  # gold-label loss: it differs between learning rates
+space = {"learning_rate": tune.loguniform(1e-6, 1e-3)}
+points_to_evaluate = [{"learning_rate": 5e-4}, {"learning_rate": 1e-3}, {"learning_rate": 1e-6}]
+from ray import tune
+'''
+
+
+def test_a_trial_stopped_by_asha_releases_its_workers(ray_cluster, tiny_teacher_dir, glue_dir, tmp_path):
+    """Trials run one at a time (2 workers on 2 CPUs): a trial after one that ASHA stopped can only
+    start if the stopped trial's Train workers were released."""
+    (tmp_path / "space.py").write_text("from ray import tune\n" + ASHA_SPACE)
+    summary = search.main(["--task", "rte", "--space", str(tmp_path / "space.py"), "--data-dir", str(glue_dir),
+                           "--teacher", str(tiny_teacher_dir), "--num-samples", "4", "--max-epochs", "3",
+                           "--train-fraction", "0.04", "--max-seq-length", "64", "--workers-per-trial", "2",
+                           "--out", str(tmp_path / "results"), "--name", "asha", "--cache-dir", str(tmp_path / "cache")])
+    table = pd.read_csv(tmp_path / "results" / "rte" / "asha" / "trials.csv")  # in creation order
+    reasons = table["stop_reason"].tolist()
+    stopped = [i for i, reason in enumerate(reasons) if reason == "stopped by ASHA"]
+    assert stopped and stopped[0] < len(reasons) - 1, reasons  # a trial ran after a stopped one
+    assert len(table) == 4 and set(table["status"]) == {"TERMINATED"}
+    assert table["cls_epochs_run"].tolist()[stopped[0]] < 3 and "completed" in reasons
+    assert summary["stopped_by_asha"] == len(stopped)
