@@ -31,6 +31,8 @@ def add_ray_arguments(parser: argparse.ArgumentParser, workers_flag: str = "--wo
     g.add_argument("--cpus-per-worker", type=float, default=1.0, help="CPUs per worker, also its torch threads (default: 1)")
     g.add_argument("--gpus-per-worker", type=float, default=0.0, help="GPUs per worker; 0 trains on CPU with gloo (default: 0)")
     g.add_argument("--address", help="address of a running Ray cluster; without it a local cluster starts")
+    g.add_argument("--max-failures", type=int, default=1,
+                   help="worker failures a run survives, restarting from its last checkpoint (default: 1)")
 
 
 def data_source(args) -> DataSource:

@@ -101,7 +101,8 @@ def main(argv=None):
           f"({prep.teacher_info['teacher_params_non_embedding']:,} non-embedding); student: {sizes['student_layers']} "
           f"layers {sizes['layer_map']}, {sizes['student_params_total']:,} ({sizes['student_params_non_embedding']:,} non-embedding)")
     fields = teacher_fields(schedule(cfg, sizes["student_layers"]))
-    result = fit(make_job(prep, cfg, fields), cli.scaling(args), out / "ray", "distill")
+    result = fit(make_job(prep, cfg, fields), cli.scaling(args), out / "ray", "distill",
+                 max_failures=args.max_failures)
     if result.error:
         raise RaykdError(f"distillation failed: {result.error}; see the Ray logs under {out / 'ray'}")
     best = export_best(result, out / "student")

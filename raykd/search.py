@@ -77,7 +77,6 @@ def parse_args(argv=None):
     p.add_argument("--grace-period", type=int, default=1, help="classification epochs before ASHA may stop a trial (default: 1)")
     p.add_argument("--reduction-factor", type=float, default=2, help="ASHA's reduction factor (default: 2)")
     p.add_argument("--max-concurrent-trials", type=int, default=0, help="trials at once; 0 = as many as the cluster's CPUs hold (default: 0)")
-    p.add_argument("--max-failures", type=int, default=1, help="worker failures a trial recovers from, from its last checkpoint (default: 1)")
     p.add_argument("--name", help="experiment name (default: the space file's name and the time)")
     p.add_argument("--out", type=Path, default=Path("results"), help="results root; the experiment goes to <out>/<task>/<name> (default: results)")
     p.add_argument("--seed", type=int, default=0, help="seed of Optuna's TPE sampler (default: 0)")

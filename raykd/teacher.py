@@ -97,7 +97,8 @@ def main(argv=None):
     tokenizer.save_pretrained(out / "ray" / "tokenizer")
     job = {"hparams": cfg.to_dict(), "task": task.name, "model": {"kind": "base", "base": base},
            "data": ray.put(data), "teacher_outputs": None, "tokenizer_dir": str(out / "ray" / "tokenizer")}
-    result = fit(job, cli.scaling(args), out / "ray", f"teacher-{task.name}")
+    result = fit(job, cli.scaling(args), out / "ray", f"teacher-{task.name}",
+                 max_failures=args.max_failures)
     if result.error:
         raise RaykdError(f"teacher fine-tuning failed: {result.error}; see the Ray logs under {out / 'ray'}")
     best = export_best(result, out)

@@ -175,8 +175,8 @@ def train_loop_per_worker(job: dict):
         result = {"epoch": epoch + 1, "cls_epoch": cls_epochs, "stage": stage.name, "train_loss": loss,
                   **evaluate(bare, task, data["dev"], dev_collate, rank, world)}
         result["score"] = result[f"dev_{task.main_metric}"] if stage.classification else NOT_ELIGIBLE
-        if not math.isfinite(loss):
-            result["stop_reason"] = "non-finite loss"
+        if not math.isfinite(loss):  # the weights are no longer usable: never export them
+            result.update(score=NOT_ELIGIBLE, stop_reason="non-finite loss")
         _report(result, bare, tokenizer, rank, {"epoch": epoch, "optimizer": optimizer.state_dict(),
                                                 "scheduler": scheduler.state_dict()})
         if not math.isfinite(loss):

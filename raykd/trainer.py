@@ -11,7 +11,8 @@ from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 from ray.train.v2.api.callback import UserCallback
 
-from raykd.train import TRAIN_STATE, train_loop_per_worker
+from raykd.errors import RaykdError
+from raykd.train import NOT_ELIGIBLE, TRAIN_STATE, train_loop_per_worker
 
 
 @dataclass(frozen=True)
@@ -85,8 +86,14 @@ def export_checkpoint(checkpoint_dir: Path, out: Path) -> dict:
 
 
 def export_best(result, out: Path) -> dict:
+    """Export the best checkpoint by score; a run with no usable epoch is an error."""
     checkpoint = result.get_best_checkpoint(metric="score", mode="max")
     if checkpoint is None:
-        raise RuntimeError(f"the run reported no checkpoint: {result.error}")
+        raise RaykdError(f"the run reported no checkpoint ({result.error}); see the Ray logs under {out.parent}")
     with checkpoint.as_directory() as folder:
+        metrics = json.loads((Path(folder) / "metrics.json").read_text())
+        if metrics["score"] <= NOT_ELIGIBLE:
+            reason = metrics.get("stop_reason", "it ended before its classification stage")
+            raise RaykdError(f"the run produced no usable model: {reason} at epoch {metrics['epoch']}; "
+                             "lower the learning rate, or raise the temperature or the epochs")
         return export_checkpoint(Path(folder), out)

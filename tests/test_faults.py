@@ -1,0 +1,90 @@
+"""Faults on a real local Ray cluster: a Train worker killed mid-run, a trial whose loss turns
+non-finite, and a search repeated with the same seed."""
+
+import json
+import os
+import signal
+import threading
+import time
+
+import pandas as pd
+import pytest
+from ray.util.state import list_actors
+
+from raykd import distill, search
+
+COMMON = ["--task", "rte", "--train-fraction", "0.04", "--max-seq-length", "64"]
+
+
+def kill_a_train_worker_after_first_epoch(epoch_log, killed: list):
+    """Waits for the first reported epoch, then SIGKILLs one live Ray Train worker process."""
+    deadline = time.time() + 240
+    while time.time() < deadline and not killed:
+        if epoch_log.is_file() and epoch_log.read_text().count("\n") >= 1:
+            workers = list_actors(filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")])
+            if workers:
+                os.kill(workers[-1]["pid"], signal.SIGKILL)
+                killed.append(workers[-1]["pid"])
+                return
+        time.sleep(0.2)
+
+
+def test_killed_worker_resumes_from_last_checkpoint(ray_cluster, tiny_teacher_dir, glue_dir, tmp_path):
+    out = tmp_path / "run"
+    killed = []
+    killer = threading.Thread(target=kill_a_train_worker_after_first_epoch,
+                              args=(out / "ray" / "distill.epochs.jsonl", killed), daemon=True)
+    killer.start()
+    record = distill.main([*COMMON, "--data-dir", str(glue_dir), "--teacher", str(tiny_teacher_dir),
+                           "--algorithm", "kd", "--epochs", "3", "--workers", "2", "--max-failures", "1",
+                           "--out", str(out), "--cache-dir", str(tmp_path / "cache")])
+    killer.join()
+    assert killed, "no Train worker was found to kill"
+    reported = [json.loads(line)["epoch"] for line in (out / "ray" / "distill.epochs.jsonl").read_text().splitlines()]
+    # The run finished every epoch; epoch 1 was not trained again: the restart began at its checkpoint.
+    assert [h["epoch"] for h in record["history"]] == [1, 2, 3]
+    assert reported.count(1) == 1 and reported[-1] == 3
+
+
+SPACE = '''
+from ray import tune
+fixed = {"algorithm": "kd"}
+space = {"temperature": tune.uniform(1.0, 4.0)}
+# float32 overflows at logits / 1e-45: the first trial's loss is NaN from its first step
+points_to_evaluate = [{"temperature": 1e-45}, {"temperature": 2.0}]
+'''
+
+
+def run_search(root, glue_dir, teacher, name, space=SPACE, samples="2"):
+    (root / "space.py").write_text(space)
+    return search.main([*COMMON, "--space", str(root / "space.py"), "--data-dir", str(glue_dir), "--teacher", str(teacher),
+                        "--num-samples", samples, "--max-epochs", "2", "--workers-per-trial", "2",
+                        "--out", str(root / "results"), "--name", name, "--cache-dir", str(root / "cache")])
+
+
+def test_non_finite_trial_is_stopped_and_the_search_goes_on(ray_cluster, tiny_teacher_dir, glue_dir, tmp_path):
+    summary = run_search(tmp_path, glue_dir, tiny_teacher_dir, "nan")
+    table = pd.read_csv(tmp_path / "results" / "rte" / "nan" / "trials.csv")
+    assert table["stop_reason"].tolist() == ["non-finite loss", "completed"]
+    assert table["epochs_run"].tolist() == [1, 2]
+    assert summary["best_trial"] == table["trial"][1]
+
+
+DETERMINISM_SPACE = '''
+def space(trial):
+    trial.suggest_categorical("algorithm", ["kd", "sid"])
+    trial.suggest_float("temperature", 1.0, 4.0)
+    trial.suggest_float("learning_rate", 1e-4, 1e-3, log=True)
+'''
+
+
+def test_same_seed_same_trials_and_best(ray_cluster, tiny_teacher_dir, glue_dir, tmp_path):
+    first = run_search(tmp_path, glue_dir, tiny_teacher_dir, "a", DETERMINISM_SPACE, "3")
+    second = run_search(tmp_path, glue_dir, tiny_teacher_dir, "b", DETERMINISM_SPACE, "3")
+    tables = [pd.read_csv(tmp_path / "results" / "rte" / n / "trials.csv").drop(columns=["trial", "seconds"])
+              for n in ("a", "b")]
+    pd.testing.assert_frame_equal(tables[0], tables[1])
+    logs = [sorted(p.read_text().count("train_loss") for p in (tmp_path / "results" / "rte" / n / "ray" / "trials").glob("*.jsonl"))
+            for n in ("a", "b")]
+    assert logs[0] == logs[1]
+    assert first["best_value"] == second["best_value"]
