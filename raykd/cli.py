@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import os
+import tempfile
 from pathlib import Path
 
 from raykd.data import DEFAULT_CACHE, DataSource
@@ -53,8 +53,11 @@ def check_output_dir(path: Path) -> Path:
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
         raise RaykdError(f"output folder {path} already exists and is not empty; choose another --out")
     parent = next(p for p in [path, *path.parents] if p.exists())
-    if not os.access(parent, os.W_OK):
-        raise RaykdError(f"cannot write to {parent}; choose a writable --out")
+    try:  # try it: permission bits say nothing for root or read-only file systems
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except OSError as err:
+        raise RaykdError(f"cannot write to {parent} ({err.strerror}); choose a writable --out") from None
     return path
 
 

@@ -41,3 +41,34 @@ def test_existing_results_are_never_overwritten(tiny_teacher_dir, glue_dir, tmp_
 def test_missing_teacher_folder(glue_dir, tmp_path):
     result = run("raykd.distill", "--task", "rte", "--data-dir", str(glue_dir), "--teacher", str(tmp_path / "none"), cwd=tmp_path)
     assert result.returncode == 2 and "has no config.json; fine-tune one with" in result.stderr
+
+
+def test_tokenizer_larger_than_the_teacher_vocabulary(tiny_teacher_dir, glue_dir, tmp_path):
+    import shutil
+
+    from transformers import AutoTokenizer
+    teacher = tmp_path / "teacher"
+    shutil.copytree(tiny_teacher_dir, teacher)
+    tokenizer = AutoTokenizer.from_pretrained(teacher)
+    tokenizer.add_tokens([f"newtoken{i}" for i in range(5)])
+    tokenizer.save_pretrained(teacher)
+    result = run("raykd.distill", "--task", "rte", "--data-dir", str(glue_dir), "--teacher", str(teacher), cwd=tmp_path)
+    assert result.returncode == 2 and "tokenizer of" in result.stderr and "30527 tokens but the model only 30522" in result.stderr
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--resume", "--name", "never-ran"], "no experiment to resume at"),
+    (["--out", "/proc/raykd-results"], "cannot write to /proc"),
+    (["--address", "127.0.0.1:9"], "no Ray cluster answers at 127.0.0.1:9"),
+    (["--num-samples", "0"], "--num-samples and --max-epochs must be >= 1"),
+])
+def test_search_rejects_bad_input(tiny_teacher_dir, glue_dir, tmp_path, extra, message):
+    space = tmp_path / "space.py"
+    space.write_text("from ray import tune\nspace = {'temperature': tune.uniform(1, 2)}\n")
+    base = ["--task", "rte", "--space", str(space), "--data-dir", str(glue_dir), "--teacher", str(tiny_teacher_dir),
+            "--out", str(tmp_path / "results")]
+    result = run("raykd.search", *base, *extra, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr[-2000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and message in last
+    assert not (tmp_path / "results").exists() or "--out" in extra

@@ -88,3 +88,32 @@ def test_same_seed_same_trials_and_best(ray_cluster, tiny_teacher_dir, glue_dir,
             for n in ("a", "b")]
     assert logs[0] == logs[1]
     assert first["best_value"] == second["best_value"]
+
+
+def test_search_killed_then_resumed_without_rerunning_finished_trials(tiny_teacher_dir, glue_dir, tmp_path):
+    """SIGKILL the whole search process group once its first trial has finished, then --resume."""
+    import subprocess
+    import sys
+
+    (tmp_path / "space.py").write_text(DETERMINISM_SPACE)
+    args = [sys.executable, "-m", "raykd.search", *COMMON, "--space", str(tmp_path / "space.py"), "--data-dir", str(glue_dir),
+            "--teacher", str(tiny_teacher_dir), "--num-samples", "3", "--max-epochs", "2", "--workers-per-trial", "2",
+            "--out", str(tmp_path / "results"), "--name", "killed", "--cache-dir", str(tmp_path / "cache")]
+    trials = tmp_path / "results" / "rte" / "killed" / "ray" / "trials"
+    with open(tmp_path / "first.log", "w") as log:
+        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path, start_new_session=True)
+        deadline = time.time() + 300
+        while time.time() < deadline and len(list(trials.glob("*.epochs.jsonl"))) < 2 and proc.poll() is None:
+            time.sleep(0.5)
+        time.sleep(3)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    logs = sorted(trials.glob("*.epochs.jsonl"), key=lambda p: p.stat().st_mtime)
+    assert len(logs) >= 2 and not (tmp_path / "results" / "rte" / "killed" / "trials.csv").exists()
+    finished = {p.name: p.read_text() for p in logs[:-1]}  # every trial but the one in flight
+    resumed = subprocess.run([*args, "--resume"], capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    table = pd.read_csv(tmp_path / "results" / "rte" / "killed" / "trials.csv")
+    assert len(table) == 3 and set(table["status"]) == {"TERMINATED"}
+    assert {p: (trials / p).read_text() for p in finished} == finished  # finished trials were not run again
+    assert (tmp_path / "results" / "rte" / "killed" / "best" / "model.safetensors").is_file()
