@@ -136,31 +136,42 @@ def experiment_info(exp_dir: Path) -> dict:
     return info
 
 
+def _best_line(best: dict | None, metric: str, teacher_value) -> str:
+    teacher = "unknown" if teacher_value is None else f"{teacher_value:.4f}"
+    if best is None:
+        return f"- no trial has finished a classification epoch yet (continue with --resume); teacher: {teacher}"
+    return f"- best {metric}: **{best[metric]:.4f}** (trial {best['trial']}, epoch {best['epoch']}); teacher: {teacher}"
+
+
 def write(exp_dir: Path, seconds: float) -> dict:
+    """trials.csv, best/, trials.png, summary.md and summary.json of an experiment, finished or not."""
     info = experiment_info(exp_dir)
     task, metric, mode, max_epochs = info["task"], info["metric"], info["mode"], info["max_epochs"]
-    teacher_dir, teacher_info, sizes, command = info["teacher_dir"], info["teacher_info"], info["sizes"], info["command"]
+    teacher_info, sizes = info["teacher_info"], info["sizes"]
     table = trials_table(exp_dir, metric, max_epochs)
     atomic_write(exp_dir / "trials.csv", table.to_csv(index=False))
-    best = export_best(exp_dir, exp_dir / "best", task, metric, teacher_dir, sizes, mode)
+    try:
+        best = export_best(exp_dir, exp_dir / "best", task, metric, info["teacher_dir"], sizes, mode)
+    except RuntimeError:  # interrupted before any classification epoch
+        best = None
     plot(trial_rows(exp_dir), metric, exp_dir / "trials.png")
-    teacher_json = Path(teacher_dir) / "teacher.json"
+    teacher_json = Path(info["teacher_dir"]) / "teacher.json"
     teacher_value = json.loads(teacher_json.read_text()).get(metric) if teacher_json.is_file() else None
-    per_algorithm = table.groupby("algorithm")["best_score"].max() if "algorithm" in table else pd.Series(dtype=float)
-    summary = {"best_trial": best["trial"], "best_value": best[metric], "best_epoch": best["epoch"],
-               "teacher_value": teacher_value, "trials": len(table), "seconds": round(seconds, 1),
-               "stopped_by_asha": int((table["stop_reason"] == "stopped by ASHA").sum())}
-    lines = [f"# {task.name}: {exp_dir.name}", "", f"Command: `{command}`", "",
-             f"- best {metric}: **{best[metric]:.4f}** (trial {best['trial']}, epoch {best['epoch']}); "
-             f"teacher: {teacher_value if teacher_value is None else f'{teacher_value:.4f}'}",
-             f"- trials: {len(table)}, stopped by ASHA: {summary['stopped_by_asha']}, wall time: {seconds / 60:.1f} min",
+    per_algorithm = table.groupby("algorithm")["best_score"].max() if "best_score" in table and "algorithm" in table else {}
+    summary = {"best_trial": best and best["trial"], "best_value": best and best[metric],
+               "best_epoch": best and best["epoch"], "teacher_value": teacher_value, "trials": len(table),
+               "seconds": round(seconds, 1), "stopped_by_asha": int((table["stop_reason"] == "stopped by ASHA").sum())}
+    main = f"dev_{task.main_metric}"
+    lines = [f"# {task.name}: {exp_dir.name}", "", f"Command: `{info['command']}`", "",
+             _best_line(best, metric, teacher_value),
+             f"- trials: {len(table)}, stopped by ASHA: {summary['stopped_by_asha']}, wall time of this command: {seconds / 60:.1f} min",
              f"- teacher: {teacher_info['layers']} layers, {teacher_info['teacher_params_total']:,} parameters "
              f"({teacher_info['teacher_params_non_embedding']:,} non-embedding); student: {sizes['student_layers']} layers, "
              f"{sizes['student_params_total']:,} ({sizes['student_params_non_embedding']:,} non-embedding)", "",
              "Best per algorithm (the soft-label baseline is `kd`, plain fine-tuning `finetune`):", "",
-             f"| algorithm | best {metric} |", "|---|---|",
-             *[f"| {a} | {v:.4f} |" for a, v in per_algorithm.items()], "",
-             "Best configuration:", "", "```json", json.dumps(best, indent=2, default=str), "```", "",
+             f"| algorithm | best {main} |", "|---|---|",
+             *[f"| {a} | {v:.4f} |" for a, v in dict(per_algorithm).items()], "",
+             "Best trial:", "", "```json", json.dumps(best, indent=2, default=str), "```", "",
              "Files: `trials.csv` (every trial, metric per epoch, stop reason), `trials.png`, `best/` (the student), "
              "`optuna.db` (optuna-dashboard sqlite:///optuna.db)."]
     atomic_write(exp_dir / "summary.md", "\n".join(lines) + "\n")

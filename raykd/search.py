@@ -159,7 +159,10 @@ def main(argv=None):
     started = time.perf_counter()
     build_tuner(args, space, experiment, exp_dir, metric, mode).fit()
     summary = results.write(exp_dir, time.perf_counter() - started)
-    print(f"best {metric} {summary['best_value']:.4f} (trial {summary['best_trial']}); results in {exp_dir}")
+    if summary["best_value"] is None:
+        print(f"interrupted before any classification epoch; results so far in {exp_dir}; continue with --resume --name {exp_dir.name}")
+    else:
+        print(f"best {metric} {summary['best_value']:.4f} (trial {summary['best_trial']}); results in {exp_dir}")
     return summary
 
 
