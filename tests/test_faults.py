@@ -1,5 +1,5 @@
 """Faults on a real local Ray cluster: a Train worker killed mid-run, a trial whose loss turns
-non-finite, and a search repeated with the same seed."""
+non-finite, the search process killed and resumed."""
 
 import json
 import os
@@ -78,18 +78,6 @@ def space(trial):
 '''
 
 
-def test_same_seed_same_trials_and_best(ray_cluster, tiny_teacher_dir, glue_dir, tmp_path):
-    first = run_search(tmp_path, glue_dir, tiny_teacher_dir, "a", DETERMINISM_SPACE, "3")
-    second = run_search(tmp_path, glue_dir, tiny_teacher_dir, "b", DETERMINISM_SPACE, "3")
-    tables = [pd.read_csv(tmp_path / "results" / "rte" / n / "trials.csv").drop(columns=["trial", "seconds"])
-              for n in ("a", "b")]
-    pd.testing.assert_frame_equal(tables[0], tables[1])
-    logs = [sorted(p.read_text().count("train_loss") for p in (tmp_path / "results" / "rte" / n / "ray" / "trials").glob("*.jsonl"))
-            for n in ("a", "b")]
-    assert logs[0] == logs[1]
-    assert first["best_value"] == second["best_value"]
-
-
 def test_search_killed_then_resumed_without_rerunning_finished_trials(tiny_teacher_dir, glue_dir, tmp_path):
     """SIGKILL the whole search process group once its first trial has finished, then --resume."""
     import subprocess
@@ -97,7 +85,7 @@ def test_search_killed_then_resumed_without_rerunning_finished_trials(tiny_teach
 
     (tmp_path / "space.py").write_text(DETERMINISM_SPACE)
     args = [sys.executable, "-m", "raykd.search", *COMMON, "--space", str(tmp_path / "space.py"), "--data-dir", str(glue_dir),
-            "--teacher", str(tiny_teacher_dir), "--num-samples", "3", "--max-epochs", "2", "--workers-per-trial", "2",
+            "--teacher", str(tiny_teacher_dir), "--num-samples", "2", "--max-epochs", "2", "--workers-per-trial", "2",
             "--out", str(tmp_path / "results"), "--name", "killed", "--cache-dir", str(tmp_path / "cache")]
     trials = tmp_path / "results" / "rte" / "killed" / "ray" / "trials"
     with open(tmp_path / "first.log", "w") as log:
@@ -110,10 +98,10 @@ def test_search_killed_then_resumed_without_rerunning_finished_trials(tiny_teach
         proc.wait()
     logs = sorted(trials.glob("*.epochs.jsonl"), key=lambda p: p.stat().st_mtime)
     assert len(logs) >= 2 and not (tmp_path / "results" / "rte" / "killed" / "trials.csv").exists()
-    finished = {p.name: p.read_text() for p in logs[:-1]}  # every trial but the one in flight
+    finished = {p.name: p.read_text() for p in logs[:-1]}  # the first trial, finished before the kill
     resumed = subprocess.run([*args, "--resume"], capture_output=True, text=True, cwd=tmp_path, timeout=600)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     table = pd.read_csv(tmp_path / "results" / "rte" / "killed" / "trials.csv")
-    assert len(table) == 3 and set(table["status"]) == {"TERMINATED"}
+    assert len(table) == 2 and set(table["status"]) == {"TERMINATED"}
     assert {p: (trials / p).read_text() for p in finished} == finished  # finished trials were not run again
     assert (tmp_path / "results" / "rte" / "killed" / "best" / "model.safetensors").is_file()

@@ -52,6 +52,23 @@ def test_best_student_loads_and_reproduces_its_metric(experiment, glue_dir):
     assert again["dev_accuracy"] == pytest.approx(summary["best_value"])
 
 
+def test_same_command_and_seed_give_the_same_trials(experiment):
+    """Determinism on CPU: the same search again (another name) proposes and scores the same trials."""
+    root, argv, summary = experiment
+    again = search.main([*argv[:-4], "--name", "tiny-again", *argv[-2:]])
+    tables = [pd.read_csv(root / "results" / "rte" / n / "trials.csv").drop(columns=["trial", "seconds"])
+              for n in ("tiny", "tiny-again")]
+    pd.testing.assert_frame_equal(tables[0], tables[1])
+    losses = []
+    for name in ("tiny", "tiny-again"):
+        exp = root / "results" / "rte" / name
+        ids = pd.read_csv(exp / "trials.csv")["trial"]
+        losses.append([[json.loads(line)["train_loss"] for line in (exp / "ray" / "trials" / f"trial-{t}.epochs.jsonl").read_text().splitlines()]
+                       for t in ids])
+    assert losses[0] == losses[1] and all(losses[0])
+    assert again["best_value"] == summary["best_value"]
+
+
 def test_resume_does_not_rerun_finished_trials(experiment):
     root, argv, summary = experiment
     exp = root / "results" / "rte" / "tiny"
