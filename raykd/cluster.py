@@ -20,10 +20,16 @@ def _reachable(address: str, timeout_s: float) -> bool:
         return False
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _free_port(preferred: int = 8265) -> int:
+    """Ray's usual dashboard port when it is free, else any free port."""
+    for port in (preferred, 0):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return s.getsockname()[1]
+    raise RaykdError("no free port for the Ray dashboard; free one or pass --address")
 
 
 def connect(address: str | None = None, timeout_s: float = 10.0) -> str | None:
