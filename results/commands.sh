@@ -19,8 +19,8 @@ if [[ $step == all || $step == search-rte ]]; then
     --num-samples 12 --max-epochs 2 --train-fraction 0.5 --seed 0 --name internal-12
 fi
 if [[ $step == all || $step == teachers ]]; then
-  ./run teacher --task mrpc --data-dir $GLUE --epochs 3 --learning-rate 1e-4
-  ./run teacher --task stsb --data-dir $GLUE --epochs 3 --learning-rate 1e-4
-  ./run teacher --task cola --data-dir $GLUE --epochs 3 --learning-rate 1e-4
-  ./run teacher --task sst2 --data-dir $GLUE --epochs 2 --learning-rate 1e-4 --train-fraction 0.1
+  ./run teacher --task mrpc --data-dir $GLUE --epochs 2 --learning-rate 1e-4
+  ./run teacher --task stsb --data-dir $GLUE --epochs 2 --learning-rate 1e-4
+  ./run teacher --task cola --data-dir $GLUE --epochs 2 --learning-rate 1e-4
+  ./run teacher --task sst2 --data-dir $GLUE --epochs 1 --learning-rate 1e-4 --train-fraction 0.1
 fi
