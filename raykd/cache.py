@@ -11,6 +11,8 @@ order and batching do not matter. They are stored per example at the example's t
 
 `TeacherOutputs.batch` gathers a batch's rows for the teacher layers a layer map needs and pads them
 to the batch's length, so the losses see exactly what a live teacher forward pass would give.
+`LiveTeacher.batch` gives the same by running the teacher at every batch, as other toolkits do: the
+benchmark's baseline, and the reference the cache is tested against.
 """
 
 from __future__ import annotations
@@ -23,25 +25,37 @@ FIELDS = ("logits", "cls", "attentions", "hidden_states")
 
 @torch.no_grad()
 def compute_outputs(teacher, input_ids: list[list[int]], token_type_ids: list[list[int]] | None,
-                    fields: set[str], batch_size: int = 64, pad_id: int = 0) -> dict[str, np.ndarray]:
+                    fields: set[str], batch_size: int = 64, pad_id: int = 0,
+                    allocate=None, progress=None) -> dict[str, np.ndarray]:
+    """The arrays above for `fields`. `allocate(name, shape, dtype)` makes each array (default: in
+    RAM; raykd.disk_cache passes memory-mapped files); `progress` is a tqdm-like class."""
     unknown = set(fields) - set(FIELDS)
     if unknown:
         raise ValueError(f"unknown teacher output(s) {sorted(unknown)}")
+    allocate = allocate or (lambda name, shape, dtype: np.zeros(shape, dtype))
+
+    def array(name, shape, dtype, values=None):
+        out[name] = allocate(name, shape, dtype)
+        if values is not None:
+            out[name][:] = values
+
     lengths = np.array([len(x) for x in input_ids], dtype=np.int64)
     n, cfg = len(lengths), teacher.config
     layers, heads, width = cfg.num_hidden_layers, cfg.num_attention_heads, cfg.hidden_size
-    out = {"lengths": lengths}
+    out = {}
+    array("lengths", (n,), np.int64, lengths)
     if "logits" in fields:
-        out["logits"] = np.zeros((n, cfg.num_labels), np.float32)
+        array("logits", (n, cfg.num_labels), np.float32)
     if "cls" in fields:
-        out["cls"] = np.zeros((n, layers + 1, width), np.float16)
+        array("cls", (n, layers + 1, width), np.float16)
     if "attentions" in fields:
         sizes = layers * heads * lengths ** 2
-        out["att_offsets"] = np.concatenate([[0], np.cumsum(sizes)])
-        out["attentions"] = np.zeros(int(sizes.sum()), np.float16)
+        array("att_offsets", (n + 1,), np.int64, np.concatenate([[0], np.cumsum(sizes)]))
+        array("attentions", (int(sizes.sum()),), np.float16)
     if "hidden_states" in fields:
-        out["tok_offsets"] = np.concatenate([[0], np.cumsum(lengths)])
-        out["hidden_states"] = np.zeros((int(lengths.sum()), layers + 1, width), np.float16)
+        array("tok_offsets", (n + 1,), np.int64, np.concatenate([[0], np.cumsum(lengths)]))
+        array("hidden_states", (int(lengths.sum()), layers + 1, width), np.float16)
+    bar = progress(total=n, desc="teacher outputs", unit="example") if progress else None
     want_hidden = bool({"cls", "hidden_states"} & fields)
     order = np.argsort(lengths, kind="stable")  # similar lengths together: little padding to compute
     for start in range(0, n, batch_size):
@@ -63,6 +77,10 @@ def compute_outputs(teacher, input_ids: list[list[int]], token_type_ids: list[li
             if "hidden_states" in fields:
                 states = torch.stack([h[b, :m] for h in result.hidden_states], dim=1)
                 out["hidden_states"][out["tok_offsets"][i]:out["tok_offsets"][i + 1]] = states.numpy()
+        if bar is not None:
+            bar.update(len(idx))
+    if bar is not None:
+        bar.close()
     return out
 
 
@@ -109,5 +127,31 @@ class TeacherOutputs:
         return out
 
 
-def nbytes(arrays: dict[str, np.ndarray]) -> int:
-    return sum(a.nbytes for a in arrays.values())
+class LiveTeacher:
+    """The view of `TeacherOutputs`, computed by a teacher forward pass for every batch."""
+
+    def __init__(self, teacher, columns: dict[str, list], fields: set[str], pad_id: int = 0):
+        self.teacher, self.columns, self.fields, self.pad_id = teacher.eval(), columns, set(fields), pad_id
+
+    @torch.no_grad()
+    def batch(self, indices, teacher_layers: tuple[int, ...], length: int) -> dict[str, torch.Tensor]:
+        lengths = np.array([len(self.columns["input_ids"][i]) for i in indices])
+        ids = _pad([self.columns["input_ids"][i] for i in indices], self.pad_id)
+        types = _pad([self.columns["token_type_ids"][i] for i in indices], 0) if "token_type_ids" in self.columns else None
+        real = _real(np.arange(len(indices)), lengths, ids)
+        result = self.teacher(input_ids=ids, attention_mask=real.long(), token_type_ids=types,
+                              output_attentions="attentions" in self.fields,
+                              output_hidden_states=bool({"cls", "hidden_states"} & self.fields))
+        real = real.float()
+        out = {}
+        if "logits" in self.fields:
+            out["logits"] = result.logits.float()
+        if "cls" in self.fields:
+            out["cls"] = torch.stack([result.hidden_states[s][:, 0] for s in teacher_layers], 1)
+        if "attentions" in self.fields:  # padded rows and columns are zero in the cache too
+            mask = (real[:, :, None] * real[:, None, :])[:, None, None]
+            out["attentions"] = torch.stack([result.attentions[s - 1] for s in teacher_layers], 1) * mask
+        if "hidden_states" in self.fields:
+            out["hidden_states"] = torch.stack([result.hidden_states[s] for s in teacher_layers], 1) * real[:, None, :, None]
+        assert ids.shape[1] == length, "the collator and the teacher pad to the same length"
+        return out

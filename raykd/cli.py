@@ -22,7 +22,7 @@ def add_data_arguments(parser: argparse.ArgumentParser):
     g.add_argument("--max-seq-length", type=int, default=128, help="tokens per example after truncation (default: 128)")
     g.add_argument("--train-fraction", type=float, default=1.0, help="seeded share of the train set to use, for low-data runs (default: 1)")
     g.add_argument("--data-seed", type=int, default=42, help="seed of --train-fraction's subset (default: 42)")
-    g.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help=f"tokenized data cache (default: {DEFAULT_CACHE})")
+    g.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help=f"tokenized data and teacher outputs cache (default: {DEFAULT_CACHE})")
 
 
 def add_ray_arguments(parser: argparse.ArgumentParser, workers_flag: str = "--workers"):
@@ -33,6 +33,15 @@ def add_ray_arguments(parser: argparse.ArgumentParser, workers_flag: str = "--wo
     g.add_argument("--address", help="address of a running Ray cluster; without it a local cluster starts")
     g.add_argument("--max-failures", type=int, default=1,
                    help="worker failures a run survives, restarting from its last checkpoint (default: 1)")
+
+
+def add_teacher_cache_arguments(parser: argparse.ArgumentParser):
+    g = parser.add_argument_group("teacher outputs")
+    g.add_argument("--teacher-cache-memory", default="4GiB",
+                   help="object-store budget for the cached teacher outputs; what does not fit is memory-mapped "
+                        "from <cache-dir>/teacher-outputs (default: 4GiB)")
+    g.add_argument("--live-teacher", action="store_true",
+                   help="run the teacher at every training step instead of reading the cache (slower; for comparison)")
 
 
 def data_source(args) -> DataSource:

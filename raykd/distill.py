@@ -3,7 +3,8 @@
     python -m raykd.distill --task rte --data-dir ../shared/data/glue \
         --teacher results/teachers/rte-minilm --algorithm sid --workers 2
 
-The teacher is held by a TeacherService actor, which computes its outputs for the training set once;
+The teacher is held by a TeacherService actor, which reads its outputs for the training set from the
+disk cache, or computes them once there;
 the student trains in DDP on `--workers` Ray Train workers; the best classification epoch's student
 is saved with `save_pretrained` in `<out>/student` and the run's record in `<out>/result.json`.
 """
@@ -11,7 +12,6 @@ is saved with `save_pretrained` in `<out>/student` and the run's record in `<out
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import shlex
 import sys
@@ -25,6 +25,7 @@ from raykd import cli, cluster, models
 from raykd.algorithms import schedule, teacher_fields
 from raykd.config import DistillConfig, add_config_arguments, config_from_args
 from raykd.data import load_task_data
+from raykd.disk_cache import DiskCache, cache_key, parse_size
 from raykd.errors import RaykdError, exits_cleanly
 from raykd.tasks import Task, get_task
 from raykd.teacher import TeacherService
@@ -38,9 +39,9 @@ class Prepared:
     teacher_dir: str
     teacher_info: dict
     data_ref: ray.ObjectRef
-    data_key: str
     train_examples: int
     service: ray.actor.ActorHandle
+    live_teacher: bool = False
 
 
 def check_config(teacher, cfg: DistillConfig) -> dict:
@@ -57,20 +58,28 @@ def prepare(task: Task, teacher_dir: str, teacher, tokenizer, args) -> Prepared:
     """Load and tokenize the data, start Ray and the TeacherService. Call before any run."""
     data = load_task_data(task, cli.data_source(args), tokenizer, args.max_seq_length, args.train_fraction,
                           args.data_seed, args.cache_dir)
-    key = hashlib.sha256(json.dumps([teacher_dir, data["train"]["input_ids"]]).encode()).hexdigest()[:16]
+    budget = parse_size(args.teacher_cache_memory)
+    key = cache_key(teacher_dir, data["train"], args.max_seq_length)
     cluster.connect(args.address)
+    # One service per (teacher, data): a second run in the same cluster reuses its objects.
     service = TeacherService.options(name=f"teacher-{key}", get_if_exists=True).remote(
-        str(teacher_dir), task.name, max(1, int(args.cpus_per_worker * args.workers)))
+        str(teacher_dir), task.name, DiskCache(Path(args.cache_dir).resolve(), key), budget,
+        max(1, int(args.cpus_per_worker * args.workers)))
     info = {"layers": teacher.config.num_hidden_layers, "heads": teacher.config.num_attention_heads,
             **{f"teacher_params_{k}": v for k, v in models.parameter_counts(teacher).items()}}
-    return Prepared(task, str(teacher_dir), info, ray.put(data), key, len(data["train"]["labels"]), service)
+    return Prepared(task, str(teacher_dir), info, ray.put(data), len(data["train"]["labels"]), service,
+                    args.live_teacher)
 
 
 def make_job(prep: Prepared, cfg: DistillConfig, fields: set[str]) -> dict:
-    refs = ray.get(prep.service.outputs.remote(prep.data_ref, sorted(fields), prep.data_key)) if fields else None
+    submitted = time.time()  # the run's start, for the time to its first step (before the cache is read)
+    refs = None
+    if fields and not prep.live_teacher:
+        refs = ray.get(prep.service.outputs.remote(prep.data_ref, sorted(fields)))
     return {"hparams": cfg.to_dict(), "task": prep.task.name,
             "model": {"kind": "student", "teacher_dir": prep.teacher_dir},
             "data": prep.data_ref, "teacher_outputs": refs, "tokenizer_dir": prep.teacher_dir,
+            "live_teacher": sorted(fields) if prep.live_teacher else None, "submitted_at": submitted,
             "teacher_layers": prep.teacher_info["layers"], "teacher_heads": prep.teacher_info["heads"]}
 
 
@@ -79,6 +88,7 @@ def parse_args(argv=None):
     cli.add_data_arguments(p)
     p.add_argument("--teacher", required=True, help="fine-tuned teacher folder (from python -m raykd.teacher)")
     p.add_argument("--out", type=Path, help="run folder (default: results/runs/<task>-<algorithm>-<time>)")
+    cli.add_teacher_cache_arguments(p)
     cli.add_ray_arguments(p)
     add_config_arguments(p)
     return p.parse_args(argv)
@@ -108,7 +118,7 @@ def main(argv=None):
     best = export_best(result, out / "student")
     record = {"task": task.name, "teacher": str(args.teacher), "config": cfg.to_dict(), **prep.teacher_info, **sizes,
               "best": best, "history": history(epoch_log(out / "ray", "distill")), "train_examples": prep.train_examples,
-              "seconds": round(time.perf_counter() - started, 1),
+              "seconds": round(time.perf_counter() - started, 1), "teacher_service": ray.get(prep.service.stats.remote()),
               "command": "python -m raykd.distill " + shlex.join(sys.argv[1:] if argv is None else argv)}
     (out / "result.json").write_text(json.dumps(record, indent=2, default=str))
     metric = f"dev_{task.main_metric}"

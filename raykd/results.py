@@ -63,6 +63,8 @@ def trials_table(exp_dir: Path, metric: str, max_epochs: int) -> pd.DataFrame:
             row["cls_epochs_run"] = int(frame["cls_epoch"].max())
             row["best_score"] = float(frame["score"].max())
             row["seconds"] = round(float(frame["time_total_s"].max()), 1)
+            if "seconds_to_first_step" in frame:  # start-up: worker group, model, teacher outputs
+                row["seconds_to_first_step"] = round(float(frame["seconds_to_first_step"].dropna().iloc[0]), 1)
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -81,6 +81,7 @@ def parse_args(argv=None):
     p.add_argument("--out", type=Path, default=Path("results"), help="results root; the experiment goes to <out>/<task>/<name> (default: results)")
     p.add_argument("--seed", type=int, default=0, help="seed of Optuna's TPE sampler (default: 0)")
     p.add_argument("--resume", action="store_true", help="continue the interrupted experiment <out>/<task>/<name>")
+    cli.add_teacher_cache_arguments(p)
     cli.add_ray_arguments(p, workers_flag="--workers-per-trial")
     return p.parse_args(argv)
 
@@ -148,7 +149,8 @@ def main(argv=None):
     sizes = check_config(teacher_model, space.config({}))
     scaling = cli.scaling(args)
     prep = prepare(task, teacher_dir, teacher_model, tokenizer, args)
-    ray.get(prep.service.outputs.remote(prep.data_ref, list(SHARED_FIELDS), prep.data_key))
+    if not args.live_teacher:
+        ray.get(prep.service.outputs.remote(prep.data_ref, list(SHARED_FIELDS)))
     exp_dir.mkdir(parents=True, exist_ok=True)
     command = "python -m raykd.search " + shlex.join(sys.argv[1:] if argv is None else argv)
     if not args.resume:
@@ -159,6 +161,8 @@ def main(argv=None):
     started = time.perf_counter()
     build_tuner(args, space, experiment, exp_dir, metric, mode).fit()
     summary = results.write(exp_dir, time.perf_counter() - started)
+    stats = ray.get(prep.service.stats.remote())
+    print(f"teacher forward passes in this search: {stats['forward_seconds']:.1f} s; outputs cached in {stats['cache_dir']}")
     if summary["best_value"] is None:
         print(f"interrupted before any classification epoch; results so far in {exp_dir}; continue with --resume --name {exp_dir.name}")
     else:

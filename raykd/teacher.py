@@ -15,10 +15,11 @@ from pathlib import Path
 
 import ray
 import torch
+from ray.experimental import tqdm_ray
 from transformers import AutoTokenizer
 
 from raykd import cli, cluster, models
-from raykd.cache import compute_outputs, nbytes
+from raykd.disk_cache import DiskCache, arrays_of, ensure, place
 from raykd.config import DistillConfig, add_config_arguments, config_from_args
 from raykd.data import load_task_data
 from raykd.errors import RaykdError, exits_cleanly
@@ -26,43 +27,56 @@ from raykd.tasks import get_task
 from raykd.trainer import epoch_log, export_best, fit, history
 
 TEACHER_METRICS = "teacher.json"
-OFFSETS = {"attentions": "att_offsets", "hidden_states": "tok_offsets"}
 
 
 @ray.remote(num_cpus=0)
 class TeacherService:
-    """Loads the teacher once and computes its outputs for a training set once.
+    """Loads the teacher once and serves its outputs on one training set to every worker of every trial.
 
-    The outputs go into the object store as numpy arrays, so every worker on the node maps the same
-    copy without copying (platform.md). Computing a forward pass per worker request instead would
-    serialise the workers behind this one actor.
+    The outputs come from the disk cache (raykd.disk_cache), built with a progress bar on first use.
+    What fits `memory_budget` bytes goes into the object store as numpy arrays, which every worker on
+    the node maps without copying (platform.md); the rest is handed out as file paths that workers
+    memory-map. Computing a forward pass per worker request instead would serialise the workers
+    behind this one actor.
     """
 
-    def __init__(self, teacher_dir: str, task_name: str, threads: int = 1):
+    def __init__(self, teacher_dir: str, task_name: str, cache: DiskCache, memory_budget: int, threads: int = 1):
         torch.set_num_threads(threads)
         self.teacher, _ = models.load_teacher(teacher_dir, get_task(task_name))
-        self.outputs_by_key: dict[str, dict] = {}
+        self.cache, self.memory_budget = cache, memory_budget
+        self.placed: dict = {}
+        self.bytes_in_store = 0
+        self.forward_seconds, self.load_seconds = 0.0, 0.0
 
     def describe(self) -> dict:
         c = self.teacher.config
         return {"layers": c.num_hidden_layers, "heads": c.num_attention_heads, "width": c.hidden_size,
                 **{f"params_{k}": v for k, v in models.parameter_counts(self.teacher).items()}}
 
-    def outputs(self, data: dict, fields: list[str], key: str) -> dict:
-        """{array name: ObjectRef} of the teacher's outputs on data["train"]. Each field is computed
-        once per data `key`; later calls, from any trial, get the same objects."""
-        done = self.outputs_by_key.setdefault(key, {})
-        missing = set(fields) - set(done)
-        if missing:
+    def stats(self) -> dict:
+        """Seconds this service spent in teacher forward passes and in loading the cache."""
+        return {"forward_seconds": self.forward_seconds, "load_seconds": self.load_seconds,
+                "cache_dir": str(self.cache.dir), "cache_bytes": self.cache.nbytes(),
+                "in_object_store": sorted(n for n, v in self.placed.items() if not isinstance(v, str)),
+                "memory_mapped": sorted(n for n, v in self.placed.items() if isinstance(v, str))}
+
+    def outputs(self, data: dict, fields: list[str]) -> dict:
+        """{array name: ObjectRef or file path} of the teacher's outputs on data["train"]; see
+        raykd.disk_cache.open_placed. Later calls, from any trial, get the same objects."""
+        wanted = arrays_of(fields)
+        if not set(wanted) <= set(self.placed):
             started = time.perf_counter()
-            train = data["train"]
-            arrays = compute_outputs(self.teacher, train["input_ids"], train.get("token_type_ids"), missing)
-            print(f"teacher outputs for {len(train['input_ids'])} examples ({', '.join(sorted(missing))}): "
-                  f"{nbytes(arrays) / 2**20:.0f} MiB in {time.perf_counter() - started:.1f} s", flush=True)
-            for name, array in arrays.items():
-                done.setdefault(name, ray.put(array))
-        wanted = {"lengths", *fields, *(OFFSETS[f] for f in fields if f in OFFSETS)}
-        return {name: ref for name, ref in done.items() if name in wanted}
+            arrays, forward = ensure(self.cache, self.teacher, data["train"], fields, progress=tqdm_ray.tqdm)
+            self.forward_seconds += forward
+            self.load_seconds += time.perf_counter() - started - forward
+            new = {n: a for n, a in arrays.items() if n not in self.placed}
+            placed = place(new, self.memory_budget - self.bytes_in_store, ray.put)
+            self.bytes_in_store += sum(new[n].nbytes for n, v in placed.items() if not isinstance(v, str))
+            self.placed.update(placed)
+            print(f"teacher outputs ({', '.join(sorted(fields))}) for {len(data['train']['input_ids'])} examples: "
+                  f"{sum(a.nbytes for a in arrays.values()) / 2**20:.0f} MiB, {forward:.1f} s of teacher forward passes, "
+                  f"cache {self.cache.dir}", flush=True)
+        return {name: self.placed[name] for name in wanted}
 
 
 def default_out(task: str, base: str) -> Path:

@@ -6,7 +6,9 @@ schedule's stages epoch by epoch, the dev metric and a checkpoint reported after
   task             task name
   model            {"kind": "student", "teacher_dir": ...} or {"kind": "base", "base": ...}
   data             ref to {"train": columns, "dev": columns} (raykd.data.as_columns)
-  teacher_outputs  {array name: ref} from the TeacherService, or None
+  teacher_outputs  {array name: ref or memory-mapped file} from the TeacherService, or None
+  live_teacher     the teacher fields to compute at every step instead (the benchmark's baseline), or None
+  submitted_at     time.time() when the run was submitted, for `seconds_to_first_step`
   tokenizer_dir    folder of the tokenizer to pad with and save beside the model
   threads          torch threads per worker
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -30,8 +33,9 @@ from transformers import AutoTokenizer, get_linear_schedule_with_warmup
 from raykd import metrics, models
 from raykd.algorithms import Stage, epoch_plan, schedule
 from raykd.batches import Collator
-from raykd.cache import TeacherOutputs
+from raykd.cache import LiveTeacher, TeacherOutputs
 from raykd.config import DistillConfig
+from raykd.disk_cache import open_placed
 from raykd.objective import stage_loss
 from raykd.tasks import get_task
 
@@ -145,14 +149,20 @@ def train_loop_per_worker(job: dict):
     state = restore(model)
     first_epoch = state["epoch"] + 1 if state else 0
     bare = model
-    model = ray.train.torch.prepare_model(model, parallel_strategy_kwargs={"find_unused_parameters": True})
+    # Internal stages leave the pooler and classifier (and frozen blocks) without gradients; DDP must
+    # then look for unused parameters, an extra graph traversal per step that the other schedules skip.
+    unused = any(not stage.classification for stage in stages)
+    model = ray.train.torch.prepare_model(model, parallel_strategy_kwargs={"find_unused_parameters": unused})
     torch.manual_seed(cfg.seed + 1 + rank + 1000 * first_epoch)  # dropout differs across workers
 
     teacher = None
     if job.get("teacher_outputs"):
-        refs = job["teacher_outputs"]
-        arrays = dict(zip(refs, ray.get(list(refs.values()))))
+        arrays = open_placed(job["teacher_outputs"], ray.get)
         teacher = TeacherOutputs(arrays, job["teacher_layers"], job["teacher_heads"])
+    elif job.get("live_teacher"):
+        model_dir = job["model"]["teacher_dir"]
+        teacher = LiveTeacher(models.load_teacher(model_dir, task)[0], data["train"], set(job["live_teacher"]),
+                              tokenizer.pad_token_id)
     train_collate = Collator(tokenizer, data["train"], task.is_regression, teacher, mapping)
     dev_collate = Collator(tokenizer, data["dev"], task.is_regression)
     sampler = DistributedSampler(range(len(data["train"]["labels"])), num_replicas=world, rank=rank,
@@ -170,9 +180,14 @@ def train_loop_per_worker(job: dict):
                 optimizer.load_state_dict(state["optimizer"])
                 scheduler.load_state_dict(state["scheduler"])
         sampler.set_epoch(epoch)
+        timing = {}
+        if epoch == first_epoch and "submitted_at" in job:  # everything loaded: the first step comes next
+            timing["seconds_to_first_step"] = time.time() - job["submitted_at"]
+        started = time.perf_counter()
         loss = train_epoch(model, loader, stage, cfg, optimizer, scheduler, frozen_parameters(bare, stage))
+        timing["epoch_seconds"] = time.perf_counter() - started
         cls_epochs += stage.classification
-        result = {"epoch": epoch + 1, "cls_epoch": cls_epochs, "stage": stage.name, "train_loss": loss,
+        result = {"epoch": epoch + 1, "cls_epoch": cls_epochs, "stage": stage.name, "train_loss": loss, **timing,
                   **evaluate(bare, task, data["dev"], dev_collate, rank, world)}
         result["score"] = result[f"dev_{task.main_metric}"] if stage.classification else NOT_ELIGIBLE
         if not math.isfinite(loss):  # the weights are no longer usable: never export them

@@ -24,3 +24,7 @@ if [[ $step == all || $step == teachers ]]; then
   ./run teacher --task cola --data-dir $GLUE --epochs 2 --learning-rate 1e-4
   ./run teacher --task sst2 --data-dir $GLUE --epochs 1 --learning-rate 1e-4 --train-fraction 0.1
 fi
+if [[ $step == all || $step == bench ]]; then
+  # results/bench.md (move the old one away first: the bench never overwrites a report)
+  ./run bench --data-dir $GLUE
+fi

@@ -18,6 +18,7 @@ def run(module, *args, cwd):
     (["--student-layers", "6"], "a student of 6 layers is not possible from a 4-layer teacher"),
     (["--temperature", "0"], "temperature=0.0 is out of range"),
     (["--w-soft", "-1"], "w_soft=-1.0 is out of range"),
+    (["--teacher-cache-memory", "lots"], "--teacher-cache-memory 'lots' is not a size"),
 ])
 def test_distill_rejects_bad_input(tiny_teacher_dir, glue_dir, tmp_path, extra, message):
     args = ["--task", "rte", "--data-dir", str(glue_dir), "--teacher", str(tiny_teacher_dir),
@@ -72,3 +73,20 @@ def test_search_rejects_bad_input(tiny_teacher_dir, glue_dir, tmp_path, extra, m
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("error: ") and message in last
     assert not (tmp_path / "results").exists() or "--out" in extra
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--sections", "cache,speed"], "unknown section(s) speed; choose from"),
+    (["--tasks", "rte,nope"], "unknown task 'nope'"),
+])
+def test_bench_rejects_bad_input(glue_dir, tmp_path, extra, message):
+    result = run("raykd.bench", "--data-dir", str(glue_dir), "--out", str(tmp_path / "bench.md"), *extra, cwd=tmp_path)
+    assert result.returncode == 2 and message in result.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "bench.md").exists()
+
+
+def test_bench_never_overwrites_a_report(glue_dir, tmp_path):
+    (tmp_path / "bench.md").write_text("precious")
+    result = run("raykd.bench", "--data-dir", str(glue_dir), "--out", str(tmp_path / "bench.md"), cwd=tmp_path)
+    assert result.returncode == 2 and "already exists; move it away or pass another --out" in result.stderr
+    assert (tmp_path / "bench.md").read_text() == "precious"

@@ -58,3 +58,31 @@ def test_teacher_finetuning_keeps_best_epoch(ray_cluster, tokenizer, glue_dir, t
     from raykd.models import load_teacher
     model, _ = load_teacher(out, get_task("rte"))
     assert model.config.num_labels == 2 and not model.training
+
+
+def test_cached_and_live_teacher_give_the_same_losses(ray_cluster, tiny_teacher_dir, glue_dir, tmp_path):
+    """Cached outputs must not differ from a live teacher's, whatever dropout and data order do."""
+    import ray
+
+    from raykd.disk_cache import DiskCache, cache_key
+    from raykd.teacher import TeacherService
+
+    argv = ["--task", "rte", "--data-dir", str(glue_dir), "--teacher", str(tiny_teacher_dir), "--algorithm", "all",
+            "--epochs", "2", "--train-fraction", "0.04", "--max-seq-length", "64", "--workers", "2",
+            "--cache-dir", str(tmp_path / "cache"), "--teacher-cache-memory", "1KiB"]  # attentions memory-mapped
+    cached = distill.main([*argv, "--out", str(tmp_path / "cached")])
+    live = distill.main([*argv, "--out", str(tmp_path / "live"), "--live-teacher"])
+    for a, b in zip(cached["history"], live["history"], strict=True):
+        assert a["train_loss"] > 0.01
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-3)  # fp16 storage
+        assert a["seconds_to_first_step"] > 0 if a["epoch"] == 1 else "seconds_to_first_step" not in a
+    # a new service (a second search) finds the outputs on disk: no teacher forward pass at all
+    train = load_task_data(get_task("rte"), DataSource(data_dir=str(glue_dir)), AutoTokenizer.from_pretrained(tiny_teacher_dir),
+                           64, 0.04, 42, tmp_path / "cache")["train"]
+    cache = DiskCache(tmp_path / "cache", cache_key(tiny_teacher_dir, train, 64))
+    assert cache.dir.is_dir() and not cache.missing({"logits", "attentions", "cls"})
+    service = TeacherService.remote(str(tiny_teacher_dir), "rte", cache, 2**30)
+    placed = ray.get(service.outputs.remote({"train": train}, ["logits", "attentions", "cls"]))
+    stats = ray.get(service.stats.remote())
+    assert stats["forward_seconds"] == 0.0 and stats["memory_mapped"] == [] and "attentions" in placed
+    ray.kill(service)

@@ -1,0 +1,310 @@
+"""Performance figures, measured side by side in one process tree on the same data:
+
+    python -m raykd.bench --data-dir ../shared/data/glue          # prints and writes results/bench.md
+
+1. Cache build: per task, the teacher's outputs for the whole train set (logits, [CLS] of every layer,
+   attention maps of every layer) computed into a cold disk cache; its size; the warm read that a
+   second search does instead (checksums verified, no forward pass).
+2. Epoch time on RTE, each a real `raykd.distill` run on Ray Train: plain fine-tuning of the student
+   (the floor), distillation with the warm cache, and distillation running the teacher at every step,
+   with the paper's full loss (algorithm `all`: attention KL + [CLS] cosine + soft labels). Also each
+   run's time from its submission to its first training step.
+3. Teacher memory with 1, 2 and 4 concurrent trials: N Ray actors read the whole cache as a trial's
+   workers do (object store, or memory-mapped files), or each load their own teacher (what a
+   toolkit running the teacher per trial holds); their proportional (PSS) and private memory.
+4. Inference latency and throughput of teacher and student at batch 1 and 32 (RTE dev rows).
+
+The teacher of a task is results/teachers/<task>-minilm when it exists, else the pretrained base with
+a fresh head (the same cost and size: the numbers do not depend on the weights).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shlex
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import ray
+import torch
+import transformers
+from tqdm import tqdm
+from transformers import AutoModelForSequenceClassification
+
+from raykd import cluster, distill, models
+from raykd.batches import Collator
+from raykd.data import DataSource, load_task_data
+from raykd.disk_cache import DiskCache, cache_key, ensure, open_placed
+from raykd.errors import RaykdError, exits_cleanly
+from raykd.results import atomic_write
+from raykd.search import SHARED_FIELDS
+from raykd.tasks import get_task
+
+MiB = 2**20
+
+
+def machine() -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    ram = int(Path("/proc/meminfo").read_text().split()[1]) * 1024
+    return (f"{cpu}, {os.cpu_count()} cores, {ram / 2**30:.0f} GiB RAM, no GPU used; Python {platform.python_version()}, "
+            f"torch {torch.__version__}, transformers {transformers.__version__}, ray {ray.__version__}")
+
+
+def teacher_for(task, root: Path, scratch: Path) -> tuple[str, str]:
+    """(folder, description) of the task's fine-tuned teacher, or of the base with a new head."""
+    folder = root / f"{task.name}-minilm"
+    if (folder / "model.safetensors").is_file():
+        return str(folder.resolve()), str(folder)
+    folder = scratch / f"{task.name}-base"
+    model = models.load_base_for_finetuning(models.OFFLINE_BASE, task)
+    model.config.architectures = ["BertForSequenceClassification"]
+    model.save_pretrained(folder)
+    models.AutoTokenizer.from_pretrained(models.resolve_base(models.OFFLINE_BASE)).save_pretrained(folder)
+    return str(folder), "all-MiniLM-L6-v2 + new head"
+
+
+def task_data(task, teacher_dir, args, cache_dir, fraction=1.0):
+    _, tokenizer = models.load_teacher(teacher_dir, task)
+    return load_task_data(task, DataSource(data_dir=args.data_dir), tokenizer, args.max_seq_length, fraction,
+                          42, cache_dir)
+
+
+# 1. cache build ---------------------------------------------------------------------------------
+
+def cache_builds(args, cache_dir: Path, scratch: Path) -> list[str]:
+    rows = ["| task | teacher | train examples | mean tokens | teacher forward (s) | build incl. write + checksum (s) "
+            "| size on disk (MiB) | warm read, second search (s) | forward passes when warm |", "|---|---|---|---|---|---|---|---|---|"]
+    for name in args.tasks:
+        task = get_task(name)
+        teacher_dir, described = teacher_for(task, args.teachers, scratch)
+        teacher, _ = models.load_teacher(teacher_dir, task)
+        train = task_data(task, teacher_dir, args, cache_dir)["train"]
+        cache = DiskCache(cache_dir, cache_key(teacher_dir, train, args.max_seq_length))
+        started = time.perf_counter()
+        _, forward = ensure(cache, teacher, train, SHARED_FIELDS, progress=tqdm)
+        build = time.perf_counter() - started
+        started = time.perf_counter()
+        _, warm_forward = ensure(cache, None, train, SHARED_FIELDS)  # no teacher given: none can run
+        warm = time.perf_counter() - started
+        tokens = np.mean([len(x) for x in train["input_ids"]])
+        rows.append(f"| {name} | {described} | {len(train['input_ids'])} | {tokens:.1f} | {forward:.1f} | {build:.1f} | "
+                    f"{cache.nbytes() / MiB:.0f} | {warm:.1f} | {'none' if warm_forward == 0 else warm_forward} |")
+        print(rows[-1], flush=True)
+    return rows
+
+
+# 2. epoch time and time to the first step ---------------------------------------------------------
+
+RUNS = {"student fine-tuning (floor)": ["--algorithm", "finetune"],
+        "distillation, warm cache": ["--algorithm", "all"],
+        "distillation, teacher at every step": ["--algorithm", "all", "--live-teacher"]}
+
+
+def epoch_times(args, cache_dir: Path, scratch: Path) -> list[str]:
+    task = get_task("rte")
+    teacher_dir, _ = teacher_for(task, args.teachers, scratch)
+    common = ["--task", "rte", "--data-dir", args.data_dir, "--teacher", teacher_dir, "--epochs", str(args.epochs),
+              "--max-seq-length", str(args.max_seq_length), "--workers", str(args.workers),
+              "--learning-rate", "1e-4", "--cache-dir", str(cache_dir)]
+    records = {label: distill.main([*common, *extra, "--out", str(scratch / f"run-{i}")])
+               for i, (label, extra) in enumerate(RUNS.items())}
+    train = task_data(task, teacher_dir, args, cache_dir)["train"]
+    stats = records["distillation, warm cache"]["teacher_service"]
+    floor = statistics.mean(h["epoch_seconds"] for h in records["student fine-tuning (floor)"]["history"])
+    rows = ["| run | seconds per epoch (each epoch) | ratio to the floor | seconds from submission to first step |",
+            "|---|---|---|---|"]
+    for label, record in records.items():
+        seconds = [h["epoch_seconds"] for h in record["history"]]
+        rows.append(f"| {label} | {statistics.mean(seconds):.1f} ({', '.join(f'{s:.1f}' for s in seconds)}) | "
+                    f"{statistics.mean(seconds) / floor:.2f}x | {record['history'][0]['seconds_to_first_step']:.1f} |")
+        print(rows[-1], flush=True)
+    rows += ["", f"RTE train set ({len(train['input_ids'])} examples), {args.workers} Ray Train workers x 1 CPU, global batch 32, "
+             f"{args.epochs} epochs each, 6 -> 3 layers (map 2,4,6). Teacher forward passes by the TeacherService in "
+             f"this process tree: {stats['forward_seconds']:.1f} s (its disk cache was built in section 1; reading "
+             f"and checking it took {stats['load_seconds']:.1f} s)."]
+    return rows
+
+
+# 3. teacher memory with concurrent trials --------------------------------------------------------
+
+def memory(pid: int | str = "self") -> dict[str, int]:
+    """A process's resident, proportional (shared pages split among their users) and private bytes."""
+    try:
+        text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    except OSError:  # the process ended, or is not ours
+        return {"rss": 0, "pss": 0, "private": 0}
+    fields = dict(line.split(":") for line in text.splitlines()[1:])
+    kib = {k: int(v.split()[0]) * 1024 for k, v in fields.items()}
+    return {"rss": kib["Rss"], "pss": kib["Pss"], "private": kib["Private_Clean"] + kib["Private_Dirty"]}
+
+
+def tree_pss() -> int:
+    """Sum of PSS over this process and its descendants (the local Ray cluster): every page once."""
+    parents = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(stat.parent.name)] = int(fields[1])
+    tree, frontier = {os.getpid()}, [os.getpid()]
+    while frontier:
+        children = [p for p, parent in parents.items() if parent in frontier and p not in tree]
+        tree.update(children)
+        frontier = children
+    return sum(memory(p)["pss"] for p in tree)
+
+
+@ray.remote(num_cpus=0)
+class TrialProbe:
+    """Holds the teacher's outputs (or a teacher) as one trial's worker would, and reports memory."""
+
+    def __init__(self):
+        self.held, self.before = None, memory()
+
+    def read_cache(self, placed: dict) -> None:
+        self.held = open_placed(placed, ray.get)
+        for array in self.held.values():  # touch every page, as an epoch does
+            flat = array.reshape(-1)
+            for start in range(0, flat.size, 1 << 24):
+                float(flat[start:start + (1 << 24)].sum(dtype=np.float32))
+
+    def load_teacher(self, teacher_dir: str, task_name: str) -> None:
+        self.held, _ = models.load_teacher(teacher_dir, get_task(task_name))
+
+    def growth(self) -> dict[str, int]:
+        now = memory()
+        return {k: now[k] - self.before[k] for k in now}
+
+
+def teacher_memory(args, cache_dir: Path, scratch: Path) -> list[str]:
+    from raykd.teacher import TeacherService
+
+    task = get_task("rte")
+    teacher_dir, _ = teacher_for(task, args.teachers, scratch)
+    train = task_data(task, teacher_dir, args, cache_dir)["train"]
+    cache = DiskCache(cache_dir, cache_key(teacher_dir, train, args.max_seq_length))
+    ensure(cache, models.load_teacher(teacher_dir, task)[0], train, SHARED_FIELDS)  # built once, outside the count
+    modes = {"one shared cache in the object store": 2**40, "one shared cache, memory-mapped (--teacher-cache-memory 0)": 0,
+             "a teacher per trial (no cache)": None}
+    rows = ["| teacher outputs held as | trials | memory added, whole process tree (MiB) | of it private to the trials (MiB) "
+            "| sum of the trials' RSS growth (MiB) |", "|---|---|---|---|---|"]
+    for label, budget in modes.items():
+        for n in (1, 2, 4):
+            probes = [TrialProbe.remote() for _ in range(n)]
+            service = TeacherService.remote(teacher_dir, task.name, cache, budget) if budget is not None else None
+            ray.get([p.growth.remote() for p in probes] + ([service.describe.remote()] if service else []))
+            before = tree_pss()
+            if service:
+                placed = ray.get(service.outputs.remote({"train": train}, list(SHARED_FIELDS)))
+                ray.get([p.read_cache.remote(placed) for p in probes])
+            else:
+                ray.get([p.load_teacher.remote(teacher_dir, task.name) for p in probes])
+            added = tree_pss() - before  # measured while all N hold their copy
+            growth = ray.get([p.growth.remote() for p in probes])
+            rows.append(f"| {label} | {n} | {added / MiB:.0f} | {sum(g['private'] for g in growth) / MiB:.0f} | "
+                        f"{sum(g['rss'] for g in growth) / MiB:.0f} |")
+            print(rows[-1], flush=True)
+            for actor in [*probes, *([service] if service else [])]:
+                ray.kill(actor)
+            time.sleep(2)  # let the object store free the killed service's objects
+    rows += ["", f"The RTE cache holds {cache.nbytes() / MiB:.0f} MiB (logits, [CLS], attention maps of 6 layers). Each trial "
+             "is a Ray actor that opens the outputs as a worker does (`open_placed`) and reads every page, or loads "
+             "its own teacher. 'Memory added' is the growth of the summed PSS of every process of the local Ray cluster "
+             "(/proc/<pid>/smaps_rollup; a shared page counts once) from before the outputs were placed to when all N "
+             "trials hold them; the TeacherService's own teacher is loaded before and not counted. RSS counts a shared "
+             "page once per process, which is what `top` would show."]
+    return rows
+
+
+# 4. inference --------------------------------------------------------------------------------------
+
+def inference(args, cache_dir: Path, scratch: Path) -> list[str]:
+    task = get_task("rte")
+    teacher_dir, _ = teacher_for(task, args.teachers, scratch)
+    teacher, tokenizer = models.load_teacher(teacher_dir, task)
+    n = models.student_depth(teacher.config.num_hidden_layers, 0)
+    student_dir = scratch / "student"
+    models.build_student(teacher, n, models.layer_map("skip", teacher.config.num_hidden_layers, n), "mapped").save_pretrained(student_dir)
+    dev = task_data(task, teacher_dir, args, cache_dir)["dev"]
+    collate = Collator(tokenizer, dev, regression=False)
+    rows = ["| model | layers | batch | median latency per batch (ms) | throughput (examples/s) |", "|---|---|---|---|---|"]
+    for label, folder in (("teacher", teacher_dir), ("student", student_dir)):
+        model = AutoModelForSequenceClassification.from_pretrained(folder).eval()  # as users load it (sdpa)
+        for size in (1, 32):
+            batches = [list(range(s, s + size)) for s in range(0, min(len(dev["labels"]), 64 if size == 1 else 256), size)]
+            times = []
+            with torch.inference_mode():
+                for i, indices in enumerate(batches):
+                    inputs = {k: v for k, v in collate(indices).items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+                    started = time.perf_counter()
+                    model(**inputs)
+                    if i:  # the first call warms up
+                        times.append(time.perf_counter() - started)
+            rows.append(f"| {label} | {model.config.num_hidden_layers} | {size} | {1000 * statistics.median(times):.1f} | "
+                        f"{size * len(times) / sum(times):.0f} |")
+            print(rows[-1], flush=True)
+    rows += ["", f"RTE dev rows in order, real lengths (max {args.max_seq_length}), {torch.get_num_threads()} torch threads, "
+             "sdpa attention, fp32; the student is built from the teacher's layers 2, 4, 6."]
+    return rows
+
+
+SECTIONS = {"cache": ("Cache build per task", cache_builds),
+            "epochs": ("Epoch time and start-up (RTE)", epoch_times),
+            "memory": ("Teacher memory with concurrent trials (RTE)", teacher_memory),
+            "inference": ("Inference", inference)}
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(prog="python -m raykd.bench", description="Measure raykd's teacher cache, epoch times, memory and inference side by side.")
+    p.add_argument("--data-dir", required=True, help="folder of GLUE TSVs (e.g. ../shared/data/glue)")
+    p.add_argument("--tasks", default="rte,mrpc,cola,sst2,stsb", type=lambda s: s.split(","),
+                   help="tasks of the cache-build table (default: rte,mrpc,cola,sst2,stsb)")
+    p.add_argument("--sections", default=",".join(SECTIONS), type=lambda s: s.split(","),
+                   help=f"which sections to run (default: {','.join(SECTIONS)})")
+    p.add_argument("--teachers", type=Path, default=Path("results/teachers"),
+                   help="folder holding <task>-minilm teachers (default: results/teachers)")
+    p.add_argument("--epochs", type=int, default=2, help="epochs of each run in the epoch-time section (default: 2)")
+    p.add_argument("--workers", type=int, default=2, help="Ray Train workers of those runs (default: 2)")
+    p.add_argument("--max-seq-length", type=int, default=128, help="tokens per example (default: 128)")
+    p.add_argument("--out", type=Path, default=Path("results/bench.md"), help="report file (default: results/bench.md)")
+    return p.parse_args(argv)
+
+
+@exits_cleanly
+def main(argv=None):
+    args = parse_args(argv)
+    if args.out.exists():
+        raise RaykdError(f"{args.out} already exists; move it away or pass another --out")
+    unknown = set(args.sections) - set(SECTIONS)
+    if unknown:
+        raise RaykdError(f"unknown section(s) {', '.join(sorted(unknown))}; choose from {', '.join(SECTIONS)}")
+    for name in args.tasks:
+        get_task(name)
+    torch.set_num_threads(os.cpu_count() or 1)
+    command = "python -m raykd.bench " + shlex.join(sys.argv[1:] if argv is None else argv)
+    lines = ["# Benchmark", "", f"Machine: {machine()}.", "", f"Command: `{command}` ({time.strftime('%Y-%m-%d')}).", ""]
+    with tempfile.TemporaryDirectory(prefix="raykd-bench-") as tmp:
+        cache_dir, scratch = Path(tmp) / "cache", Path(tmp) / "scratch"  # a cold cache: builds are measured
+        cluster.connect()
+        for key in (k for k in SECTIONS if k in args.sections):
+            title, run = SECTIONS[key]
+            print(f"== {title}", flush=True)
+            started = time.perf_counter()
+            lines += [f"## {title}", "", *run(args, cache_dir, scratch), "", f"_section wall time: {time.perf_counter() - started:.0f} s_", ""]
+        ray.shutdown()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(args.out, "\n".join(lines))
+    print("\n".join(lines))
+    print(f"written to {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,196 @@
+"""The teacher's outputs on disk: computed once per (teacher weights, tokenized train set, max length),
+then read by every later run and search on the same task without a teacher forward pass.
+
+    <cache-dir>/teacher-outputs/<key>/
+      manifest.json   {"key", "files": {array: {"bytes", "sha256", "shape", "dtype"}}}
+      <array>.npy     one file per array of raykd.cache (logits, cls, attentions, att_offsets, ...)
+
+A file is used only when the manifest lists it and its size and SHA-256 match; a file left partial by
+a kill, or corrupted later, is reported and rebuilt, never read. Arrays are written through
+`open_memmap`, so building SST-2's attention maps needs no RAM for them, and read back memory-mapped.
+`place` then puts what fits the memory budget into Ray's object store and leaves the rest mapped.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from raykd.cache import compute_outputs
+
+FORMAT = 1  # bump when the array layout of raykd.cache changes: old entries are then never matched
+ARRAYS = {"logits": ("logits",), "cls": ("cls",), "attentions": ("attentions", "att_offsets"),
+          "hidden_states": ("hidden_states", "tok_offsets")}
+WEIGHT_FILES = (".safetensors", ".bin")
+
+
+def _hash_file(path: Path, h=None):
+    h = h or hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 24):
+            h.update(chunk)
+    return h
+
+
+def cache_key(teacher_dir: str | Path, train: dict, max_seq_length: int) -> str:
+    """SHA-256 of the teacher's weights and config, the tokenized training inputs and the max length."""
+    h = hashlib.sha256(json.dumps({"format": FORMAT, "max_seq_length": max_seq_length}).encode())
+    for f in sorted(Path(teacher_dir).iterdir()):
+        if f.suffix in WEIGHT_FILES or f.name == "config.json":
+            h.update(f.name.encode())
+            _hash_file(f, h)
+    for column in ("input_ids", "token_type_ids"):
+        if column in train:
+            h.update(column.encode() + json.dumps(train[column]).encode())
+    return h.hexdigest()[:24]
+
+
+def arrays_of(fields) -> list[str]:
+    return ["lengths", *(name for f in sorted(fields) for name in ARRAYS[f])]
+
+
+class DiskCache:
+    """One cache entry: the teacher outputs of one (teacher, data, max length)."""
+
+    def __init__(self, root: str | Path, key: str):
+        self.key = key
+        self.dir = Path(root) / "teacher-outputs" / key
+        self.manifest_path = self.dir / "manifest.json"
+
+    def manifest(self) -> dict:
+        try:
+            return json.loads(self.manifest_path.read_text())
+        except (OSError, ValueError):
+            return {"key": self.key, "files": {}}
+
+    def _write_manifest(self, manifest: dict):
+        tmp = self.manifest_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(manifest, indent=1))
+        os.replace(tmp, self.manifest_path)
+
+    @contextmanager
+    def lock(self):
+        """Two processes building the same entry take turns; the second then finds it built."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        with open(self.dir / ".lock", "w") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+    def problem(self, name: str, manifest: dict) -> str | None:
+        """Why array `name` cannot be used, or None when its file matches the manifest."""
+        entry, path = manifest["files"].get(name), self.dir / f"{name}.npy"
+        if entry is None:
+            return "not built"
+        if not path.is_file():
+            return "file missing"
+        if path.stat().st_size != entry["bytes"]:
+            return f"{path.stat().st_size} bytes instead of {entry['bytes']} (partial write)"
+        if _hash_file(path).hexdigest() != entry["sha256"]:
+            return "checksum mismatch (corrupted)"
+        return None
+
+    def missing(self, fields) -> set[str]:
+        """The fields whose arrays are absent or fail their check (reported, so a rebuild is visible)."""
+        manifest, bad = self.manifest(), set()
+        for field in fields:
+            for name in arrays_of([field]):
+                reason = self.problem(name, manifest)
+                if reason:
+                    if reason != "not built":
+                        print(f"teacher cache {self.dir / name}.npy: {reason}; rebuilding it", flush=True)
+                    bad.add(field)
+        return bad
+
+    def open(self, fields) -> dict[str, np.ndarray]:
+        """Memory-mapped, read-only arrays of `fields` (check them with `missing` first)."""
+        return {name: np.load(self.dir / f"{name}.npy", mmap_mode="r") for name in arrays_of(fields)}
+
+    def build(self, teacher, train: dict, fields, progress=None, batch_size: int = 64) -> float:
+        """Compute `fields` with the teacher straight into the entry's files; seconds spent."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        manifest = self.manifest()
+        keep_lengths = self.problem("lengths", manifest) is None  # shared by all fields: rewrite only if bad
+        for name in arrays_of(fields):  # stale entries go first: a kill mid-build leaves them unlisted
+            if not (name == "lengths" and keep_lengths):
+                manifest["files"].pop(name, None)
+        self._write_manifest(manifest)
+
+        def allocate(name, shape, dtype):
+            return np.lib.format.open_memmap(self.dir / f"{name}.partial.npy", mode="w+", dtype=dtype, shape=shape)
+
+        started = time.perf_counter()
+        arrays = compute_outputs(teacher, train["input_ids"], train.get("token_type_ids"), set(fields),
+                                 batch_size=batch_size, allocate=allocate, progress=progress)
+        seconds = time.perf_counter() - started
+        for name, array in arrays.items():
+            array.flush()
+            del array
+            partial, final = self.dir / f"{name}.partial.npy", self.dir / f"{name}.npy"
+            if name == "lengths" and keep_lengths:
+                partial.unlink()
+                continue
+            os.replace(partial, final)
+            manifest["files"][name] = {"bytes": final.stat().st_size, "sha256": _hash_file(final).hexdigest(),
+                                       "shape": list(np.load(final, mmap_mode="r").shape)}
+        self._write_manifest(manifest)
+        return seconds
+
+    def nbytes(self) -> int:
+        return sum(e["bytes"] for e in self.manifest()["files"].values())
+
+
+def ensure(cache: DiskCache, teacher, train: dict, fields, progress=None) -> tuple[dict[str, np.ndarray], float]:
+    """The verified arrays of `fields`, building what is missing or broken; (arrays, forward seconds)."""
+    with cache.lock():
+        missing = cache.missing(fields)
+        seconds = cache.build(teacher, train, missing, progress) if missing else 0.0
+        return cache.open(fields), seconds
+
+
+def parse_size(text: str) -> int:
+    """'4GiB', '512MiB', '0' -> bytes."""
+    units = {"": 1, "B": 1, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40,
+             "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
+    s = text.strip().upper()
+    number = s.rstrip("KMGTIB")
+    try:
+        value = float(number) * units[s[len(number):]]
+    except (ValueError, KeyError):
+        value = -1
+    if value < 0:
+        from raykd.errors import RaykdError
+        raise RaykdError(f"--teacher-cache-memory {text!r} is not a size; write it like 4GiB, 512MiB or 0")
+    return int(value)
+
+
+def place(arrays: dict[str, np.ndarray], budget: int, put) -> dict:
+    """{name: object ref} for the arrays that fit `budget` bytes together (smallest first), and
+    {name: file path} for the rest, which workers then memory-map. `put` is `ray.put`."""
+    placed, used = {}, 0
+    for name, array in sorted(arrays.items(), key=lambda kv: kv[1].nbytes):
+        if used + array.nbytes <= budget:
+            # A plain ndarray view: Ray pickles np.memmap in-band, and every reader would get a private copy.
+            placed[name] = put(np.asarray(array))
+            used += array.nbytes
+        else:
+            placed[name] = str(array.filename)
+    return placed
+
+
+def open_placed(placed: dict, get) -> dict[str, np.ndarray]:
+    """The arrays behind `place`'s result, in a worker: object refs through `get` (`ray.get`,
+    zero-copy on the node), file paths memory-mapped read-only (shared through the page cache)."""
+    refs = {n: v for n, v in placed.items() if not isinstance(v, str)}
+    arrays = dict(zip(refs, get(list(refs.values())))) if refs else {}
+    arrays.update({n: np.load(v, mmap_mode="r") for n, v in placed.items() if isinstance(v, str)})
+    return arrays
