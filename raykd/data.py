@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -133,10 +134,20 @@ def subsample(ds: datasets.Dataset, fraction: float, seed: int) -> datasets.Data
     return ds.shuffle(seed=seed).select(range(keep)).flatten_indices()
 
 
+def writable_folder(path: Path) -> Path:
+    """Create `path` and check that files can be written there (tokenized data, teacher outputs)."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as err:
+        raise RaykdError(f"cannot write the cache to {path} ({err.strerror}); pass a writable --cache-dir") from None
+    return path
+
+
 def tokenize(ds: datasets.Dataset, tokenizer, max_seq_length: int, cache_dir: Path = DEFAULT_CACHE) -> datasets.Dataset:
     """Token ids without padding (batches are padded on the fly), cached on disk by content."""
-    cache_dir = Path(cache_dir) / "tokenized"
-    cache_dir.mkdir(parents=True, exist_ok=True)
+    cache_dir = writable_folder(Path(cache_dir) / "tokenized")
     key = Hasher.hash([Hasher.hash(ds.to_dict()), tokenizer, max_seq_length])
     pair = "text_b" in ds.column_names
 

@@ -19,6 +19,7 @@ def run(module, *args, cwd):
     (["--temperature", "0"], "temperature=0.0 is out of range"),
     (["--w-soft", "-1"], "w_soft=-1.0 is out of range"),
     (["--teacher-cache-memory", "lots"], "--teacher-cache-memory 'lots' is not a size"),
+    (["--cache-dir", "/proc/raykd-cache"], "cannot write the cache to /proc/raykd-cache/tokenized"),
 ])
 def test_distill_rejects_bad_input(tiny_teacher_dir, glue_dir, tmp_path, extra, message):
     args = ["--task", "rte", "--data-dir", str(glue_dir), "--teacher", str(tiny_teacher_dir),
