@@ -35,7 +35,7 @@ import ray
 import torch
 import transformers
 from tqdm import tqdm
-from transformers import AutoModelForSequenceClassification
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from raykd import cluster, distill, models
 from raykd.batches import Collator
@@ -63,10 +63,12 @@ def teacher_for(task, root: Path, scratch: Path) -> tuple[str, str]:
     if (folder / "model.safetensors").is_file():
         return str(folder.resolve()), str(folder)
     folder = scratch / f"{task.name}-base"
-    model = models.load_base_for_finetuning(models.OFFLINE_BASE, task)
-    model.config.architectures = ["BertForSequenceClassification"]
-    model.save_pretrained(folder)
-    models.AutoTokenizer.from_pretrained(models.resolve_base(models.OFFLINE_BASE)).save_pretrained(folder)
+    if not folder.is_dir():  # made once: every section must see the same weights, hence the same cache key
+        torch.manual_seed(0)
+        model = models.load_base_for_finetuning(models.OFFLINE_BASE, task)
+        model.config.architectures = ["BertForSequenceClassification"]
+        model.save_pretrained(folder)
+        AutoTokenizer.from_pretrained(models.resolve_base(models.OFFLINE_BASE)).save_pretrained(folder)
     return str(folder), "all-MiniLM-L6-v2 + new head"
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from raykd.cache import compute_outputs
+from raykd.errors import RaykdError
 
 FORMAT = 1  # bump when the array layout of raykd.cache changes: old entries are then never matched
 ARRAYS = {"logits": ("logits",), "cls": ("cls",), "attentions": ("attentions", "att_offsets"),
@@ -134,14 +135,13 @@ class DiskCache:
         seconds = time.perf_counter() - started
         for name, array in arrays.items():
             array.flush()
-            del array
             partial, final = self.dir / f"{name}.partial.npy", self.dir / f"{name}.npy"
             if name == "lengths" and keep_lengths:
                 partial.unlink()
                 continue
             os.replace(partial, final)
             manifest["files"][name] = {"bytes": final.stat().st_size, "sha256": _hash_file(final).hexdigest(),
-                                       "shape": list(np.load(final, mmap_mode="r").shape)}
+                                       "shape": list(array.shape), "dtype": str(array.dtype)}
         self._write_manifest(manifest)
         return seconds
 
@@ -168,7 +168,6 @@ def parse_size(text: str) -> int:
     except (ValueError, KeyError):
         value = -1
     if value < 0:
-        from raykd.errors import RaykdError
         raise RaykdError(f"--teacher-cache-memory {text!r} is not a size; write it like 4GiB, 512MiB or 0")
     return int(value)
 

@@ -45,14 +45,15 @@ TRAIN_STATE = "train_state.pt"
 
 
 def build_model(job: dict, task, cfg: DistillConfig):
-    """(model, layer map); the layer map is empty when fine-tuning a base model."""
+    """(model, layer map, teacher); no map and no teacher when fine-tuning a base model. The student
+    holds copies of the teacher's weights, so the teacher can still run live beside it."""
     spec = job["model"]
     if spec["kind"] == "base":
-        return models.load_base_for_finetuning(spec["base"], task), ()
+        return models.load_base_for_finetuning(spec["base"], task), (), None
     teacher, _ = models.load_teacher(spec["teacher_dir"], task)
     n = models.student_depth(teacher.config.num_hidden_layers, cfg.student_layers)
     mapping = models.layer_map(cfg.layer_map, teacher.config.num_hidden_layers, n)
-    return models.build_student(teacher, n, mapping, cfg.student_init), mapping
+    return models.build_student(teacher, n, mapping, cfg.student_init), mapping, teacher
 
 
 def make_optimizer(model, cfg: DistillConfig, stage: Stage, steps_per_epoch: int):
@@ -143,7 +144,7 @@ def train_loop_per_worker(job: dict):
     torch.manual_seed(cfg.seed)  # the same initial weights on every worker
     data = ray.get(job["data"])
     tokenizer = AutoTokenizer.from_pretrained(job["tokenizer_dir"])
-    model, mapping = build_model(job, task, cfg)
+    model, mapping, teacher_model = build_model(job, task, cfg)
     stages = schedule(cfg, model.config.num_hidden_layers)
     plan = epoch_plan(stages)
     state = restore(model)
@@ -160,9 +161,8 @@ def train_loop_per_worker(job: dict):
         arrays = open_placed(job["teacher_outputs"], ray.get)
         teacher = TeacherOutputs(arrays, job["teacher_layers"], job["teacher_heads"])
     elif job.get("live_teacher"):
-        model_dir = job["model"]["teacher_dir"]
-        teacher = LiveTeacher(models.load_teacher(model_dir, task)[0], data["train"], set(job["live_teacher"]),
-                              tokenizer.pad_token_id)
+        teacher = LiveTeacher(teacher_model, data["train"], set(job["live_teacher"]), tokenizer.pad_token_id)
+    del teacher_model  # unless it runs live, the student no longer needs it
     train_collate = Collator(tokenizer, data["train"], task.is_regression, teacher, mapping)
     dev_collate = Collator(tokenizer, data["dev"], task.is_regression)
     sampler = DistributedSampler(range(len(data["train"]["labels"])), num_replicas=world, rank=rank,
