@@ -33,6 +33,8 @@ def add_ray_arguments(parser: argparse.ArgumentParser, workers_flag: str = "--wo
     g.add_argument("--address", help="address of a running Ray cluster; without it a local cluster starts")
     g.add_argument("--max-failures", type=int, default=1,
                    help="worker failures a run survives, restarting from its last checkpoint (default: 1)")
+    g.add_argument("--verbose", action="store_true",
+                   help="print the Ray workers' output on the console too (default: only to a log file in the run's folder)")
 
 
 def add_teacher_cache_arguments(parser: argparse.ArgumentParser):

@@ -1,13 +1,22 @@
-"""Connecting to Ray: a local cluster with its dashboard, or an existing one with --address."""
+"""Connecting to Ray: a local cluster with its dashboard, or an existing one with --address; where the
+workers' output goes; and whether the cluster can ever hold a run's workers.
+"""
 
 from __future__ import annotations
 
+import math
 import os
 import socket
+import threading
+from pathlib import Path
 
 import ray
+from ray._private.ray_logging import global_worker_stdstream_dispatcher
 
 from raykd.errors import RaykdError
+
+# Ray Train 2.60 keeps no state for its dashboard view unless this is set in the cluster's processes.
+TRAIN_STATE_TRACKING = {"RAY_TRAIN_ENABLE_STATE_TRACKING": "1"}
 
 
 def _reachable(address: str, timeout_s: float) -> bool:
@@ -32,11 +41,15 @@ def _free_port(preferred: int = 8265) -> int:
     raise RaykdError("no free port for the Ray dashboard; free one or pass --address")
 
 
-def connect(address: str | None = None, timeout_s: float = 10.0) -> str | None:
-    """Start (or join) Ray and return the dashboard URL.
+def connect(address: str | None = None, timeout_s: float = 10.0, verbose: bool = True) -> str | None:
+    """Start (or join) Ray and return the dashboard URL (None when Ray was already initialised).
 
     The local dashboard binds to 127.0.0.1 only. Ray's token authentication stays as Ray sets it
-    (on by default); see the README for opening the dashboard with the token.
+    (on by default); see the README for opening the dashboard with the token. With `verbose` False,
+    the workers' output (Ray's per-process log lines) is kept for `log_workers_to` instead of being
+    printed among the progress lines.
+
+    Raises RaykdError when `address` does not answer within `timeout_s` seconds.
     """
     if ray.is_initialized():
         return None
@@ -51,10 +64,13 @@ def connect(address: str | None = None, timeout_s: float = 10.0) -> str | None:
         # runs on the machine, and the reservation of a finished trial then leaks. Name ours.
         api = f"http://127.0.0.1:{port}"
         kwargs = {"include_dashboard": True, "dashboard_host": "127.0.0.1", "dashboard_port": port,
-                  "num_cpus": int(os.environ.get("RAYKD_NUM_CPUS", os.cpu_count() or 1)),
-                  "runtime_env": {"env_vars": {"RAY_API_SERVER_ADDRESS": api}}}
+                  "num_cpus": local_cpus(),
+                  "runtime_env": {"env_vars": {"RAY_API_SERVER_ADDRESS": api, **TRAIN_STATE_TRACKING}}}
         os.environ["RAY_API_SERVER_ADDRESS"] = api
+        os.environ.update(TRAIN_STATE_TRACKING)
     context = ray.init(**kwargs, log_to_driver=True)
+    if not verbose:
+        _WORKER_LOG.capture()
     url = getattr(context, "dashboard_url", None)
     if url:
         print(f"Ray dashboard: http://{url}", flush=True)
@@ -62,3 +78,82 @@ def connect(address: str | None = None, timeout_s: float = 10.0) -> str | None:
             print("Ray token authentication is on: dashboard requests need the token in ~/.ray/auth_token "
                   "(header 'Authorization: Bearer <token>')", flush=True)
     return url
+
+
+def local_cpus() -> int:
+    """CPUs of the local cluster raykd starts: $RAYKD_NUM_CPUS, else the machine's cores."""
+    return int(os.environ.get("RAYKD_NUM_CPUS", os.cpu_count() or 1))
+
+
+class _WorkerLog:
+    """Ray's stream of the workers' output lines (its log-to-driver dispatcher), written to a file
+    instead of the console, each line prefixed like Ray's own: (name pid=N, ip=A). Lines that arrive
+    before a file is named are kept in memory and written when it is."""
+
+    def __init__(self):
+        self.file, self.pending, self.lock, self.captured = None, [], threading.Lock(), False
+
+    def capture(self):
+        self.captured = True
+        global_worker_stdstream_dispatcher.remove_handler("ray_print_logs")
+        global_worker_stdstream_dispatcher.add_handler("raykd_worker_log", self.write)
+
+    def write(self, data):
+        with self.lock:
+            if self.file is None:
+                self.pending.append(data)
+            else:
+                self._print(data)
+
+    def to(self, path: Path):
+        with self.lock:
+            if self.file is not None:
+                self.file.close()
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            self.file = open(path, "a")
+            for data in self.pending:
+                self._print(data)
+            self.pending.clear()
+
+    def _print(self, data):
+        name = data.get("actor_name") or data.get("task_name") or ""
+        prefix = f"({name} pid={data.get('pid')}, ip={data.get('ip')})".replace("( ", "(")
+        for line in data.get("lines", []):
+            print(prefix, line, file=self.file)
+        self.file.flush()
+
+
+_WORKER_LOG = _WorkerLog()
+
+
+def log_workers_to(path: Path, verbose: bool):
+    """Say where the workers' output goes: the console with --verbose, else the file `path`."""
+    if verbose or not _WORKER_LOG.captured:  # --verbose, or Ray was started by someone else (a test)
+        print("Ray workers' output: shown here", flush=True)
+        return
+    _WORKER_LOG.to(path)
+    print(f"Ray workers' output: {path} (--verbose shows it here)", flush=True)
+
+
+def check_fits(workers: int, cpus_per_worker: float, gpus_per_worker: float, what: str = "each run"):
+    """Fail fast on a request the cluster can never hold: `workers` workers of `cpus_per_worker` CPUs
+    and `gpus_per_worker` GPUs, each on one node, counted against the total resources of the nodes
+    alive now. Work already running does not count: a busy cluster is waited for, an impossible
+    request is not (Ray would retry it forever).
+
+    Raises RaykdError naming what is asked and what the cluster has.
+    """
+    nodes = [n["Resources"] for n in ray.nodes() if n["Alive"]]
+    need = {r: a for r, a in (("CPU", cpus_per_worker), ("GPU", gpus_per_worker)) if a > 0}
+    places = sum(min(math.floor(node.get(r, 0) / a + 1e-9) for r, a in need.items()) for node in nodes) if need else workers
+    if places >= workers:
+        return
+    total = {r: sum(n.get(r, 0) for n in nodes) for r in ("CPU", "GPU")}
+    largest = max((n.get("CPU", 0) for n in nodes), default=0)
+    per_worker = ", ".join(f"{a:g} {r}" for r, a in need.items())
+    in_all = ", ".join(f"{workers * a:g} {r}s" for r, a in need.items())
+    raise RaykdError(
+        f"{what} asks for {workers} workers x ({per_worker}) = {in_all} in all, but the cluster's "
+        f"{len(nodes)} node(s) have {total['CPU']:g} CPUs and {total['GPU']:g} GPUs (largest node: {largest:g} CPUs), "
+        f"room for {places} such worker(s); lower --workers/--workers-per-trial, --cpus-per-worker or "
+        f"--gpus-per-worker, or add nodes")

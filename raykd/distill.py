@@ -20,13 +20,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+from tqdm import tqdm
 
 from raykd import cli, cluster, models
-from raykd.algorithms import schedule, teacher_fields
+from raykd.algorithms import epoch_plan, schedule, teacher_fields
 from raykd.config import DistillConfig, add_config_arguments, config_from_args
 from raykd.data import load_task_data
-from raykd.disk_cache import DiskCache, cache_key, parse_size
+from raykd.disk_cache import DiskCache, cache_key, ensure, parse_size
 from raykd.errors import RaykdError, exits_cleanly
+from raykd.progress import EpochProgress
 from raykd.tasks import Task, get_task
 from raykd.teacher import TeacherService
 from raykd.trainer import epoch_log, export_best, fit, history
@@ -54,16 +57,25 @@ def check_config(teacher, cfg: DistillConfig) -> dict:
             **{f"student_params_{k}": v for k, v in models.parameter_counts(student).items()}}
 
 
-def prepare(task: Task, teacher_dir: str, teacher, tokenizer, args) -> Prepared:
-    """Load and tokenize the data, start Ray and the TeacherService. Call before any run."""
+def prepare(task: Task, teacher_dir: str, teacher, tokenizer, args, fields=()) -> Prepared:
+    """Load and tokenize the data, build the teacher-output cache for `fields` (here, in the driver,
+    with a progress bar on the console; nothing when it is warm), start Ray and the TeacherService.
+    Call before any run. Raises RaykdError for bad data or an unwritable cache."""
     data = load_task_data(task, cli.data_source(args), tokenizer, args.max_seq_length, args.train_fraction,
                           args.data_seed, args.cache_dir)
     budget = parse_size(args.teacher_cache_memory)
     key = cache_key(teacher_dir, data["train"], args.max_seq_length)
-    cluster.connect(args.address)
-    # One service per (teacher, data): a second run in the same cluster reuses its objects.
-    service = TeacherService.options(name=f"teacher-{key}", get_if_exists=True).remote(
-        str(teacher_dir), task.name, DiskCache(Path(args.cache_dir).resolve(), key), budget,
+    cache = DiskCache(Path(args.cache_dir).resolve(), key)
+    if fields and not args.live_teacher:
+        _, seconds = ensure(cache, teacher, data["train"], fields, progress=tqdm)
+        if seconds:
+            print(f"teacher outputs ({', '.join(sorted(fields))}) computed in {seconds:.1f} s into {cache.dir}", flush=True)
+    cluster.connect(args.address, verbose=getattr(args, "verbose", True))
+    # One service per (teacher, data): a second run in the same cluster reuses its objects. It lives on
+    # the driver's node: the objects it puts die with it, and a lost worker node must not take them.
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+    service = TeacherService.options(name=f"teacher-{key}", get_if_exists=True, scheduling_strategy=here).remote(
+        str(teacher_dir), task.name, cache, budget,
         max(1, int(args.cpus_per_worker * args.workers)))
     info = {"layers": teacher.config.num_hidden_layers, "heads": teacher.config.num_attention_heads,
             **{f"teacher_params_{k}": v for k, v in models.parameter_counts(teacher).items()}}
@@ -104,15 +116,21 @@ def main(argv=None):
     teacher_dir = str(Path(args.teacher).resolve())  # Ray workers run in another working directory
     teacher, tokenizer = models.load_teacher(teacher_dir, task)
     sizes = check_config(teacher, cfg)
+    scaling = cli.scaling(args)
+    stages = schedule(cfg, sizes["student_layers"])
     started = time.perf_counter()
-    prep = prepare(task, teacher_dir, teacher, tokenizer, args)
+    cluster.connect(args.address, verbose=args.verbose)
+    cluster.check_fits(scaling.workers, scaling.cpus_per_worker, scaling.gpus_per_worker, "the run")
+    prep = prepare(task, teacher_dir, teacher, tokenizer, args, teacher_fields(stages))
     out = cli.fresh_output_dir(out)  # only once every input has been checked
+    cluster.log_workers_to(out / "ray-workers.log", args.verbose)
     print(f"teacher: {prep.teacher_info['layers']} layers, {prep.teacher_info['teacher_params_total']:,} parameters "
           f"({prep.teacher_info['teacher_params_non_embedding']:,} non-embedding); student: {sizes['student_layers']} "
           f"layers {sizes['layer_map']}, {sizes['student_params_total']:,} ({sizes['student_params_non_embedding']:,} non-embedding)")
-    fields = teacher_fields(schedule(cfg, sizes["student_layers"]))
-    result = fit(make_job(prep, cfg, fields), cli.scaling(args), out / "ray", "distill",
-                 max_failures=args.max_failures)
+    with EpochProgress(epoch_log(out / "ray", "distill"), f"distill {task.name} {cfg.algorithm}",
+                       len(epoch_plan(stages)), task.main_metric):
+        result = fit(make_job(prep, cfg, teacher_fields(stages)), scaling, out / "ray", "distill",
+                     max_failures=args.max_failures)
     if result.error:
         raise RaykdError(f"distillation failed: {result.error}; see the Ray logs under {out / 'ray'}")
     best = export_best(result, out / "student")

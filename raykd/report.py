@@ -22,7 +22,8 @@ def teachers_table(root: Path) -> str:
              "GLUE dev set, the best epoch kept. Each row's command is the one that produced it.", "",
              "| task | base | metric(s) | best epoch / epochs | per-epoch main metric | train rows | minutes | command |",
              "|---|---|---|---|---|---|---|---|"]
-    for path in sorted(root.glob("teachers/*/teacher.json")):
+    # Records: copies under results/teachers/*.json, or teacher.json inside a teacher folder saved there with --out.
+    for path in sorted([*root.glob("teachers/*.json"), *root.glob("teachers/*/teacher.json")]):
         r = json.loads(path.read_text())
         task = get_task(r["task"])
         scores = ", ".join(f"{task.metrics[i]} {_pct(r.get('dev_' + m))}" for i, m in enumerate(task.metrics))

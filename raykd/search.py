@@ -21,13 +21,15 @@ from pathlib import Path
 import optuna
 import ray
 from ray import tune
+from transformers import AutoTokenizer
 from ray.tune.integration.ray_train import TuneReportCallback
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
 
-from raykd import cli, models, results, teacher
+from raykd import cli, cluster, finetune, models, results
 from raykd.algorithms import schedule, teacher_fields
 from raykd.config import DistillConfig
+from raykd.data import load_task_data
 from raykd.distill import Prepared, check_config, make_job, prepare
 from raykd.errors import RaykdError, exits_cleanly
 from raykd.spaces import SearchSpace, load_space
@@ -53,7 +55,13 @@ class Experiment:
 
 
 def run_trial(trial_values: dict, experiment: Experiment):
-    """The Tune function trainable (Ray 2.60: Train inside Tune is a function that calls fit)."""
+    """The Tune function trainable (Ray 2.60: Train inside Tune is a function that calls fit).
+
+    Raises RaykdError when the cluster can no longer hold the trial's workers (a node was lost), and
+    the run's error when it fails: the trial then ends as ERROR and the search goes on.
+    """
+    s = experiment.scaling
+    cluster.check_fits(s.workers, s.cpus_per_worker, s.gpus_per_worker, "this trial")
     cfg = experiment.config(trial_values)
     depth = models.student_depth(experiment.prep.teacher_info["layers"], cfg.student_layers)
     fields = teacher_fields(schedule(cfg, depth))
@@ -70,8 +78,13 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m raykd.search", description="Search distillation algorithms and hyperparameters with Ray Tune, Optuna and ASHA.")
     cli.add_data_arguments(p)
     p.add_argument("--space", required=True, help="search space file (search_spaces/internal.py, soft_label.py, paper.py)")
-    p.add_argument("--teacher", help="fine-tuned teacher folder; without it results/teachers/<task>-<base> is used, fine-tuned first if missing")
+    p.add_argument("--teacher", help="fine-tuned teacher folder; without it a teacher is fine-tuned from --teacher-base on the same data "
+                        "into <cache-dir>/teachers/ (once: later searches with the same recipe reuse it)")
     p.add_argument("--teacher-base", default=models.OFFLINE_BASE, help="base model when a teacher must be fine-tuned first (default: minilm)")
+    p.add_argument("--teacher-epochs", type=int, default=finetune.DEFAULTS.epochs,
+                   help=f"epochs when a teacher must be fine-tuned first (default: {finetune.DEFAULTS.epochs})")
+    p.add_argument("--teacher-learning-rate", type=float, default=finetune.DEFAULTS.learning_rate,
+                   help=f"learning rate when a teacher must be fine-tuned first (default: {finetune.DEFAULTS.learning_rate:g})")
     p.add_argument("--num-samples", type=int, default=12, help="trials to run (default: 12)")
     p.add_argument("--max-epochs", type=int, default=3, help="classification epochs per trial, ASHA's max_t (default: 3)")
     p.add_argument("--grace-period", type=int, default=1, help="classification epochs before ASHA may stop a trial (default: 1)")
@@ -98,16 +111,26 @@ def experiment_dir(args, task) -> Path:
     return cli.check_output_dir(args.out / task.name / name)
 
 
-def teacher_folder(args, task) -> str:
-    if args.teacher:
-        return str(Path(args.teacher).resolve())
-    folder = teacher.default_out(task.name, args.teacher_base)
-    if not (folder / teacher.TEACHER_METRICS).is_file():
-        print(f"no teacher at {folder}: fine-tuning one first with raykd.teacher", flush=True)
-        teacher.main(["--task", task.name, "--teacher-base", args.teacher_base, "--out", str(folder),
-                      *(["--data-dir", args.data_dir] if args.data_dir else []),
-                      *(["--address", args.address] if args.address else [])])
-    return str(folder.resolve())
+def default_teacher(args, task, scaling: Scaling, records_root: Path) -> str:
+    """The teacher for a search without --teacher: fine-tuned from --teacher-base on the same data
+    (same files, fraction and max length), kept in the cache and reused by every later search with the
+    same recipe (raykd.finetune). Returns its folder."""
+    tokenizer = AutoTokenizer.from_pretrained(models.resolve_base(args.teacher_base))
+    data = load_task_data(task, cli.data_source(args), tokenizer, args.max_seq_length, args.train_fraction,
+                          args.data_seed, args.cache_dir)
+    cfg = finetune.DEFAULTS.replace(epochs=args.teacher_epochs, learning_rate=args.teacher_learning_rate)
+    folder = finetune.recipe_dir(args.cache_dir, task, args.teacher_base, cfg, data, args.max_seq_length)
+    if finetune.is_usable(folder):
+        print(f"teacher: {finetune.describe(folder, task)}", flush=True)
+        return str(folder)
+    print(f"no teacher for this task, data and recipe yet: fine-tuning {args.teacher_base} for {cfg.epochs} epochs "
+          f"into {folder}", flush=True)
+    command = f"(fine-tuned by) python -m raykd.search {shlex.join(sys.argv[1:])}"
+    record = finetune.finetune_teacher(task, args.teacher_base, cfg, ray.put(data), len(data["train"]["labels"]),
+                                       scaling, folder, tokenizer, command, args.max_failures, replace=True)
+    finetune.copy_record(record, folder, records_root)
+    print(f"teacher: {finetune.describe(folder, task)}", flush=True)
+    return str(folder)
 
 
 def concurrency(args, scaling: Scaling) -> int:
@@ -118,8 +141,10 @@ def concurrency(args, scaling: Scaling) -> int:
 
 
 def build_tuner(args, space: SearchSpace, experiment: Experiment, exp_dir: Path, metric: str, mode: str):
-    trainable = tune.with_resources(tune.with_parameters(run_trial, experiment=experiment),
-                                    {"cpu": 0, "memory": 256 * 2**20})  # the workers hold the CPUs
+    # The workers hold the CPUs. The trial's driver (and with it Ray Train's controller, which Ray
+    # puts on the caller's node) stays on the head node, the one node whose loss ends the search anyway.
+    trainable = tune.with_resources(tune.with_parameters(run_trial, experiment=experiment), tune.PlacementGroupFactory(
+        [{"CPU": 0, "memory": 256 * 2**20, "node:__internal_head__": 0.001}]))
     if args.resume:
         return tune.Tuner.restore(str(exp_dir / "ray" / "tune"), trainable, resume_unfinished=True, resume_errored=True)
     searcher = OptunaSearch(space.space, metric=metric, mode=mode, seed=args.seed,
@@ -143,15 +168,23 @@ def main(argv=None):
     metric, mode = space.metric or f"dev_{task.main_metric}", space.mode
     if args.max_epochs < 1 or args.num_samples < 1 or not 1 <= args.grace_period <= args.max_epochs:
         raise RaykdError("--num-samples and --max-epochs must be >= 1 and --grace-period in 1..--max-epochs")
+    if args.teacher_epochs < 1:
+        raise RaykdError(f"--teacher-epochs {args.teacher_epochs} must be at least 1")
     exp_dir = experiment_dir(args, task)
-    teacher_dir = teacher_folder(args, task)
+    scaling = cli.scaling(args)
+    teacher_dir = args.teacher and str(Path(args.teacher).resolve())
+    if args.resume and not teacher_dir:  # the teacher the experiment started with, not a new default
+        teacher_dir = results.experiment_info(exp_dir)["teacher_dir"]
+    if teacher_dir:
+        models.load_teacher(teacher_dir, task)  # checked before anything starts
+    cluster.connect(args.address, verbose=args.verbose)
+    cluster.check_fits(scaling.workers, scaling.cpus_per_worker, scaling.gpus_per_worker, "each trial")
+    exp_dir.mkdir(parents=True, exist_ok=True)
+    cluster.log_workers_to(exp_dir / "ray-workers.log", args.verbose)
+    teacher_dir = teacher_dir or default_teacher(args, task, scaling, args.out)
     teacher_model, tokenizer = models.load_teacher(teacher_dir, task)
     sizes = check_config(teacher_model, space.config({}))
-    scaling = cli.scaling(args)
-    prep = prepare(task, teacher_dir, teacher_model, tokenizer, args)
-    if not args.live_teacher:
-        ray.get(prep.service.outputs.remote(prep.data_ref, list(SHARED_FIELDS)))
-    exp_dir.mkdir(parents=True, exist_ok=True)
+    prep = prepare(task, teacher_dir, teacher_model, tokenizer, args, SHARED_FIELDS)
     command = "python -m raykd.search " + shlex.join(sys.argv[1:] if argv is None else argv)
     if not args.resume:
         results.atomic_write(exp_dir / results.EXPERIMENT, json.dumps(
@@ -159,8 +192,12 @@ def main(argv=None):
              "teacher_info": prep.teacher_info, "max_epochs": args.max_epochs, "command": command}, indent=2))
     experiment = Experiment(prep, space.fixed, scaling, args.max_epochs, str(exp_dir / "ray" / "trials"), args.max_failures)
     started = time.perf_counter()
-    build_tuner(args, space, experiment, exp_dir, metric, mode).fit()
+    grid = build_tuner(args, space, experiment, exp_dir, metric, mode).fit()
     summary = results.write(exp_dir, time.perf_counter() - started)
+    if len(grid) and grid.num_errors == len(grid):
+        first = str(grid.errors[0]).strip().splitlines()
+        raise RaykdError(f"all {len(grid)} trials failed; the first with: {first[-1] if first else 'no message'}; "
+                         f"see {exp_dir / 'ray-workers.log'} and {exp_dir / 'trials.csv'}")
     stats = ray.get(prep.service.stats.remote())
     print(f"teacher forward passes in this search: {stats['forward_seconds']:.1f} s; outputs cached in {stats['cache_dir']}")
     if summary["best_value"] is None:

@@ -82,6 +82,12 @@ def load_space(path: str | Path) -> SearchSpace:
                         namespace.get("mode", "max"), list(namespace.get("points_to_evaluate", [])))
     if not isinstance(space.space, dict) and not callable(space.space):
         raise RaykdError(f"{path}: `space` must be a dict of Tune domains or a function of an optuna.Trial")
+    if isinstance(space.space, dict):  # plain values in `space` are fixed values: Optuna takes only domains
+        space.fixed.update({k: v for k, v in space.space.items() if not isinstance(v, Domain)})
+        space.space = {k: v for k, v in space.space.items() if isinstance(v, Domain)}
+        if not space.space:
+            raise RaykdError(f"{path}: `space` has no Tune domain to search; add one such as tune.uniform(1, 8), "
+                             "or run python -m raykd.distill for a single configuration")
     if space.mode not in ("max", "min"):
         raise RaykdError(f"{path}: mode {space.mode!r} must be 'max' or 'min'")
     check(space)

@@ -1,7 +1,9 @@
 """The teacher: fine-tuning one (`python -m raykd.teacher`), and the TeacherService actor that holds
 a fine-tuned teacher once for every worker of every trial.
 
-    python -m raykd.teacher --task rte --data-dir ../shared/data/glue --out results/teachers/rte
+    python -m raykd.teacher --task rte --data-dir ../shared/data/glue [--out DIR]
+
+Without --out the teacher goes to the cache (raykd.finetune), where a search without --teacher finds it.
 """
 
 from __future__ import annotations
@@ -18,15 +20,12 @@ import torch
 from ray.experimental import tqdm_ray
 from transformers import AutoTokenizer
 
-from raykd import cli, cluster, models
-from raykd.disk_cache import DiskCache, arrays_of, ensure, place
+from raykd import cli, cluster, finetune, models
 from raykd.config import DistillConfig, add_config_arguments, config_from_args
 from raykd.data import load_task_data
-from raykd.errors import RaykdError, exits_cleanly
+from raykd.disk_cache import DiskCache, arrays_of, ensure, place
+from raykd.errors import exits_cleanly
 from raykd.tasks import get_task
-from raykd.trainer import epoch_log, export_best, fit, history
-
-TEACHER_METRICS = "teacher.json"
 
 
 @ray.remote(num_cpus=0)
@@ -79,19 +78,18 @@ class TeacherService:
         return {name: self.placed[name] for name in wanted}
 
 
-def default_out(task: str, base: str) -> Path:
-    return Path("results") / "teachers" / f"{task}-{Path(base).name}"
-
-
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m raykd.teacher", description="Fine-tune a teacher on a task with Ray Train; keep its best dev epoch.")
     cli.add_data_arguments(p)
     p.add_argument("--teacher-base", default=models.OFFLINE_BASE,
                    help="pretrained model to fine-tune: minilm (all-MiniLM-L6-v2, offline, default), a Hugging Face id such as bert-base-uncased, or a folder")
-    p.add_argument("--out", type=Path, help="where to save the teacher (default: results/teachers/<task>-<base>)")
+    p.add_argument("--out", type=Path,
+                   help="where to save the teacher (default: <cache-dir>/teachers/<task>-<base>-<recipe key>, "
+                        "where a search without --teacher finds it)")
+    p.add_argument("--records", type=Path, default=Path("results"),
+                   help="a copy of the run's record goes to <records>/teachers/ (default: results)")
     cli.add_ray_arguments(p)
-    add_config_arguments(p, DistillConfig(algorithm="finetune", epochs=6, learning_rate=5e-5),
-                         only=("epochs", "learning_rate", "warmup_ratio", "weight_decay", "batch_size", "seed"))
+    add_config_arguments(p, finetune.DEFAULTS, only=finetune.FIELDS)
     return p.parse_args(argv)
 
 
@@ -100,29 +98,26 @@ def main(argv=None):
     args = parse_args(argv)
     task = get_task(args.task)
     cfg = config_from_args(args, algorithm="finetune")
-    out = cli.check_output_dir(args.out or default_out(task.name, args.teacher_base))
+    if args.out:
+        cli.check_output_dir(args.out)
+    scaling = cli.scaling(args)
     base = models.resolve_base(args.teacher_base)
     tokenizer = AutoTokenizer.from_pretrained(base)
     data = load_task_data(task, cli.data_source(args), tokenizer, args.max_seq_length, args.train_fraction,
                           args.data_seed, args.cache_dir)
-    out = cli.fresh_output_dir(out)  # only once every input has been checked
-    cluster.connect(args.address)
-    started = time.perf_counter()
-    tokenizer.save_pretrained(out / "ray" / "tokenizer")
-    job = {"hparams": cfg.to_dict(), "task": task.name, "model": {"kind": "base", "base": base},
-           "data": ray.put(data), "teacher_outputs": None, "tokenizer_dir": str(out / "ray" / "tokenizer")}
-    result = fit(job, cli.scaling(args), out / "ray", f"teacher-{task.name}",
-                 max_failures=args.max_failures)
-    if result.error:
-        raise RaykdError(f"teacher fine-tuning failed: {result.error}; see the Ray logs under {out / 'ray'}")
-    best = export_best(result, out)
-    record = {"task": task.name, "base": args.teacher_base, "best_epoch": best["epoch"],
-              **{k: v for k, v in best.items() if k.startswith("dev_")},
-              "history": history(epoch_log(out / "ray", f"teacher-{task.name}")), "config": cfg.to_dict(), "train_examples": len(data["train"]["labels"]),
-              "seconds": round(time.perf_counter() - started, 1),
-              "command": "python -m raykd.teacher " + shlex.join(sys.argv[1:] if argv is None else argv)}
-    (out / TEACHER_METRICS).write_text(json.dumps(record, indent=2, default=str))
-    print(f"teacher saved to {out}: dev {task.main_metric} {best[f'dev_{task.main_metric}']:.4f} (epoch {best['epoch']})")
+    out = Path(args.out or finetune.recipe_dir(args.cache_dir, task, args.teacher_base, cfg, data, args.max_seq_length)).resolve()
+    if args.out is None and finetune.is_usable(out):
+        print(f"this recipe's teacher already exists: {finetune.describe(out, task)}; reusing it (delete the folder to redo it)")
+        return json.loads((out / finetune.RECORD).read_text())
+    cluster.connect(args.address, verbose=args.verbose)
+    cluster.check_fits(scaling.workers, scaling.cpus_per_worker, scaling.gpus_per_worker, "the fine-tuning")
+    cluster.log_workers_to(out.with_name(out.name + ".workers.log"), args.verbose)
+    command = "python -m raykd.teacher " + shlex.join(sys.argv[1:] if argv is None else argv)
+    record = finetune.finetune_teacher(task, args.teacher_base, cfg, ray.put(data), len(data["train"]["labels"]),
+                                       scaling, out, tokenizer, command, args.max_failures, replace=args.out is None)
+    copy = finetune.copy_record(record, out, args.records)
+    print(f"teacher saved to {out}: dev {task.main_metric} {record[f'dev_{task.main_metric}']:.4f} "
+          f"(epoch {record['best_epoch']}); record copied to {copy}")
     return record
 
 

@@ -89,6 +89,16 @@ def train_epoch(model, loader, stage, cfg, optimizer, scheduler, frozen) -> floa
     return _mean_over_workers(float(np.mean(losses)) if losses else 0.0)
 
 
+def _nodes_of_workers() -> int:
+    """How many Ray nodes this run's workers are on."""
+    node = ray.get_runtime_context().get_node_id()
+    if not dist.is_initialized():
+        return 1
+    nodes = [None] * dist.get_world_size()
+    dist.all_gather_object(nodes, node)
+    return len(set(nodes))
+
+
 def _mean_over_workers(value: float) -> float:
     if not dist.is_initialized():
         return value
@@ -186,6 +196,9 @@ def train_loop_per_worker(job: dict):
         started = time.perf_counter()
         loss = train_epoch(model, loader, stage, cfg, optimizer, scheduler, frozen_parameters(bare, stage))
         timing["epoch_seconds"] = time.perf_counter() - started
+        timing["examples_per_second"] = len(data["train"]["labels"]) / timing["epoch_seconds"]
+        if epoch == first_epoch:
+            timing["worker_nodes"] = _nodes_of_workers()
         cls_epochs += stage.classification
         result = {"epoch": epoch + 1, "cls_epoch": cls_epochs, "stage": stage.name, "train_loss": loss, **timing,
                   **evaluate(bare, task, data["dev"], dev_collate, rank, world)}

@@ -15,6 +15,9 @@ from raykd.errors import RaykdError
 from raykd.train import NOT_ELIGIBLE, TRAIN_STATE, train_loop_per_worker
 
 
+CONTROLLER_RETRIES = 2
+
+
 @dataclass(frozen=True)
 class Scaling:
     workers: int = 2
@@ -71,7 +74,10 @@ def fit(job: dict, scaling: Scaling, storage_path: Path, name: str, callbacks=()
             name=name, storage_path=str(storage_path), callbacks=callbacks,
             # The best two by score: the export, and a fallback to resume from after a worker dies.
             checkpoint_config=CheckpointConfig(num_to_keep=2, checkpoint_score_attribute="score"),
-            failure_config=FailureConfig(max_failures=max_failures)),
+            # Worker deaths are retried max_failures times; a worker group that cannot start (its
+            # placement group still pending after RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S, 60 s, e.g.
+            # a node was lost) is retried twice, then the run fails instead of waiting forever.
+            failure_config=FailureConfig(max_failures=max_failures, controller_failure_limit=CONTROLLER_RETRIES)),
     )
     return trainer.fit()
 

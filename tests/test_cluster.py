@@ -1,0 +1,102 @@
+"""Where the cluster decides: requests it can never hold fail in seconds, teachers are found (or made)
+where a fresh clone, a second run and a run after deleting the weights all work."""
+
+import json
+
+import pytest
+
+from raykd import distill, finetune, search, teacher
+
+SPACE = '''
+def space(trial):
+    trial.suggest_categorical("algorithm", ["kd"])
+'''
+
+
+def last_error_line(capsys) -> str:
+    return capsys.readouterr().err.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("command, extra, message", [
+    ("search", ["--workers-per-trial", "4"],
+     "each trial asks for 4 workers x (1 CPU) = 4 CPUs in all, but the cluster's 1 node(s) have 2 CPUs and 0 GPUs"),
+    ("search", ["--cpus-per-worker", "3", "--workers-per-trial", "1"], "room for 0 such worker(s)"),
+    ("distill", ["--gpus-per-worker", "1"], "the run asks for 2 workers x (1 CPU, 1 GPU) = 2 CPUs, 2 GPUs in all"),
+    ("teacher", ["--workers", "3"], "the fine-tuning asks for 3 workers x (1 CPU)"),
+])
+def test_impossible_requests_fail_in_seconds(ray_cluster, tiny_teacher_dir, glue_dir, tmp_path, capsys,
+                                             command, extra, message):
+    (tmp_path / "space.py").write_text(SPACE)
+    common = ["--task", "rte", "--data-dir", str(glue_dir), "--train-fraction", "0.04", "--max-seq-length", "64",
+              "--cache-dir", str(tmp_path / "cache")]
+    argv = {"search": [*common, "--space", str(tmp_path / "space.py"), "--teacher", str(tiny_teacher_dir),
+                       "--out", str(tmp_path / "out")],
+            "distill": [*common, "--teacher", str(tiny_teacher_dir), "--out", str(tmp_path / "out")],
+            "teacher": [*common, "--teacher-base", str(tiny_teacher_dir), "--out", str(tmp_path / "out")]}[command]
+    main = {"search": search.main, "distill": distill.main, "teacher": teacher.main}[command]
+    with pytest.raises(SystemExit) as exit_:
+        main([*argv, *extra])
+    assert exit_.value.code == 2
+    line = last_error_line(capsys)
+    assert line.startswith("error: ") and message in line and "add nodes" in line
+    assert not (tmp_path / "out").exists()  # nothing computed, nothing written
+
+
+def test_a_record_alone_is_not_a_teacher(tmp_path, tiny_teacher_dir):
+    (tmp_path / "t").mkdir()
+    (tmp_path / "t" / finetune.RECORD).write_text("{}")
+    (tmp_path / "t" / "config.json").write_text("{}")
+    assert not finetune.is_usable(tmp_path / "t")  # no weights: what a fresh clone of old results had
+    (tmp_path / "t" / "model.safetensors").write_bytes(b"x")
+    assert finetune.is_usable(tmp_path / "t")
+    assert not finetune.is_usable(tiny_teacher_dir)  # weights without a record: not made by raykd.teacher
+
+
+def test_recipe_dir_is_keyed_by_everything_that_decides_the_weights(tmp_path):
+    from raykd.tasks import get_task
+
+    data = {"train": {"input_ids": [[1, 2]], "labels": [0]}, "dev": {"input_ids": [[3]], "labels": [1]}}
+    task = get_task("rte")
+    base = finetune.recipe_dir(tmp_path, task, "minilm", finetune.DEFAULTS, data, 128)
+    assert base == finetune.recipe_dir(tmp_path, task, "minilm", finetune.DEFAULTS, data, 128)
+    assert base.parent == (tmp_path / "teachers").resolve() and base.name.startswith("rte-minilm-")
+    other_data = {**data, "train": {"input_ids": [[1, 2]], "labels": [1]}}
+    assert len({base, finetune.recipe_dir(tmp_path, task, "minilm", finetune.DEFAULTS.replace(epochs=1), data, 128),
+                finetune.recipe_dir(tmp_path, task, "minilm", finetune.DEFAULTS, other_data, 128),
+                finetune.recipe_dir(tmp_path, task, "minilm", finetune.DEFAULTS, data, 64),
+                finetune.recipe_dir(tmp_path, task, "other", finetune.DEFAULTS, data, 128)}) == 5
+
+
+def test_search_without_teacher_fine_tunes_once_and_again_after_the_weights_are_deleted(
+        ray_cluster, tiny_teacher_dir, glue_dir, tmp_path, capsys):
+    """A fresh machine: the search fine-tunes its teacher (on the user's own --train-file, through every
+    data flag); a second search reuses it; deleting its weights makes the teacher command redo it."""
+    import pandas as pd
+
+    (tmp_path / "space.py").write_text(SPACE)
+    rows = pd.read_csv(glue_dir / "RTE" / "train.tsv", sep="\t", quoting=3).head(100)
+    rows["label"] = rows["label"].astype(str)
+    rows[["sentence1", "sentence2", "label"]].to_csv(tmp_path / "train.csv", index=False)
+    data = ["--task", "rte", "--data-dir", str(glue_dir), "--train-file", str(tmp_path / "train.csv"),
+            "--text-columns", "sentence1,sentence2", "--max-seq-length", "64", "--cache-dir", str(tmp_path / "cache")]
+    argv = [*data, "--space", str(tmp_path / "space.py"), "--teacher-base", str(tiny_teacher_dir),
+            "--teacher-epochs", "1", "--teacher-learning-rate", "1e-3", "--num-samples", "1", "--max-epochs", "1",
+            "--out", str(tmp_path / "results")]
+    search.main([*argv, "--name", "first"])
+    folders = list((tmp_path / "cache" / "teachers").iterdir())
+    assert len(folders) == 1 and finetune.is_usable(folders[0])
+    record = json.loads((folders[0] / finetune.RECORD).read_text())
+    assert record["train_examples"] == 100 and record["config"]["epochs"] == 1  # the user's file, the flags
+    assert "fine-tuning" in capsys.readouterr().out
+
+    search.main([*argv, "--name", "second"])
+    assert "fine-tuning" not in capsys.readouterr().out
+    assert len(list((tmp_path / "results" / "teachers").glob("*.json"))) == 1  # one teacher, one record
+    experiment = json.loads((tmp_path / "results" / "rte" / "second" / "experiment.json").read_text())
+    assert experiment["teacher_dir"] == str(folders[0])
+
+    (folders[0] / "model.safetensors").unlink()
+    again = teacher.main([*data, "--teacher-base", str(tiny_teacher_dir), "--epochs", "1", "--learning-rate", "1e-3",
+                          "--records", str(tmp_path / "results")])
+    assert finetune.is_usable(folders[0]) and again["config"] == record["config"]
+    assert len(list((tmp_path / "results" / "teachers").glob("*.json"))) == 2  # the old record is kept

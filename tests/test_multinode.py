@@ -1,0 +1,139 @@
+"""A real multi-node Ray cluster on this machine: a head and two worker nodes, each a `ray start`
+process with 1 CPU and token authentication on, as the README's "Run on a cluster" section starts
+them. A search with --address spreads each trial's 2 workers over two nodes; a worker node's raylet is
+killed during a trial and the search still completes (the trial restarts from its checkpoint on the
+nodes left); with too few nodes left, the next search fails in seconds instead of waiting forever."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import psutil
+import pytest
+
+RAY = str(Path(sys.executable).with_name("ray"))
+SPACE = '''
+from ray import tune
+space = {"temperature": tune.uniform(1.0, 4.0)}
+fixed = {"algorithm": "kd", "learning_rate": 1e-3}
+'''
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def nodes(tmp_path):
+    """{"head": Popen, "a": Popen, "b": Popen, "env": env, "address": gcs address}; torn down after."""
+    port, dashboard = free_port(), free_port()
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_API_SERVER_ADDRESS": f"http://127.0.0.1:{dashboard}",
+           "RAY_TRAIN_ENABLE_STATE_TRACKING": "1"}
+    env.pop("RAYKD_NUM_CPUS", None)
+    temp = f"/tmp/rk{os.getpid()}"  # short: Ray's socket paths must stay under 107 characters
+    logs = tmp_path / "nodes"
+    logs.mkdir()
+
+    def start(name, *args):
+        return subprocess.Popen([RAY, "start", "--block", "--num-cpus", "1", "--temp-dir", temp, *args], env=env,
+                                stdout=open(logs / f"{name}.log", "w"), stderr=subprocess.STDOUT,
+                                start_new_session=True)
+
+    procs = {"head": start("head", "--head", "--port", str(port), "--dashboard-host", "127.0.0.1",
+                           "--dashboard-port", str(dashboard), "--include-dashboard", "true")}
+    address = f"127.0.0.1:{port}"
+
+    def wait_for(count):
+        wait = ("import ray, time; ray.init(address=%r, log_to_driver=False)\n"
+                "while sum(n['Alive'] for n in ray.nodes()) < %d: time.sleep(0.5)") % (address, count)
+        subprocess.run([sys.executable, "-c", wait], env=env, check=True, timeout=120, capture_output=True)
+
+    wait_for(1)
+    procs["a"] = start("a", "--address", address)  # one at a time: two joining at once can time out
+    wait_for(2)
+    procs["b"] = start("b", "--address", address)
+    wait_for(3)
+    yield {**procs, "env": env, "address": address}
+    for proc in procs.values():
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    subprocess.run([RAY, "stop", "--force"], env={**env, "RAY_TMPDIR": temp}, capture_output=True, timeout=120)
+    subprocess.run(["rm", "-rf", temp])
+
+
+def raylet_of(pid: int) -> psutil.Process:
+    process = psutil.Process(pid)
+    while "raylet" not in process.name():
+        process = process.parent()
+    return process
+
+
+def kill_node_of_a_train_worker(nodes, epoch_logs: Path, killed: list, deadline_s: float = 300):
+    """Once the first trial has reported an epoch, SIGKILL the raylet (and its processes) of a worker
+    node that runs one of the trial's Train workers."""
+    head_raylets = {p.pid for p in psutil.Process(nodes["head"].pid).children(recursive=True) if "raylet" in p.name()}
+    deadline = time.time() + deadline_s
+    while time.time() < deadline:
+        if any(f.read_text().count("\n") >= 1 for f in epoch_logs.glob("*.epochs.jsonl")):
+            workers = [p for p in psutil.process_iter(["cmdline"]) if "RayTrainWorker" in " ".join(p.info["cmdline"] or [])]
+            for worker in workers:
+                raylet = raylet_of(worker.pid)
+                if raylet.pid not in head_raylets:
+                    for child in raylet.children(recursive=True):
+                        child.kill()
+                    raylet.kill()
+                    killed.append(raylet.pid)
+                    return
+        time.sleep(0.2)
+
+
+def test_search_spans_two_nodes_and_survives_a_lost_node(nodes, tiny_teacher_dir, glue_dir, tmp_path):
+    import threading
+
+    (tmp_path / "space.py").write_text(SPACE)
+    argv = [sys.executable, "-m", "raykd.search", "--task", "rte", "--space", str(tmp_path / "space.py"),
+            "--data-dir", str(glue_dir), "--teacher", str(tiny_teacher_dir), "--address", nodes["address"],
+            "--num-samples", "2", "--max-epochs", "4", "--grace-period", "4", "--max-concurrent-trials", "1",
+            "--workers-per-trial", "2", "--train-fraction", "0.04", "--max-seq-length", "64",
+            "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / "results")]
+    exp = tmp_path / "results" / "rte" / "two-nodes"
+    killed = []
+    killer = threading.Thread(target=kill_node_of_a_train_worker, args=(nodes, exp / "ray" / "trials", killed), daemon=True)
+    killer.start()
+    run = subprocess.run([*argv, "--name", "two-nodes"], env=nodes["env"], capture_output=True, text=True, timeout=900)
+    killer.join(timeout=1)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert killed, "no Train worker on a worker node was found to kill"
+    table = pd.read_csv(exp / "trials.csv")
+    assert len(table) == 2 and set(table["stop_reason"]) == {"completed"}, table.to_string()
+    logs = sorted((exp / "ray" / "trials").glob("*.epochs.jsonl"))
+    records = [[json.loads(line) for line in f.read_text().splitlines()] for f in logs]
+    assert all(r[0]["worker_nodes"] == 2 for r in records)  # each trial's 2 workers on 2 nodes
+    restarted = [r for r in records if [e["epoch"] for e in r] != sorted({e["epoch"] for e in r})
+                 or sum("worker_nodes" in e for e in r) > 1]
+    assert restarted, "the killed trial did not restart"
+    assert all(r[-1]["epoch"] == 4 for r in records)
+
+    # One worker node is gone for good and one more is killed: 1 CPU left for 2 workers.
+    os.killpg(nodes["a"].pid, signal.SIGKILL) if not killed or nodes["a"].poll() is None else None
+    for raylet in psutil.process_iter(["name"]):
+        if raylet.info["name"] == "raylet" and raylet.pid not in {
+                p.pid for p in psutil.Process(nodes["head"].pid).children(recursive=True)}:
+            raylet.kill()
+    time.sleep(35)  # the GCS marks a node dead after its missed health checks
+    started = time.time()
+    again = subprocess.run([*argv, "--name", "one-node"], env=nodes["env"], capture_output=True, text=True, timeout=300)
+    assert again.returncode == 2, again.stderr[-3000:]
+    assert "each trial asks for 2 workers x (1 CPU) = 2 CPUs in all, but the cluster's 1 node(s) have 1 CPUs" in again.stderr
+    assert time.time() - started < 120 and not (tmp_path / "results" / "rte" / "one-node").exists()
