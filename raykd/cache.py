@@ -17,6 +17,8 @@ benchmark's baseline, and the reference the cache is tested against.
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import torch
 
@@ -130,28 +132,35 @@ class TeacherOutputs:
 class LiveTeacher:
     """The view of `TeacherOutputs`, computed by a teacher forward pass for every batch."""
 
-    def __init__(self, teacher, columns: dict[str, list], fields: set[str], pad_id: int = 0):
+    def __init__(self, teacher, columns: dict[str, list], fields: set[str], pad_id: int = 0, autocast=None):
         self.teacher, self.columns, self.fields, self.pad_id = teacher.eval(), columns, set(fields), pad_id
+        self.autocast = autocast or contextlib.nullcontext()
+        self.device = next(teacher.parameters()).device
 
     @torch.no_grad()
     def batch(self, indices, teacher_layers: tuple[int, ...], length: int) -> dict[str, torch.Tensor]:
+        """The cached view's tensors, computed on the teacher's device under `autocast`, returned as
+        fp32 on the CPU like the cache's (the data loader moves batches to the worker's device)."""
         lengths = np.array([len(self.columns["input_ids"][i]) for i in indices])
         ids = _pad([self.columns["input_ids"][i] for i in indices], self.pad_id)
         types = _pad([self.columns["token_type_ids"][i] for i in indices], 0) if "token_type_ids" in self.columns else None
         real = _real(np.arange(len(indices)), lengths, ids)
-        result = self.teacher(input_ids=ids, attention_mask=real.long(), token_type_ids=types,
-                              output_attentions="attentions" in self.fields,
-                              output_hidden_states=bool({"cls", "hidden_states"} & self.fields))
+        with self.autocast:
+            result = self.teacher(input_ids=ids.to(self.device), attention_mask=real.long().to(self.device),
+                                  token_type_ids=None if types is None else types.to(self.device),
+                                  output_attentions="attentions" in self.fields,
+                                  output_hidden_states=bool({"cls", "hidden_states"} & self.fields))
         real = real.float()
         out = {}
         if "logits" in self.fields:
-            out["logits"] = result.logits.float()
+            out["logits"] = result.logits.float().cpu()
         if "cls" in self.fields:
-            out["cls"] = torch.stack([result.hidden_states[s][:, 0] for s in teacher_layers], 1)
+            out["cls"] = torch.stack([result.hidden_states[s][:, 0] for s in teacher_layers], 1).float().cpu()
         if "attentions" in self.fields:  # padded rows and columns are zero in the cache too
             mask = (real[:, :, None] * real[:, None, :])[:, None, None]
-            out["attentions"] = torch.stack([result.attentions[s - 1] for s in teacher_layers], 1) * mask
+            out["attentions"] = torch.stack([result.attentions[s - 1] for s in teacher_layers], 1).float().cpu() * mask
         if "hidden_states" in self.fields:
-            out["hidden_states"] = torch.stack([result.hidden_states[s] for s in teacher_layers], 1) * real[:, None, :, None]
+            out["hidden_states"] = (torch.stack([result.hidden_states[s] for s in teacher_layers], 1).float().cpu()
+                                    * real[:, None, :, None])
         assert ids.shape[1] == length, "the collator and the teacher pad to the same length"
         return out

@@ -12,6 +12,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from raykd.errors import RaykdError
+from raykd.precision import CHOICES
 
 
 def _field(default, help, *, low=None, high=None, low_open=False, choices=None):
@@ -54,8 +55,14 @@ class DistillConfig:
     learning_rate: float = _field(5e-5, "AdamW peak learning rate", low=0.0, low_open=True, high=1.0)
     warmup_ratio: float = _field(0.1, "share of each stage's steps spent in linear warm-up", low=0.0, high=1.0)
     weight_decay: float = _field(0.01, "AdamW weight decay", low=0.0)
-    batch_size: int = _field(32, "global batch size, split across the workers", low=1)
+    batch_size: int = _field(32, "global batch size, split exactly across the workers", low=1)
     seed: int = _field(42, "seed of weights, data order and dropout", low=0)
+    # speed
+    precision: str = _field(
+        "fp32", "autocast precision of forward passes: auto (bf16 where the hardware runs it natively), fp32, "
+        "bf16 or fp16; weights and losses stay fp32 (raykd.precision)", choices=CHOICES)
+    group_by_length: bool = _field(
+        True, "batches of examples of similar length (less padding; raykd.sampling); off = a plain shuffle")
 
     def __post_init__(self):
         for f in dataclasses.fields(self):

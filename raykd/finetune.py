@@ -32,7 +32,8 @@ from raykd.trainer import Scaling, epoch_log, export_best, fit, history
 
 RECORD = "teacher.json"
 # The teacher's recipe: the hyperparameters `python -m raykd.teacher` takes as flags, and their defaults.
-FIELDS = ("epochs", "learning_rate", "warmup_ratio", "weight_decay", "batch_size", "seed")
+FIELDS = ("epochs", "learning_rate", "warmup_ratio", "weight_decay", "batch_size", "seed", "precision",
+          "group_by_length")
 DEFAULTS = DistillConfig(algorithm="finetune", epochs=6, learning_rate=5e-5)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 from raykd.algorithms import Stage
@@ -30,18 +32,23 @@ def forward(model, batch: dict, stage: Stage):
                  output_hidden_states=bool({"cls", "hidden_states"} & reads))
 
 
-def stage_loss(model, batch: dict, stage: Stage, temperature: float) -> tuple[torch.Tensor, dict[str, float]]:
-    """sum over terms of weight * loss, an internal term summed over its layer pairs."""
-    outputs = forward(model, batch, stage)
+def stage_loss(model, batch: dict, stage: Stage, temperature: float,
+               autocast=contextlib.nullcontext()) -> tuple[torch.Tensor, dict[str, float]]:
+    """sum over terms of weight * loss, an internal term summed over its layer pairs; a scalar fp32
+    tensor and each term's value. The forward pass runs under `autocast` (raykd.precision); the losses
+    always in fp32: the student's outputs are cast up first, because the attention KL takes logs of
+    small probabilities that bf16 and fp16 round to zero."""
+    with autocast:
+        outputs = forward(model, batch, stage)
     teacher, mask = batch.get("teacher", {}), batch["attention_mask"]
     total, parts = 0.0, {}
     for term in stage.terms:
         loss = get_loss(term.loss)
         if loss.reads == "logits":
-            value = loss(outputs.logits, teacher.get("logits"), labels=batch["labels"], temperature=temperature)
+            value = loss(outputs.logits.float(), teacher.get("logits"), labels=batch["labels"], temperature=temperature)
         else:
-            value = sum(loss(student_view(outputs, loss.reads, k), teacher_view(teacher, loss.reads, k), mask=mask)
-                        for k in term.pairs)
+            value = sum(loss(student_view(outputs, loss.reads, k).float(), teacher_view(teacher, loss.reads, k),
+                             mask=mask) for k in term.pairs)
         parts[term.loss] = float(value.detach())
         total = total + term.weight * value
     return total, parts

@@ -26,7 +26,7 @@ from ray.tune.integration.ray_train import TuneReportCallback
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
 
-from raykd import cli, cluster, finetune, models, results
+from raykd import cli, cluster, finetune, models, precision, results
 from raykd.algorithms import schedule, teacher_fields
 from raykd.config import DistillConfig
 from raykd.data import load_task_data
@@ -85,6 +85,9 @@ def parse_args(argv=None):
                    help=f"epochs when a teacher must be fine-tuned first (default: {finetune.DEFAULTS.epochs})")
     p.add_argument("--teacher-learning-rate", type=float, default=finetune.DEFAULTS.learning_rate,
                    help=f"learning rate when a teacher must be fine-tuned first (default: {finetune.DEFAULTS.learning_rate:g})")
+    p.add_argument("--precision", choices=precision.CHOICES,
+                   help="autocast precision of every trial (unless the space searches it) and of a teacher fine-tuned "
+                        "first (default: the space's, else DistillConfig's)")
     p.add_argument("--num-samples", type=int, default=12, help="trials to run (default: 12)")
     p.add_argument("--max-epochs", type=int, default=3, help="classification epochs per trial, ASHA's max_t (default: 3)")
     p.add_argument("--grace-period", type=int, default=1, help="classification epochs before ASHA may stop a trial (default: 1)")
@@ -118,7 +121,8 @@ def default_teacher(args, task, scaling: Scaling, records_root: Path) -> str:
     tokenizer = AutoTokenizer.from_pretrained(models.resolve_base(args.teacher_base))
     data = load_task_data(task, cli.data_source(args), tokenizer, args.max_seq_length, args.train_fraction,
                           args.data_seed, args.cache_dir)
-    cfg = finetune.DEFAULTS.replace(epochs=args.teacher_epochs, learning_rate=args.teacher_learning_rate)
+    cfg = finetune.DEFAULTS.replace(epochs=args.teacher_epochs, learning_rate=args.teacher_learning_rate,
+                                    precision=args.precision or finetune.DEFAULTS.precision)
     folder = finetune.recipe_dir(args.cache_dir, task, args.teacher_base, cfg, data, args.max_seq_length)
     if finetune.is_usable(folder):
         print(f"teacher: {finetune.describe(folder, task)}", flush=True)
@@ -165,6 +169,8 @@ def main(argv=None):
     args = parse_args(argv)
     task = get_task(args.task)
     space = load_space(args.space)
+    if args.precision:
+        space.fixed.setdefault("precision", args.precision)
     metric, mode = space.metric or f"dev_{task.main_metric}", space.mode
     if args.max_epochs < 1 or args.num_samples < 1 or not 1 <= args.grace_period <= args.max_epochs:
         raise RaykdError("--num-samples and --max-epochs must be >= 1 and --grace-period in 1..--max-epochs")

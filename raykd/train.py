@@ -27,16 +27,17 @@ import ray.train
 import ray.train.torch
 import torch
 import torch.distributed as dist
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader
 from transformers import AutoTokenizer, get_linear_schedule_with_warmup
 
-from raykd import metrics, models
+from raykd import metrics, models, precision
 from raykd.algorithms import Stage, epoch_plan, schedule
 from raykd.batches import Collator
 from raykd.cache import LiveTeacher, TeacherOutputs
 from raykd.config import DistillConfig
 from raykd.disk_cache import open_placed
 from raykd.objective import stage_loss
+from raykd.sampling import LengthGroupedBatches
 from raykd.tasks import get_task
 
 # Checkpoints of internal stages are kept for recovery but never chosen as the best model.
@@ -73,20 +74,25 @@ def frozen_parameters(model, stage: Stage) -> list[torch.nn.Parameter]:
     return [p for i, group in enumerate(groups) if i not in stage.trainable for p in group]
 
 
-def train_epoch(model, loader, stage, cfg, optimizer, scheduler, frozen) -> float:
+def train_epoch(model, loader, stage, cfg, optimizer, scheduler, frozen, device, scaler) -> float:
+    """One epoch of `stage` over `loader` (batches already on `device`); the mean loss over all workers.
+    The forward pass runs under cfg.precision's autocast, the loss in fp32 (raykd.objective); `scaler`
+    scales fp16 losses and is a no-op otherwise."""
     model.train()
     losses = []
     for batch in loader:
-        loss, _ = stage_loss(model, batch, stage, cfg.temperature)
+        loss, _ = stage_loss(model, batch, stage, cfg.temperature, precision.autocast(cfg.precision, device))
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        scaler.scale(loss).backward()
         for p in frozen:  # AdamW skips parameters without a gradient: no update, no weight decay
             p.grad = None
+        scaler.unscale_(optimizer)
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
+        scaler.step(optimizer)
+        scaler.update()
         scheduler.step()
         losses.append(float(loss.detach()))
-    return _mean_over_workers(float(np.mean(losses)) if losses else 0.0)
+    return _mean_over_workers(float(np.mean(losses)) if losses else 0.0, device)
 
 
 def _nodes_of_workers() -> int:
@@ -99,27 +105,33 @@ def _nodes_of_workers() -> int:
     return len(set(nodes))
 
 
-def _mean_over_workers(value: float) -> float:
+def _mean_over_workers(value: float, device: torch.device) -> float:
     if not dist.is_initialized():
         return value
-    t = torch.tensor([value], dtype=torch.float64)
+    t = torch.tensor([value], dtype=torch.float64, device=device)  # nccl reduces only device tensors
     dist.all_reduce(t)
     return float(t) / dist.get_world_size()
 
 
 @torch.no_grad()
-def predict(model, columns: dict, collate: Collator, indices: list[int], batch_size: int = 64) -> np.ndarray:
+def predict(model, collate: Collator, indices: list[int], device: torch.device, precision_name: str = "fp32",
+            batch_size: int = 64) -> np.ndarray:
+    """Logits [len(indices), C] (float32, on the CPU) of the examples `indices`, in that order."""
     model.eval()
-    chunks = [model(**{k: v for k, v in collate(indices[s:s + batch_size]).items()
-                       if k in ("input_ids", "attention_mask", "token_type_ids")}).logits
-              for s in range(0, len(indices), batch_size)]
-    return torch.cat(chunks).float().numpy() if chunks else np.zeros((0, 1), np.float32)
+    chunks = []
+    for s in range(0, len(indices), batch_size):
+        batch = collate(indices[s:s + batch_size])
+        with precision.autocast(precision_name, device):
+            out = model(**{k: batch[k].to(device) for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch})
+        chunks.append(out.logits.float().cpu())
+    return torch.cat(chunks).numpy() if chunks else np.zeros((0, 1), np.float32)
 
 
-def evaluate(model, task, columns: dict, collate: Collator, rank: int, world: int) -> dict[str, float]:
+def evaluate(model, task, columns: dict, collate: Collator, rank: int, world: int, device: torch.device,
+             precision_name: str = "fp32") -> dict[str, float]:
     """Each worker predicts every world-th dev example; the predictions are gathered and scored."""
     mine = list(range(rank, len(columns["labels"]), world))
-    shard = (mine, predict(model, columns, collate, mine))
+    shard = (mine, predict(model, collate, mine, device, precision_name))
     shards = [shard]
     if dist.is_initialized():
         shards = [None] * world
@@ -147,9 +159,15 @@ def restore(model) -> dict | None:
 
 
 def train_loop_per_worker(job: dict):
+    """What every Ray Train worker runs (TorchTrainer's train_loop_per_worker; the `job` keys are in the
+    module docstring): builds the model, wraps it in DDP on this worker's device (`get_device`: a GPU
+    when the worker has one, else the CPU with gloo), then trains the schedule's stages epoch by epoch
+    and reports each epoch's metrics and a checkpoint (rank 0 writes it). Resumes from the last
+    checkpoint when Ray restarts the run. Returns early after an epoch whose loss is not finite."""
     cfg, task = DistillConfig.from_dict(job["hparams"]), get_task(job["task"])
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    device = ray.train.torch.get_device()
     torch.set_num_threads(job.get("threads", 1))
     torch.manual_seed(cfg.seed)  # the same initial weights on every worker
     data = ray.get(job["data"])
@@ -163,7 +181,7 @@ def train_loop_per_worker(job: dict):
     # Internal stages leave the pooler and classifier (and frozen blocks) without gradients; DDP must
     # then look for unused parameters, an extra graph traversal per step that the other schedules skip.
     unused = any(not stage.classification for stage in stages)
-    model = ray.train.torch.prepare_model(model, parallel_strategy_kwargs={"find_unused_parameters": unused})
+    model = ray.train.torch.prepare_model(model, parallel_strategy_kwargs={"find_unused_parameters": unused})  # moves it to `device`
     torch.manual_seed(cfg.seed + 1 + rank + 1000 * first_epoch)  # dropout differs across workers
 
     teacher = None
@@ -171,14 +189,18 @@ def train_loop_per_worker(job: dict):
         arrays = open_placed(job["teacher_outputs"], ray.get)
         teacher = TeacherOutputs(arrays, job["teacher_layers"], job["teacher_heads"])
     elif job.get("live_teacher"):
-        teacher = LiveTeacher(teacher_model, data["train"], set(job["live_teacher"]), tokenizer.pad_token_id)
+        teacher = LiveTeacher(teacher_model.to(device), data["train"], set(job["live_teacher"]),
+                              tokenizer.pad_token_id, precision.autocast(cfg.precision, device))
     del teacher_model  # unless it runs live, the student no longer needs it
     train_collate = Collator(tokenizer, data["train"], task.is_regression, teacher, mapping)
     dev_collate = Collator(tokenizer, data["dev"], task.is_regression)
-    sampler = DistributedSampler(range(len(data["train"]["labels"])), num_replicas=world, rank=rank,
-                                 shuffle=True, seed=cfg.seed)
-    loader = DataLoader(list(range(len(data["train"]["labels"]))), batch_size=math.ceil(cfg.batch_size / world),
-                        sampler=sampler, collate_fn=train_collate)
+    lengths = [len(ids) for ids in data["train"]["input_ids"]]
+    sampler = LengthGroupedBatches(lengths, cfg.batch_size, rank, world, cfg.seed, group=cfg.group_by_length)
+    # Ray's wrapper moves every tensor of a batch (the teacher's outputs included) to the worker's device.
+    loader = ray.train.torch.prepare_data_loader(
+        DataLoader(range(len(lengths)), batch_sampler=sampler, collate_fn=train_collate),
+        add_dist_sampler=False, move_to_device=True)
+    scaler = precision.grad_scaler(cfg.precision, device)
 
     optimizer = scheduler = None
     cls_epochs = sum(1 for stage, _ in plan[:first_epoch] if stage.classification)
@@ -194,14 +216,14 @@ def train_loop_per_worker(job: dict):
         if epoch == first_epoch and "submitted_at" in job:  # everything loaded: the first step comes next
             timing["seconds_to_first_step"] = time.time() - job["submitted_at"]
         started = time.perf_counter()
-        loss = train_epoch(model, loader, stage, cfg, optimizer, scheduler, frozen_parameters(bare, stage))
+        loss = train_epoch(model, loader, stage, cfg, optimizer, scheduler, frozen_parameters(bare, stage), device, scaler)
         timing["epoch_seconds"] = time.perf_counter() - started
         timing["examples_per_second"] = len(data["train"]["labels"]) / timing["epoch_seconds"]
         if epoch == first_epoch:
             timing["worker_nodes"] = _nodes_of_workers()
         cls_epochs += stage.classification
         result = {"epoch": epoch + 1, "cls_epoch": cls_epochs, "stage": stage.name, "train_loss": loss, **timing,
-                  **evaluate(bare, task, data["dev"], dev_collate, rank, world)}
+                  **evaluate(bare, task, data["dev"], dev_collate, rank, world, device, cfg.precision)}
         result["score"] = result[f"dev_{task.main_metric}"] if stage.classification else NOT_ELIGIBLE
         if not math.isfinite(loss):  # the weights are no longer usable: never export them
             result.update(score=NOT_ELIGIBLE, stop_reason="non-finite loss")

@@ -4,6 +4,7 @@ workers, a tiny BERT built here, and real RTE rows from the shared GLUE data."""
 import json
 
 import numpy as np
+import torch
 import pytest
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -15,12 +16,13 @@ from raykd.train import predict
 from conftest import tiny_bert
 
 
-def dev_metric_of(folder, glue_dir, max_len, cache):
+def dev_metric_of(folder, glue_dir, max_len, cache, precision="fp32"):
     """Score a saved model from scratch, independently of the run that saved it."""
     model = AutoModelForSequenceClassification.from_pretrained(folder)
     tokenizer = AutoTokenizer.from_pretrained(folder)
     dev = load_task_data(get_task("rte"), DataSource(data_dir=str(glue_dir)), tokenizer, max_len, 1.0, 0, cache)["dev"]
-    logits = predict(model, dev, Collator(tokenizer, dev, regression=False), list(range(len(dev["labels"]))))
+    logits = predict(model, Collator(tokenizer, dev, regression=False), list(range(len(dev["labels"]))), torch.device("cpu"),
+                     precision)
     return metrics.compute(get_task("rte"), logits, np.array(dev["labels"]))["dev_accuracy"]
 
 
@@ -48,7 +50,7 @@ def test_teacher_finetuning_keeps_best_epoch(ray_cluster, tokenizer, glue_dir, t
     tokenizer.save_pretrained(base)
     out = tmp_path / "teacher"
     record = teacher.main(["--task", "rte", "--data-dir", str(glue_dir), "--teacher-base", str(base), "--epochs", "2",
-                           "--train-fraction", "0.05", "--max-seq-length", "64", "--out", str(out),
+                           "--train-fraction", "0.05", "--max-seq-length", "64", "--out", str(out), "--records", str(tmp_path),
                            "--cache-dir", str(tmp_path / "cache"), "--learning-rate", "1e-3"])
     scores = [h["dev_accuracy"] for h in record["history"]]
     assert len(scores) == 2 and record["dev_accuracy"] == max(scores)
