@@ -9,8 +9,8 @@ if [ ! -f "$T/teacher.json" ]; then
   rm -rf "$T"
   ./run teacher --task rte --data-dir "$G" --epochs 3 --learning-rate 1e-4 --precision bf16 --out "$T" --records results/parity
 fi
-for seed in 1 2 3; do
-  for algorithm in kd sid; do
+for algorithm in kd sid; do
+  for seed in 1 2 3; do
     for precision in fp32 bf16; do
       out=results/parity/rte-$algorithm-$precision-s$seed
       [ -f "$out/result.json" ] && continue
