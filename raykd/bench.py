@@ -106,7 +106,8 @@ def cache_builds(args, cache_dir: Path, scratch: Path) -> list[str]:
 
 RUNS = {"student fine-tuning (floor)": ["--algorithm", "finetune"],
         "distillation, warm cache": ["--algorithm", "all"],
-        "distillation, teacher at every step": ["--algorithm", "all", "--live-teacher"]}
+        "distillation, teacher at every step": ["--algorithm", "all", "--live-teacher"],
+        "distillation, cache over its disk budget (attention maps live)": ["--algorithm", "all", "--teacher-cache-disk", "1MiB"]}
 
 
 def epoch_times(args, cache_dir: Path, scratch: Path) -> list[str]:
@@ -165,6 +166,41 @@ def precision_times(args, cache_dir: Path, scratch: Path) -> list[str]:
              f"{args.epochs} epochs each, 6 -> 3 layers (map 2,4,6), the paper's full loss, warm teacher-output cache. "
              "One seed: the dev accuracies show that each run trains, not which is better (results/parity/ compares "
              "fp32 and bf16 students over seeds)."]
+    return rows
+
+
+# 2c. cache size against data size ----------------------------------------------------------------
+
+def cache_sizes(args, cache_dir: Path, scratch: Path) -> list[str]:
+    """Disk size of the teacher-output cache (logits, [CLS] and attention maps), from the shapes alone
+    (raykd.cache.estimate_bytes, which the size test checks against a built cache): MiniLM-L6 and
+    BERT-base, every teacher layer against the half-depth skip map's layers, for 1k to 100k examples
+    whose lengths are drawn (seeded) from RTE's tokenized train set."""
+    from transformers import BertConfig
+
+    from raykd.cache import estimate_bytes
+
+    task = get_task("rte")
+    tokenizer = AutoTokenizer.from_pretrained(models.resolve_base(models.OFFLINE_BASE))
+    rte = [len(x) for x in load_task_data(task, DataSource(data_dir=args.data_dir), tokenizer, args.max_seq_length,
+                                          1.0, 42, cache_dir)["train"]["input_ids"]]
+    shapes = {"MiniLM-L6 (6 x 12 heads x 384)": BertConfig(num_hidden_layers=6, hidden_size=384, num_attention_heads=12),
+              "BERT-base (12 x 12 heads x 768)": BertConfig()}
+    fields = ("logits", "cls", "attentions")
+    rows = ["| teacher | examples | all layers | half-depth map's layers | of which attention maps |", "|---|---|---|---|---|"]
+    for name, config in shapes.items():
+        t = config.num_hidden_layers
+        half = [k * 2 for k in range(1, t // 2 + 1)]
+        for n in (1_000, 10_000, 100_000):
+            lengths = np.random.default_rng(0).choice(rte, size=n)
+            every = sum(estimate_bytes(config, lengths, fields, range(1, t + 1)).values())
+            mapped = estimate_bytes(config, lengths, fields, half)
+            rows.append(f"| {name} | {n:,} | {every / 2**30:.2f} GiB | {sum(mapped.values()) / 2**30:.2f} GiB | "
+                        f"{mapped['attentions'] / 2**30:.2f} GiB |")
+            print(rows[-1], flush=True)
+    rows += ["", f"Lengths drawn from RTE's train set tokenized to at most {args.max_seq_length} tokens "
+             f"(mean {np.mean(rte):.0f}); fp16 maps and vectors stored at each example's true length. A search "
+             "stores the layers its space's layer maps can reach; a single run those of its map."]
     return rows
 
 
@@ -295,6 +331,7 @@ def inference(args, cache_dir: Path, scratch: Path) -> list[str]:
 SECTIONS = {"cache": ("Cache build per task", cache_builds),
             "epochs": ("Epoch time and start-up (RTE)", epoch_times),
             "precision": ("Precision and length-grouped batches (RTE)", precision_times),
+            "cache-size": ("Teacher-output cache size against data size", cache_sizes),
             "memory": ("Teacher memory with concurrent trials (RTE)", teacher_memory),
             "inference": ("Inference", inference)}
 

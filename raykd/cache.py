@@ -5,9 +5,14 @@ order and batching do not matter. They are stored per example at the example's t
 (no padding), attention maps and hidden states in fp16:
 
   logits         [N, C] float32
-  cls            [N, T+1, D] float16            [CLS] vector of layers 0..T
-  attentions     flat float16, example i holds [T, H, n_i, n_i] at att_offsets[i]
-  hidden_states  flat float16 [sum n_i, T+1, D], example i's tokens at tok_offsets[i]
+  cls            [N, K, D] float16              [CLS] vector of the K stored teacher layers
+  attentions     flat float16, example i holds [K, H, n_i, n_i] at att_offsets[i]
+  hidden_states  flat float16 [sum n_i, K, D], example i's tokens at tok_offsets[i]
+  cls_layers, att_layers, hid_layers   int64 [K]: which teacher layers (1-based) are stored
+
+Only the teacher layers a layer map can match are stored (`layers`; all 1..T when not given): a
+6 -> 3 map on layers 2, 4, 6 needs half of a 6-layer teacher's attention maps, and a 12 -> 6 BERT-base
+map half of its 12.
 
 `TeacherOutputs.batch` gathers a batch's rows for the teacher layers a layer map needs and pads them
 to the batch's length, so the losses see exactly what a live teacher forward pass would give.
@@ -23,14 +28,28 @@ import numpy as np
 import torch
 
 FIELDS = ("logits", "cls", "attentions", "hidden_states")
+LAYER_ARRAYS = {"cls": "cls_layers", "attentions": "att_layers", "hidden_states": "hid_layers"}
+
+
+def estimate_bytes(config, lengths, fields, layers) -> dict[str, int]:
+    """Bytes each field takes on disk for examples of `lengths` tokens (a BERT-style `config`: heads,
+    width, labels), storing `layers` teacher layers; what `compute_outputs` would write."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    k, heads, width = len(layers), config.num_attention_heads, config.hidden_size
+    sizes = {"logits": 4 * len(lengths) * config.num_labels, "cls": 2 * len(lengths) * k * width,
+             "attentions": 2 * k * heads * int((lengths ** 2).sum()) + 8 * (len(lengths) + 1),
+             "hidden_states": 2 * int(lengths.sum()) * k * width + 8 * (len(lengths) + 1)}
+    return {f: sizes[f] for f in fields}
 
 
 @torch.no_grad()
 def compute_outputs(teacher, input_ids: list[list[int]], token_type_ids: list[list[int]] | None,
                     fields: set[str], batch_size: int = 64, pad_id: int = 0,
-                    allocate=None, progress=None) -> dict[str, np.ndarray]:
-    """The arrays above for `fields`. `allocate(name, shape, dtype)` makes each array (default: in
-    RAM; raykd.disk_cache passes memory-mapped files); `progress` is a tqdm-like class."""
+                    allocate=None, progress=None, layers=None) -> dict[str, np.ndarray]:
+    """The arrays above for `fields`, for the teacher layers `layers` (1-based; default all).
+    `allocate(name, shape, dtype)` makes each array (default: in RAM; raykd.disk_cache passes
+    memory-mapped files); `progress` is a tqdm-like class. Raises ValueError for an unknown field or
+    a layer outside 1..T."""
     unknown = set(fields) - set(FIELDS)
     if unknown:
         raise ValueError(f"unknown teacher output(s) {sorted(unknown)}")
@@ -43,20 +62,26 @@ def compute_outputs(teacher, input_ids: list[list[int]], token_type_ids: list[li
 
     lengths = np.array([len(x) for x in input_ids], dtype=np.int64)
     n, cfg = len(lengths), teacher.config
-    layers, heads, width = cfg.num_hidden_layers, cfg.num_attention_heads, cfg.hidden_size
+    heads, width = cfg.num_attention_heads, cfg.hidden_size
+    layers = sorted(set(layers or range(1, cfg.num_hidden_layers + 1)))
+    if not 1 <= layers[0] <= layers[-1] <= cfg.num_hidden_layers:
+        raise ValueError(f"teacher layers {layers} outside 1..{cfg.num_hidden_layers}")
+    k = len(layers)
     out = {}
     array("lengths", (n,), np.int64, lengths)
+    for field in set(fields) & set(LAYER_ARRAYS):
+        array(LAYER_ARRAYS[field], (k,), np.int64, np.asarray(layers))
     if "logits" in fields:
         array("logits", (n, cfg.num_labels), np.float32)
     if "cls" in fields:
-        array("cls", (n, layers + 1, width), np.float16)
+        array("cls", (n, k, width), np.float16)
     if "attentions" in fields:
-        sizes = layers * heads * lengths ** 2
+        sizes = k * heads * lengths ** 2
         array("att_offsets", (n + 1,), np.int64, np.concatenate([[0], np.cumsum(sizes)]))
         array("attentions", (int(sizes.sum()),), np.float16)
     if "hidden_states" in fields:
         array("tok_offsets", (n + 1,), np.int64, np.concatenate([[0], np.cumsum(lengths)]))
-        array("hidden_states", (int(lengths.sum()), layers + 1, width), np.float16)
+        array("hidden_states", (int(lengths.sum()), k, width), np.float16)
     bar = progress(total=n, desc="teacher outputs", unit="example") if progress else None
     want_hidden = bool({"cls", "hidden_states"} & fields)
     order = np.argsort(lengths, kind="stable")  # similar lengths together: little padding to compute
@@ -72,12 +97,12 @@ def compute_outputs(teacher, input_ids: list[list[int]], token_type_ids: list[li
             if "logits" in fields:
                 out["logits"][i] = result.logits[b].float().numpy()
             if "cls" in fields:
-                out["cls"][i] = torch.stack([h[b, 0] for h in result.hidden_states]).numpy()
+                out["cls"][i] = torch.stack([result.hidden_states[t][b, 0] for t in layers]).numpy()
             if "attentions" in fields:
-                maps = torch.stack([a[b, :, :m, :m] for a in result.attentions])
+                maps = torch.stack([result.attentions[t - 1][b, :, :m, :m] for t in layers])
                 out["attentions"][out["att_offsets"][i]:out["att_offsets"][i + 1]] = maps.reshape(-1).numpy()
             if "hidden_states" in fields:
-                states = torch.stack([h[b, :m] for h in result.hidden_states], dim=1)
+                states = torch.stack([result.hidden_states[t][b, :m] for t in layers], dim=1)
                 out["hidden_states"][out["tok_offsets"][i]:out["tok_offsets"][i + 1]] = states.numpy()
         if bar is not None:
             bar.update(len(idx))
@@ -104,22 +129,32 @@ class TeacherOutputs:
     def __init__(self, arrays: dict[str, np.ndarray], num_layers: int, num_heads: int):
         self.arrays, self.num_layers, self.num_heads = arrays, num_layers, num_heads
 
+    def _positions(self, field: str, teacher_layers) -> list[int]:
+        stored = [int(x) for x in self.arrays[LAYER_ARRAYS[field]]]
+        absent = sorted(set(teacher_layers) - set(stored))
+        if absent:
+            raise KeyError(f"teacher layer(s) {absent} of {field} are not in the cache (it holds {stored})")
+        return [stored.index(t) for t in teacher_layers]
+
     def batch(self, indices, teacher_layers: tuple[int, ...], length: int) -> dict[str, torch.Tensor]:
-        """Padded tensors for `indices`; `teacher_layers` are 1-based. Fields not stored are absent."""
-        a, idx, sel = self.arrays, np.asarray(indices), list(teacher_layers)
+        """Padded tensors for `indices`; `teacher_layers` are 1-based. Fields not stored are absent.
+        Raises KeyError when a layer was not stored."""
+        a, idx = self.arrays, np.asarray(indices)
         out = {}
         if "logits" in a:
             out["logits"] = torch.from_numpy(a["logits"][idx].copy())
         if "cls" in a:
-            out["cls"] = torch.from_numpy(a["cls"][idx][:, sel].astype(np.float32))
+            out["cls"] = torch.from_numpy(a["cls"][idx][:, self._positions("cls", teacher_layers)].astype(np.float32))
         if "attentions" in a:
+            sel, k = self._positions("attentions", teacher_layers), len(a["att_layers"])
             att = np.zeros((len(idx), len(sel), self.num_heads, length, length), np.float32)
             for b, i in enumerate(idx):
                 m = a["lengths"][i]
                 maps = a["attentions"][a["att_offsets"][i]:a["att_offsets"][i + 1]]
-                att[b, :, :, :m, :m] = maps.reshape(self.num_layers, self.num_heads, m, m)[[s - 1 for s in sel]]
+                att[b, :, :, :m, :m] = maps.reshape(k, self.num_heads, m, m)[sel]
             out["attentions"] = torch.from_numpy(att)
         if "hidden_states" in a:
+            sel = self._positions("hidden_states", teacher_layers)
             hid = np.zeros((len(idx), len(sel), length, a["hidden_states"].shape[-1]), np.float32)
             for b, i in enumerate(idx):
                 m = a["lengths"][i]
@@ -163,4 +198,18 @@ class LiveTeacher:
             out["hidden_states"] = (torch.stack([result.hidden_states[s] for s in teacher_layers], 1).float().cpu()
                                     * real[:, None, :, None])
         assert ids.shape[1] == length, "the collator and the teacher pad to the same length"
+        return out
+
+
+class MergedTeacher:
+    """Several views merged: the cached fields from a `TeacherOutputs`, the others from a `LiveTeacher`
+    (the plan when the attention maps would exceed --teacher-cache-disk)."""
+
+    def __init__(self, *views):
+        self.views = views
+
+    def batch(self, indices, teacher_layers: tuple[int, ...], length: int) -> dict[str, torch.Tensor]:
+        out = {}
+        for view in self.views:
+            out.update(view.batch(indices, teacher_layers, length))
         return out

@@ -42,6 +42,10 @@ def add_teacher_cache_arguments(parser: argparse.ArgumentParser):
     g.add_argument("--teacher-cache-memory", default="4GiB",
                    help="object-store budget for the cached teacher outputs; what does not fit is memory-mapped "
                         "from <cache-dir>/teacher-outputs (default: 4GiB)")
+    g.add_argument("--teacher-cache-disk", default="50GiB",
+                   help="disk budget of the teacher-output cache; when the attention maps of the needed teacher layers "
+                        "would exceed it, the workers compute them live and only logits and [CLS] vectors are cached "
+                        "(default: 50GiB)")
     g.add_argument("--live-teacher", action="store_true",
                    help="run the teacher at every training step instead of reading the cache (slower; for comparison)")
 

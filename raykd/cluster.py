@@ -56,19 +56,9 @@ def connect(address: str | None = None, timeout_s: float = 10.0, verbose: bool =
     if address and address != "auto" and not _reachable(address, timeout_s):
         raise RaykdError(f"no Ray cluster answers at {address} within {timeout_s:.0f} s; start one with `ray start --head` or drop --address to use a local cluster")
     if address:
-        kwargs = {"address": address}
+        context = ray.init(address=address, log_to_driver=True)
     else:
-        port = _free_port()
-        # Ray Train's placement-group cleaner asks the State API (the dashboard) whether a run is still
-        # alive. With no address it autodetects the cluster, which fails when another local cluster
-        # runs on the machine, and the reservation of a finished trial then leaks. Name ours.
-        api = f"http://127.0.0.1:{port}"
-        kwargs = {"include_dashboard": True, "dashboard_host": "127.0.0.1", "dashboard_port": port,
-                  "num_cpus": local_cpus(),
-                  "runtime_env": {"env_vars": {"RAY_API_SERVER_ADDRESS": api, **TRAIN_STATE_TRACKING}}}
-        os.environ["RAY_API_SERVER_ADDRESS"] = api
-        os.environ.update(TRAIN_STATE_TRACKING)
-    context = ray.init(**kwargs, log_to_driver=True)
+        context = _start_local()
     if not verbose:
         _WORKER_LOG.capture()
     url = getattr(context, "dashboard_url", None)
@@ -78,6 +68,27 @@ def connect(address: str | None = None, timeout_s: float = 10.0, verbose: bool =
             print("Ray token authentication is on: dashboard requests need the token in ~/.ray/auth_token "
                   "(header 'Authorization: Bearer <token>')", flush=True)
     return url
+
+
+def _start_local(attempts: int = 3):
+    """A local cluster with its dashboard on 127.0.0.1; another port is tried when another process took
+    the chosen one between the check and Ray's bind (two raykd commands starting at once)."""
+    for attempt in range(attempts):
+        port = _free_port(8265 if attempt == 0 else 0)
+        # Ray Train's placement-group cleaner asks the State API (the dashboard) whether a run is still
+        # alive. With no address it autodetects the cluster, which fails when another local cluster
+        # runs on the machine, and the reservation of a finished trial then leaks. Name ours.
+        api = f"http://127.0.0.1:{port}"
+        os.environ["RAY_API_SERVER_ADDRESS"] = api
+        os.environ.update(TRAIN_STATE_TRACKING)
+        try:
+            return ray.init(include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=port,
+                            num_cpus=local_cpus(), log_to_driver=True,
+                            runtime_env={"env_vars": {"RAY_API_SERVER_ADDRESS": api, **TRAIN_STATE_TRACKING}})
+        except Exception as err:  # Ray raises a bare Exception when its dashboard cannot bind
+            ray.shutdown()
+            if "dashboard" not in str(err) or attempt == attempts - 1:
+                raise
 
 
 def local_cpus() -> int:

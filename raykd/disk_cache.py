@@ -23,12 +23,12 @@ from pathlib import Path
 
 import numpy as np
 
-from raykd.cache import compute_outputs
+from raykd.cache import LAYER_ARRAYS, compute_outputs
 from raykd.errors import RaykdError
 
-FORMAT = 1  # bump when the array layout of raykd.cache changes: old entries are then never matched
-ARRAYS = {"logits": ("logits",), "cls": ("cls",), "attentions": ("attentions", "att_offsets"),
-          "hidden_states": ("hidden_states", "tok_offsets")}
+FORMAT = 3  # bump when the array layout of raykd.cache changes: old entries are then never matched
+ARRAYS = {"logits": ("logits",), "cls": ("cls", "cls_layers"), "attentions": ("attentions", "att_offsets", "att_layers"),
+          "hidden_states": ("hidden_states", "tok_offsets", "hid_layers")}
 WEIGHT_FILES = (".safetensors", ".bin")
 
 
@@ -100,8 +100,15 @@ class DiskCache:
             return "checksum mismatch (corrupted)"
         return None
 
-    def missing(self, fields) -> set[str]:
-        """The fields whose arrays are absent or fail their check (reported, so a rebuild is visible)."""
+    def stored_layers(self, field: str) -> set[int]:
+        """The teacher layers a built field holds (empty for logits, or when it is not built)."""
+        if field not in LAYER_ARRAYS or self.problem(LAYER_ARRAYS[field], self.manifest()):
+            return set()
+        return {int(x) for x in np.load(self.dir / f"{LAYER_ARRAYS[field]}.npy")}
+
+    def missing(self, fields, layers=None) -> set[str]:
+        """The fields whose arrays are absent, fail their check (reported, so a rebuild is visible), or
+        lack some of the teacher layers `layers` (None: do not check layers)."""
         manifest, bad = self.manifest(), set()
         for field in fields:
             for name in arrays_of([field]):
@@ -110,14 +117,17 @@ class DiskCache:
                     if reason != "not built":
                         print(f"teacher cache {self.dir / name}.npy: {reason}; rebuilding it", flush=True)
                     bad.add(field)
+            if field not in bad and layers and field in LAYER_ARRAYS and not set(layers) <= self.stored_layers(field):
+                bad.add(field)
         return bad
 
     def open(self, fields) -> dict[str, np.ndarray]:
         """Memory-mapped, read-only arrays of `fields` (check them with `missing` first)."""
         return {name: np.load(self.dir / f"{name}.npy", mmap_mode="r") for name in arrays_of(fields)}
 
-    def build(self, teacher, train: dict, fields, progress=None, batch_size: int = 64) -> float:
-        """Compute `fields` with the teacher straight into the entry's files; seconds spent."""
+    def build(self, teacher, train: dict, fields, progress=None, batch_size: int = 64, layers=None) -> float:
+        """Compute `fields` for the teacher layers `layers` (default all) with the teacher straight into
+        the entry's files; seconds spent."""
         self.dir.mkdir(parents=True, exist_ok=True)
         manifest = self.manifest()
         keep_lengths = self.problem("lengths", manifest) is None  # shared by all fields: rewrite only if bad
@@ -131,7 +141,7 @@ class DiskCache:
 
         started = time.perf_counter()
         arrays = compute_outputs(teacher, train["input_ids"], train.get("token_type_ids"), set(fields),
-                                 batch_size=batch_size, allocate=allocate, progress=progress)
+                                 batch_size=batch_size, allocate=allocate, progress=progress, layers=layers)
         seconds = time.perf_counter() - started
         for name, array in arrays.items():
             array.flush()
@@ -149,16 +159,23 @@ class DiskCache:
         return sum(e["bytes"] for e in self.manifest()["files"].values())
 
 
-def ensure(cache: DiskCache, teacher, train: dict, fields, progress=None) -> tuple[dict[str, np.ndarray], float]:
-    """The verified arrays of `fields`, building what is missing or broken; (arrays, forward seconds)."""
+def ensure(cache: DiskCache, teacher, train: dict, fields, progress=None, layers=None) -> tuple[dict[str, np.ndarray], float]:
+    """The verified arrays of `fields` holding at least the teacher layers `layers` (None: all of the
+    teacher's), building what is missing, broken or short of layers; (arrays, forward seconds). A field
+    rebuilt for more layers keeps the ones it had: later runs need not rebuild it again."""
     with cache.lock():
-        missing = cache.missing(fields)
-        seconds = cache.build(teacher, train, missing, progress) if missing else 0.0
+        if layers is None and teacher is not None:
+            layers = range(1, teacher.config.num_hidden_layers + 1)
+        missing = cache.missing(fields, layers)
+        seconds = 0.0
+        if missing:
+            union = set(layers or ()) | {t for f in missing for t in cache.stored_layers(f)}
+            seconds = cache.build(teacher, train, missing, progress, layers=sorted(union) or None)
         return cache.open(fields), seconds
 
 
-def parse_size(text: str) -> int:
-    """'4GiB', '512MiB', '0' -> bytes."""
+def parse_size(text: str, flag: str = "--teacher-cache-memory") -> int:
+    """'4GiB', '512MiB', '0' -> bytes. Raises RaykdError naming `flag` for anything else."""
     units = {"": 1, "B": 1, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40,
              "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
     s = text.strip().upper()
@@ -168,7 +185,7 @@ def parse_size(text: str) -> int:
     except (ValueError, KeyError):
         value = -1
     if value < 0:
-        raise RaykdError(f"--teacher-cache-memory {text!r} is not a size; write it like 4GiB, 512MiB or 0")
+        raise RaykdError(f"{flag} {text!r} is not a size; write it like 4GiB, 512MiB or 0")
     return int(value)
 
 

@@ -23,10 +23,11 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from tqdm import tqdm
 
-from raykd import cli, cluster, models
+from raykd import checks, cli, cluster, models
 from raykd.algorithms import epoch_plan, schedule, teacher_fields
 from raykd.config import DistillConfig, add_config_arguments, config_from_args
 from raykd.data import load_task_data
+from raykd.cache import estimate_bytes
 from raykd.disk_cache import DiskCache, cache_key, ensure, parse_size
 from raykd.errors import RaykdError, exits_cleanly
 from raykd.progress import EpochProgress
@@ -45,29 +46,44 @@ class Prepared:
     train_examples: int
     service: ray.actor.ActorHandle
     live_teacher: bool = False
+    live_fields: tuple[str, ...] = ()  # computed by each worker: the cache would exceed its disk budget
 
 
-def check_config(teacher, cfg: DistillConfig) -> dict:
-    """Validate a configuration against the teacher before any worker starts; parameter counts."""
-    n = models.student_depth(teacher.config.num_hidden_layers, cfg.student_layers)
-    mapping = models.layer_map(cfg.layer_map, teacher.config.num_hidden_layers, n)
+def check_config(teacher, cfg: DistillConfig, workers: int | None = None) -> dict:
+    """Validate a configuration against the teacher before any worker starts (raykd.models.plan, the
+    rule every configuration of a search passes too); parameter counts. Raises RaykdError."""
+    plan = models.plan(teacher.config, cfg, workers)
+    n, mapping = plan["student_layers"], tuple(plan["layer_map"])
     student = models.build_student(teacher, n, mapping, cfg.student_init)
     models.check_heads(teacher, student, "attentions" in teacher_fields(schedule(cfg, n)))
     return {"student_layers": n, "layer_map": list(mapping),
             **{f"student_params_{k}": v for k, v in models.parameter_counts(student).items()}}
 
 
-def prepare(task: Task, teacher_dir: str, teacher, tokenizer, args, fields=()) -> Prepared:
-    """Load and tokenize the data, build the teacher-output cache for `fields` (here, in the driver,
-    with a progress bar on the console; nothing when it is warm), start Ray and the TeacherService.
-    Call before any run. Raises RaykdError for bad data or an unwritable cache."""
+def prepare(task: Task, teacher_dir: str, teacher, tokenizer, args, fields=(), layers=None) -> Prepared:
+    """Load and tokenize the data, build the teacher-output cache for `fields` of the teacher layers
+    `layers` (None: all; here, in the driver, with a progress bar on the console; nothing when it is
+    warm), start Ray and the TeacherService. Prints the cache plan. Call before any run.
+    Raises RaykdError for bad data or an unwritable cache."""
     data = load_task_data(task, cli.data_source(args), tokenizer, args.max_seq_length, args.train_fraction,
                           args.data_seed, args.cache_dir)
-    budget = parse_size(args.teacher_cache_memory)
+    budget = parse_size(args.teacher_cache_memory, "--teacher-cache-memory")
     key = cache_key(teacher_dir, data["train"], args.max_seq_length)
     cache = DiskCache(Path(args.cache_dir).resolve(), key)
+    live_fields = ()
     if fields and not args.live_teacher:
-        _, seconds = ensure(cache, teacher, data["train"], fields, progress=tqdm)
+        layers = sorted(layers or range(1, teacher.config.num_hidden_layers + 1))
+        sizes = estimate_bytes(teacher.config, [len(x) for x in data["train"]["input_ids"]], fields, layers)
+        disk = parse_size(args.teacher_cache_disk, "--teacher-cache-disk")
+        if sum(sizes.values()) > disk and "attentions" in sizes:  # the maps are nearly all of it
+            live_fields = ("attentions",)
+            print(f"teacher-output plan: the attention maps would take {sizes['attentions'] / 2**30:.1f} GiB, over "
+                  f"--teacher-cache-disk {args.teacher_cache_disk}: each worker computes them live", flush=True)
+        cached = sorted(set(fields) - set(live_fields))
+        print(f"teacher-output plan: cache {', '.join(cached)} of teacher layers {layers} for "
+              f"{len(data['train']['input_ids'])} examples, {sum(sizes[f] for f in cached) / 2**20:.0f} MiB "
+              f"({', '.join(f'{f} {sizes[f] / 2**20:.0f}' for f in cached)}) in {cache.dir}", flush=True)
+        _, seconds = ensure(cache, teacher, data["train"], cached, progress=tqdm, layers=layers)
         if seconds:
             print(f"teacher outputs ({', '.join(sorted(fields))}) computed in {seconds:.1f} s into {cache.dir}", flush=True)
     cluster.connect(args.address, verbose=getattr(args, "verbose", True))
@@ -80,18 +96,24 @@ def prepare(task: Task, teacher_dir: str, teacher, tokenizer, args, fields=()) -
     info = {"layers": teacher.config.num_hidden_layers, "heads": teacher.config.num_attention_heads,
             **{f"teacher_params_{k}": v for k, v in models.parameter_counts(teacher).items()}}
     return Prepared(task, str(teacher_dir), info, ray.put(data), len(data["train"]["labels"]), service,
-                    args.live_teacher)
+                    args.live_teacher, live_fields)
 
 
 def make_job(prep: Prepared, cfg: DistillConfig, fields: set[str]) -> dict:
+    """The worker loop's `job` (raykd.train) for one configuration: the teacher outputs of the layers
+    its layer map reads, from the TeacherService (which extends the cache if they are missing)."""
     submitted = time.time()  # the run's start, for the time to its first step (before the cache is read)
     refs = None
-    if fields and not prep.live_teacher:
-        refs = ray.get(prep.service.outputs.remote(prep.data_ref, sorted(fields)))
+    cached = set(fields) - set(prep.live_fields)
+    live = set(fields) if prep.live_teacher else set(fields) & set(prep.live_fields)
+    if cached and not prep.live_teacher:
+        depth = models.student_depth(prep.teacher_info["layers"], cfg.student_layers)
+        layers = sorted(set(models.layer_map(cfg.layer_map, prep.teacher_info["layers"], depth)))
+        refs = ray.get(prep.service.outputs.remote(prep.data_ref, sorted(cached), layers))
     return {"hparams": cfg.to_dict(), "task": prep.task.name,
             "model": {"kind": "student", "teacher_dir": prep.teacher_dir},
             "data": prep.data_ref, "teacher_outputs": refs, "tokenizer_dir": prep.teacher_dir,
-            "live_teacher": sorted(fields) if prep.live_teacher else None, "submitted_at": submitted,
+            "live_teacher": sorted(live) or None, "submitted_at": submitted,
             "teacher_layers": prep.teacher_info["layers"], "teacher_heads": prep.teacher_info["heads"]}
 
 
@@ -110,18 +132,20 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     task = get_task(args.task)
+    checks.check_arguments(args)
     cfg = config_from_args(args)
     out = args.out or Path("results/runs") / f"{task.name}-{cfg.algorithm}-{time.strftime('%Y%m%d-%H%M%S')}"
     cli.check_output_dir(out)
     teacher_dir = str(Path(args.teacher).resolve())  # Ray workers run in another working directory
-    teacher, tokenizer = models.load_teacher(teacher_dir, task)
-    sizes = check_config(teacher, cfg)
+    teacher, tokenizer = models.load_teacher(teacher_dir, task, args.max_seq_length, verbose=True)
+    sizes = check_config(teacher, cfg, args.workers)
+    checks.check_data(task, args)  # bad rows or an unusable dev set: before Ray starts
     scaling = cli.scaling(args)
     stages = schedule(cfg, sizes["student_layers"])
     started = time.perf_counter()
     cluster.connect(args.address, verbose=args.verbose)
     cluster.check_fits(scaling.workers, scaling.cpus_per_worker, scaling.gpus_per_worker, "the run")
-    prep = prepare(task, teacher_dir, teacher, tokenizer, args, teacher_fields(stages))
+    prep = prepare(task, teacher_dir, teacher, tokenizer, args, teacher_fields(stages), sizes["layer_map"])
     out = cli.fresh_output_dir(out)  # only once every input has been checked
     cluster.log_workers_to(out / "ray-workers.log", args.verbose)
     print(f"teacher: {prep.teacher_info['layers']} layers, {prep.teacher_info['teacher_params_total']:,} parameters "

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from raykd import cli
 from raykd.errors import RaykdError, exits_cleanly
 from raykd.results import experiment_info, export_best
 
@@ -21,6 +22,8 @@ def main(argv=None):
     if not args.experiment.is_dir():
         raise RaykdError(f"experiment folder {args.experiment} does not exist; pass <out>/<task>/<name> of a search")
     info = experiment_info(args.experiment)
+    if args.out:  # <experiment>/best is replaced as a whole; a folder of the user's never is
+        cli.check_output_dir(args.out)
     out = (args.out or args.experiment / "best").resolve()
     try:
         best = export_best(args.experiment.resolve(), out, info["task"], info["metric"], info["teacher_dir"],

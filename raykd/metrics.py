@@ -6,6 +6,7 @@ import numpy as np
 from scipy.stats import pearsonr, spearmanr
 from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 
+from raykd.errors import RaykdError
 from raykd.tasks import Task
 
 _METRICS = {
@@ -27,3 +28,20 @@ def compute(task: Task, logits: np.ndarray, labels: np.ndarray) -> dict[str, flo
     pred = predictions(task, np.asarray(logits))
     gold = np.asarray(labels)
     return {f"dev_{name}": float(_METRICS[name](pred, gold)) for name in task.metrics}
+
+
+def check_defined(task: Task, gold) -> None:
+    """Refuse dev labels on which one of the task's metrics is undefined, before any training: a
+    correlation (pearson, spearman, matthews) needs at least two distinct labels, f1 a positive one.
+
+    Raises RaykdError naming the metric and the labels.
+    """
+    gold = np.asarray(gold)
+    for name in task.metrics:
+        if name in ("pearson", "spearman", "matthews") and len(np.unique(gold)) < 2:
+            value = f"all {gold[0]:g}" if len(gold) else "missing"
+            raise RaykdError(f"the dev set's labels are {value} ({len(gold)} rows): {name}, a correlation, is undefined "
+                             f"on a constant set; use a dev set whose labels vary")
+        if name == "f1" and not (gold == 1).any():
+            raise RaykdError(f"the dev set has no positive label (1) in its {len(gold)} rows: f1 is undefined; "
+                             "use a dev set with both classes")

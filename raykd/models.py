@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import copy
 import re
+import sys
 from pathlib import Path
 
 import torch
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+from transformers.utils import logging as hf_logging
 
 from raykd.errors import RaykdError
 from raykd.tasks import Task
@@ -42,30 +44,148 @@ def _id2label(task: Task) -> dict[int, str]:
     return {0: "score"} if task.is_regression else dict(enumerate(task.labels))
 
 
-def load_teacher(path: str | Path, task: Task):
-    """A fine-tuned teacher folder, checked against the task; eager attention so that maps come back."""
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model", "tokenizer.model")
+SUPPORTED = "BERT-style encoders with <model>.embeddings and <model>.encoder.layer (bert, roberta, electra, xlm-roberta, ...)"
+
+
+def load_teacher(path: str | Path, task: Task, max_seq_length: int | None = None, verbose: bool = False):
+    """A fine-tuned teacher folder, checked against the task; eager attention so that maps come back.
+
+    Checks, before any compute: config, classification head and its size, label names (outputs
+    reordered to the task's label ids when the names are the task's labels in another order; generic
+    LABEL_i accepted, with a warning when `verbose`), tokenizer files and vocabulary, a supported
+    architecture, and positions for `max_seq_length`. A model with one token type gets no token type ids
+    from the returned tokenizer.
+
+    Raises RaykdError naming the problem and the fix.
+    """
     path = Path(path)
     if not (path / "config.json").is_file():
         raise RaykdError(f"teacher folder {path} has no config.json; fine-tune one with `python -m raykd.teacher --task {task.name}`")
-    config = AutoConfig.from_pretrained(path)
+    try:
+        config = AutoConfig.from_pretrained(path)
+    except (OSError, ValueError) as err:
+        raise RaykdError(f"cannot read {path / 'config.json'} ({first_line(err)}); save the teacher again with save_pretrained") from None
     if not any(a.endswith("ForSequenceClassification") for a in config.architectures or []):
         raise RaykdError(f"{path} is not a classification model; fine-tune it first with `python -m raykd.teacher --task {task.name}`")
     if config.num_labels != task.num_labels:
         raise RaykdError(f"teacher {path} has {config.num_labels} outputs but {task.name} needs {task.num_labels}; use a teacher fine-tuned on {task.name}")
-    teacher = AutoModelForSequenceClassification.from_pretrained(path, attn_implementation="eager")
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    if len(tokenizer) > teacher.config.vocab_size:
-        raise RaykdError(f"tokenizer of {path} has {len(tokenizer)} tokens but the model only {teacher.config.vocab_size}; save the tokenizer the teacher was trained with")
+    order, note = label_order(config, task, path)
+    check_architecture(config, f"teacher {path}", max_seq_length)
+    if not any((path / f).is_file() for f in TOKENIZER_FILES):
+        raise RaykdError(f"teacher folder {path} has no tokenizer (none of {', '.join(TOKENIZER_FILES[:2])}, ...), so every "
+                         f"word would be read as [UNK]; save the tokenizer the teacher was trained with into it: "
+                         f"AutoTokenizer.from_pretrained(BASE).save_pretrained('{path}')")
+    bar = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # a "Loading weights" bar per load: noise before a one-line error
+    try:
+        teacher = AutoModelForSequenceClassification.from_pretrained(path, attn_implementation="eager")
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    except Exception as err:  # missing or damaged weights or tokenizer files: each library raises its own kind
+        raise RaykdError(f"cannot load the teacher from {path} ({type(err).__name__}: {first_line(err)}); save it "
+                         "again with save_pretrained") from None
+    finally:
+        if bar:
+            hf_logging.enable_progress_bar()
+    _check_tokenizer(tokenizer, teacher.config, path)
+    if order is not None:
+        _reorder_outputs(teacher, order)
+    if note and verbose:
+        print(f"{'note' if order else 'warning'}: {note}", file=sys.stderr, flush=True)
     return teacher.eval(), tokenizer
+
+
+def first_line(err: Exception) -> str:
+    """The first line of an exception's message (its type when it has none)."""
+    return (str(err).strip().splitlines() or [type(err).__name__])[0]
+
+
+def check_architecture(config, name, max_seq_length: int | None = None):
+    """A model of `config` (built on the meta device: no weights, no compute) must be a BERT-style
+    encoder, and have positions for `max_seq_length` tokens. Raises RaykdError naming what is supported."""
+    try:
+        with torch.device("meta"):
+            base = AutoModelForSequenceClassification.from_config(config).base_model
+    except (ValueError, KeyError, TypeError):  # no sequence-classification model for this config
+        base = None
+    if not (hasattr(base, "embeddings") and hasattr(getattr(base, "encoder", None), "layer")):
+        kind = (config.architectures or [config.model_type])[0]
+        raise RaykdError(f"{name} is a {config.model_type} model ({kind}); raykd distils {SUPPORTED}; "
+                         "use such a model as the teacher")
+    if max_seq_length is not None:
+        positions = config.max_position_embeddings
+        padding_idx = getattr(base.embeddings, "padding_idx", None)  # RoBERTa-style positions start after it
+        positions -= 0 if padding_idx is None else padding_idx + 1
+        if max_seq_length > positions:
+            raise RaykdError(f"--max-seq-length {max_seq_length} is longer than the {positions} positions of {name}; "
+                             f"pass --max-seq-length {positions} or less")
+
+
+def _check_tokenizer(tokenizer, config, path: Path):
+    vocab = config.vocab_size
+    if len(tokenizer) > vocab:
+        raise RaykdError(f"tokenizer of {path} has {len(tokenizer)} tokens but the model only {vocab}; save the tokenizer the teacher was trained with")
+    if len(tokenizer) < vocab // 2:
+        raise RaykdError(f"tokenizer of {path} has {len(tokenizer)} tokens for a model of {vocab}: it is not the model's "
+                         "tokenizer; save the tokenizer the teacher was trained with")
+    if tokenizer.pad_token is None:
+        raise RaykdError(f"tokenizer of {path} has no padding token; set one (tokenizer.pad_token = ...) and save it again")
+    if getattr(config, "type_vocab_size", 2) <= 1 and "token_type_ids" in tokenizer.model_input_names:
+        # One token type (RoBERTa): the second sentence's type id 1 would be out of range.
+        tokenizer.model_input_names = [n for n in tokenizer.model_input_names if n != "token_type_ids"]
+
+
+def label_order(config, task: Task, path: Path) -> tuple[list[int] | None, str | None]:
+    """Match the teacher's label names (id2label) with the task's by name.
+
+    Returns (order, note): order[i] is the teacher output holding the task's label i, or None when
+    the outputs are already in the task's order; note says what was assumed or reordered, or is None.
+    Raises RaykdError when the names are not the task's labels.
+    """
+    if task.is_regression:
+        return None, None
+    names = [str(config.id2label[i]) for i in range(config.num_labels)]
+    normal = [n.strip().lower() for n in names]
+    if normal == [f"label_{i}" for i in range(len(names))]:
+        return None, (f"teacher {path} names its outputs {', '.join(names)}: taken as {task.name}'s labels in order "
+                      f"({', '.join(task.labels)}); set id2label in its config.json to be sure")
+    for vocabulary in task.label_vocabularies:
+        wanted = [v.lower() for v in vocabulary]
+        if sorted(normal) == sorted(wanted):
+            order = [normal.index(v) for v in wanted]
+            if order == list(range(len(order))):
+                return None, None
+            return order, (f"teacher {path} lists its labels as ({', '.join(names)}): its outputs are reordered to "
+                           f"{task.name}'s label ids ({', '.join(vocabulary)})")
+    raise RaykdError(f"teacher {path} has labels ({', '.join(names)}) but {task.name}'s are ({', '.join(task.labels)}); "
+                     f"use a teacher fine-tuned on {task.name}, or set id2label in its config.json to the task's names "
+                     "in the order of its outputs")
+
+
+def _reorder_outputs(teacher, order: list[int]):
+    """Permute the classifier's output rows so that output i is the task's label i."""
+    last = [m for name, m in teacher.named_modules()
+            if isinstance(m, torch.nn.Linear) and m.out_features == len(order) and not name.startswith(teacher.base_model_prefix)][-1]
+    with torch.no_grad():
+        last.weight.copy_(last.weight[order])
+        if last.bias is not None:
+            last.bias.copy_(last.bias[order])
+    names = [teacher.config.id2label[i] for i in order]
+    teacher.config.id2label = dict(enumerate(names))
+    teacher.config.label2id = {n: i for i, n in enumerate(names)}
 
 
 def layer_map(spec: str, teacher_layers: int, student_layers: int) -> tuple[int, ...]:
     """Teacher layer matched to each student layer 1..N: `skip` (k*r, the paper), `last`, `bottom`,
-    `uniform` (evenly spaced, ending at the top), or an explicit list such as "2,4,6"."""
+    `uniform` (evenly spaced, ending at the top), or an explicit list such as "2,4,6" (also "[2, 4, 6]").
+
+    Raises RaykdError (starting `layer_map=`) for an unknown name, a list of the wrong length or a
+    teacher layer out of range.
+    """
     t, n = teacher_layers, student_layers
     if spec == "skip":
         if t % n:
-            raise RaykdError(f"layer map skip needs the teacher's {t} layers to be a multiple of the student's {n}; use --layer-map uniform")
+            raise RaykdError(f"layer_map='skip' needs the teacher's {t} layers to be a multiple of the student's {n}; use --layer-map uniform")
         mapping = [k * (t // n) for k in range(1, n + 1)]
     elif spec == "last":
         mapping = list(range(t - n + 1, t + 1))
@@ -75,15 +195,33 @@ def layer_map(spec: str, teacher_layers: int, student_layers: int) -> tuple[int,
         mapping = [round(k * t / n) for k in range(1, n + 1)]
     else:
         try:
-            mapping = [int(x) for x in spec.replace(" ", "").split(",")]
+            mapping = [int(x) for x in str(spec).strip("[]() ").replace(" ", "").split(",")]
         except ValueError:
-            raise RaykdError(f"layer map {spec!r} is neither skip, last, bottom, uniform nor a list like 2,4,6") from None
+            raise RaykdError(f"layer_map={spec!r} is neither skip, last, bottom, uniform nor a list; name a map or list "
+                             "teacher layers such as 2,4,6") from None
         if len(mapping) != n:
-            raise RaykdError(f"layer map {spec} has {len(mapping)} entries for a {n}-layer student; give one teacher layer per student layer")
+            raise RaykdError(f"layer_map={spec!r} has {len(mapping)} entries for a {n}-layer student; give one teacher layer per student layer")
     bad = [i for i in mapping if not 1 <= i <= t]
     if bad:
-        raise RaykdError(f"layer map {spec} names teacher layer(s) {bad} outside 1..{t}")
+        raise RaykdError(f"layer_map={spec!r} names teacher layer(s) {bad} outside 1..{t}, the teacher's layers; "
+                         f"use layers in 1..{t} or skip, last, bottom, uniform")
     return tuple(mapping)
+
+
+def plan(teacher_config, cfg, workers: int | None = None) -> dict:
+    """The one rule a configuration must pass against a teacher, for a single run and for every value a
+    search space can produce: student depth within the teacher's, a layer map in range with one teacher
+    layer per student layer, and a global batch that gives each of `workers` workers an example.
+
+    Returns {"student_layers": N, "layer_map": [...]}; raises RaykdError starting with the field's name.
+    """
+    t = teacher_config.num_hidden_layers
+    n = student_depth(t, cfg.student_layers)
+    mapping = layer_map(cfg.layer_map, t, n)
+    if workers is not None and cfg.batch_size < workers:
+        raise RaykdError(f"batch_size={cfg.batch_size} is smaller than the {workers} workers of a run, which split the "
+                         f"global batch; use a batch of at least {workers} or fewer workers")
+    return {"student_layers": n, "layer_map": list(mapping)}
 
 
 def build_student(teacher, num_layers: int, mapping: tuple[int, ...], init: str):
@@ -116,9 +254,10 @@ def build_student(teacher, num_layers: int, mapping: tuple[int, ...], init: str)
 
 
 def student_depth(teacher_layers: int, requested: int) -> int:
-    """0 means half the teacher's depth, the paper's ratio."""
+    """0 means half the teacher's depth, the paper's ratio. Raises RaykdError (starting
+    `student_layers=`) for a student deeper than the teacher."""
     if requested > teacher_layers:
-        raise RaykdError(f"a student of {requested} layers is not possible from a {teacher_layers}-layer teacher; choose --student-layers between 1 and {teacher_layers}")
+        raise RaykdError(f"student_layers={requested}: a student of {requested} layers is not possible from a {teacher_layers}-layer teacher; choose --student-layers between 1 and {teacher_layers}")
     return requested or max(1, teacher_layers // 2)
 
 

@@ -51,10 +51,43 @@ def students_table(root: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def parity_table(root: Path) -> str:
+    """fp32 against bf16 students (results/parity/<task>-<algorithm>-<precision>-s<seed>/result.json):
+    the best dev metric of each seed, and mean +- sample std per (task, algorithm, precision)."""
+    import statistics
+    from collections import defaultdict
+
+    groups = defaultdict(list)
+    for path in sorted(root.glob("parity/*/result.json")):
+        r = json.loads(path.read_text())
+        metric = f"dev_{get_task(r['task']).main_metric}"
+        c = r["config"]
+        groups[(r["task"], c["algorithm"], c["precision"])].append(
+            (c["seed"], r["best"][metric], statistics.mean(h["epoch_seconds"] for h in r["history"])))
+    lines = ["# fp32 against bf16 students", "", "`bash results/parity/run.sh` (each run's command is in its result.json): "
+             "the same RTE teacher, `raykd.distill` with 2 Ray Train workers, 2 classification epochs, lr 1e-4, "
+             "length-grouped batches; the best epoch's dev metric per seed. Epoch seconds were measured while "
+             "other jobs shared the 2 cores: they are not a speed comparison (see results/bench.md).", "",
+             "| task | algorithm | precision | seeds | dev metric per seed | mean +- std | mean epoch seconds |",
+             "|---|---|---|---|---|---|---|"]
+    for (task, algorithm, precision), runs in sorted(groups.items()):
+        scores = [s for _, s, _ in sorted(runs)]
+        spread = f"{100 * statistics.mean(scores):.2f} +- {100 * statistics.stdev(scores):.2f}" if len(scores) > 1 else "n/a (1 seed)"
+        lines.append(f"| {task} | {algorithm} | {precision} | {', '.join(str(k) for k, _, _ in sorted(runs))} | "
+                     f"{' '.join(_pct(s) for s in scores)} | {spread} | {statistics.mean(t for _, _, t in runs):.0f} |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m raykd.report", description=__doc__.split("\n")[0])
+    p.add_argument("table", nargs="?", choices=("records", "parity"), default="records",
+                   help="records: teachers.md and students.md (default); parity: parity.md from results/parity/")
     p.add_argument("--results", type=Path, default=Path("results"), help="results root (default: results)")
     args = p.parse_args(argv)
+    if args.table == "parity":
+        atomic_write(args.results / "parity.md", parity_table(args.results))
+        print(f"wrote {args.results / 'parity.md'}")
+        return
     atomic_write(args.results / "teachers.md", teachers_table(args.results))
     atomic_write(args.results / "students.md", students_table(args.results))
     print(f"wrote {args.results / 'teachers.md'} and {args.results / 'students.md'}")

@@ -26,7 +26,7 @@ from ray.tune.integration.ray_train import TuneReportCallback
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
 
-from raykd import cli, cluster, finetune, models, precision, results
+from raykd import checks, cli, cluster, finetune, models, precision, results, spaces
 from raykd.algorithms import schedule, teacher_fields
 from raykd.config import DistillConfig
 from raykd.data import load_task_data
@@ -168,21 +168,19 @@ def build_tuner(args, space: SearchSpace, experiment: Experiment, exp_dir: Path,
 def main(argv=None):
     args = parse_args(argv)
     task = get_task(args.task)
+    if args.resume:  # the settings and the space the experiment started with, from experiment.json
+        results.resume_settings(experiment_dir(args, task), args, sys.argv[1:] if argv is None else argv)
     space = load_space(args.space)
     if args.precision:
         space.fixed.setdefault("precision", args.precision)
     metric, mode = space.metric or f"dev_{task.main_metric}", space.mode
-    if args.max_epochs < 1 or args.num_samples < 1 or not 1 <= args.grace_period <= args.max_epochs:
-        raise RaykdError("--num-samples and --max-epochs must be >= 1 and --grace-period in 1..--max-epochs")
-    if args.teacher_epochs < 1:
-        raise RaykdError(f"--teacher-epochs {args.teacher_epochs} must be at least 1")
     exp_dir = experiment_dir(args, task)
-    scaling = cli.scaling(args)
     teacher_dir = args.teacher and str(Path(args.teacher).resolve())
     if args.resume and not teacher_dir:  # the teacher the experiment started with, not a new default
         teacher_dir = results.experiment_info(exp_dir)["teacher_dir"]
-    if teacher_dir:
-        models.load_teacher(teacher_dir, task)  # checked before anything starts
+    # Flags, the teacher, every configuration the space can produce against it, the data: before anything starts.
+    checks.check_search(args, task, space, teacher_dir)
+    scaling = cli.scaling(args)
     cluster.connect(args.address, verbose=args.verbose)
     cluster.check_fits(scaling.workers, scaling.cpus_per_worker, scaling.gpus_per_worker, "each trial")
     exp_dir.mkdir(parents=True, exist_ok=True)
@@ -190,12 +188,18 @@ def main(argv=None):
     teacher_dir = teacher_dir or default_teacher(args, task, scaling, args.out)
     teacher_model, tokenizer = models.load_teacher(teacher_dir, task)
     sizes = check_config(teacher_model, space.config({}))
-    prep = prepare(task, teacher_dir, teacher_model, tokenizer, args, SHARED_FIELDS)
+    # The teacher layers the space's layer maps can reach: only those are cached (a map drawn later that
+    # needs another layer makes the TeacherService add it once).
+    layers = sorted({t for values, _ in spaces.candidates(space)
+                     for t in models.plan(teacher_model.config, space.config(values))["layer_map"]})
+    prep = prepare(task, teacher_dir, teacher_model, tokenizer, args, SHARED_FIELDS, layers)
     command = "python -m raykd.search " + shlex.join(sys.argv[1:] if argv is None else argv)
     if not args.resume:
+        results.keep_space(exp_dir, args.space)
         results.atomic_write(exp_dir / results.EXPERIMENT, json.dumps(
             {"task": task.name, "metric": metric, "mode": mode, "teacher_dir": teacher_dir, "sizes": sizes,
-             "teacher_info": prep.teacher_info, "max_epochs": args.max_epochs, "command": command}, indent=2))
+             "teacher_info": prep.teacher_info, "max_epochs": args.max_epochs, "command": command,
+             "settings": results.search_settings(args)}, indent=2))
     experiment = Experiment(prep, space.fixed, scaling, args.max_epochs, str(exp_dir / "ray" / "trials"), args.max_failures)
     started = time.perf_counter()
     grid = build_tuner(args, space, experiment, exp_dir, metric, mode).fit()

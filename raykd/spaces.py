@@ -13,16 +13,24 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import itertools
+import math
+import random
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import optuna
+from ray.tune.search.optuna import OptunaSearch
 from ray.tune.search.sample import Categorical, Domain, Float, Integer
 
+from raykd import models
 from raykd.config import DistillConfig
 from raykd.errors import RaykdError
+from raykd.models import first_line
+from raykd.tasks import Task
 
 
 @dataclass
@@ -51,6 +59,8 @@ def _line_of(path: Path, name: str) -> int | None:
 
 
 def _fail(path: Path, name: str | None, problem: str):
+    if "; " not in problem:  # every error names a fix
+        problem += "; fix the space file"
     line = _line_of(path, name) if name else None
     raise RaykdError(f"{path}{f':{line}' if line else ''}: {problem}")
 
@@ -75,23 +85,79 @@ def load_space(path: str | Path) -> SearchSpace:
     except SyntaxError as err:
         raise RaykdError(f"{path}:{err.lineno}: syntax error ({err.msg}); fix the space file") from None
     except Exception as err:  # the file is user code: any error in it is the user's to fix
-        raise RaykdError(f"{path}: running the space file failed ({type(err).__name__}: {err})") from None
+        raise RaykdError(f"{path}: running the space file failed ({type(err).__name__}: {first_line(err)}); fix the space file") from None
     if "space" not in namespace:
         raise RaykdError(f"{path}: defines no `space`; add space = {{...}} or def space(trial): ...")
     space = SearchSpace(path, namespace["space"], dict(namespace.get("fixed", {})), namespace.get("metric"),
                         namespace.get("mode", "max"), list(namespace.get("points_to_evaluate", [])))
     if not isinstance(space.space, dict) and not callable(space.space):
-        raise RaykdError(f"{path}: `space` must be a dict of Tune domains or a function of an optuna.Trial")
+        raise RaykdError(f"{path}: `space` is a {type(space.space).__name__}; make it a dict of Tune domains or a function of an optuna.Trial")
     if isinstance(space.space, dict):  # plain values in `space` are fixed values: Optuna takes only domains
+        for name, value in space.space.items():
+            if isinstance(value, dict) and "grid_search" in value:
+                _fail(path, name, f"{name}: tune.grid_search is not supported by Optuna; use tune.choice({value['grid_search']!r})")
         space.fixed.update({k: v for k, v in space.space.items() if not isinstance(v, Domain)})
         space.space = {k: v for k, v in space.space.items() if isinstance(v, Domain)}
-        if not space.space:
-            raise RaykdError(f"{path}: `space` has no Tune domain to search; add one such as tune.uniform(1, 8), "
-                             "or run python -m raykd.distill for a single configuration")
     if space.mode not in ("max", "min"):
-        raise RaykdError(f"{path}: mode {space.mode!r} must be 'max' or 'min'")
-    check(space)
+        raise RaykdError(f"{path}: mode {space.mode!r} is neither 'max' nor 'min'; set mode = 'max' or 'min'")
+    _lists_as_layer_maps(space)
+    if isinstance(space.space, dict):
+        for name, domain in space.space.items():
+            try:
+                OptunaSearch.convert_search_space({name: domain})
+            except (ValueError, TypeError) as err:
+                _fail(path, name, f"{name}: {first_line(err)}; use tune.choice, uniform, loguniform, randint or a plain value")
+    check(space)  # before the next check: a bad value with its line says more than "nothing to search"
+    if not space.space:
+        raise RaykdError(f"{path}: `space` has no Tune domain to search; add one such as tune.uniform(1, 8), "
+                         "or run python -m raykd.distill for a single configuration")
     return space
+
+
+def _layer_map_text(value):
+    """A list or tuple of teacher layers, as a space may write a layer map, as the text "2,4"."""
+    return ",".join(str(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
+def _lists_as_layer_maps(space: SearchSpace):
+    """Layer maps written as lists ([2, 4]) become "2,4": a text Optuna can store, DistillConfig takes."""
+    for values in (space.fixed, *space.points_to_evaluate):
+        if "layer_map" in values:
+            values["layer_map"] = _layer_map_text(values["layer_map"])
+    if isinstance(space.space, dict):
+        domain = space.space.get("layer_map")
+        if isinstance(domain, Categorical):
+            domain.categories = [_layer_map_text(c) for c in domain.categories]
+    else:
+        space.space = LayerMapLists(space.space)
+
+
+class LayerMapLists:
+    """A define-by-run space whose layer_map choices may be lists: Optuna sees (and stores) them as
+    "2,4" texts, the space's function still gets the list it offered. Picklable, for Tune's checkpoints."""
+
+    def __init__(self, function: Callable):
+        self.function = function
+
+    def __call__(self, trial):
+        returned = self.function(_TextChoices(trial))
+        if isinstance(returned, dict) and "layer_map" in returned:
+            returned = {**returned, "layer_map": _layer_map_text(returned["layer_map"])}
+        return returned
+
+
+class _TextChoices:
+    def __init__(self, trial):
+        self._trial = trial
+
+    def __getattr__(self, name):
+        return getattr(self._trial, name)
+
+    def suggest_categorical(self, name, choices):
+        if name != "layer_map":
+            return self._trial.suggest_categorical(name, choices)
+        texts = [_layer_map_text(c) for c in choices]
+        return list(choices)[texts.index(self._trial.suggest_categorical(name, texts))]
 
 
 def _extremes(domain: Any) -> list:
@@ -106,35 +172,98 @@ def _extremes(domain: Any) -> list:
     return [domain]
 
 
-def check(space: SearchSpace, samples: int = 20):
-    """Every name must be a DistillConfig field and every value in its range: checked on the domains'
-    edges for a dict, on `samples` draws of a define-by-run function."""
+def candidates(space: SearchSpace, samples: int = 50, limit: int = 4096) -> list[tuple[dict, str | None]]:
+    """The trial values a space can produce, each with the name it varies (None for several):
+    `fixed` and every point to evaluate; for a dict, every combination of each domain's edges and
+    choices (each domain alone, plus seeded random combinations, when there are more than `limit`);
+    for a define-by-run function, `samples` random draws.
+
+    Raises RaykdError (file:line) for an unknown name, or when the function fails or returns no dict.
+    """
+    found = [({}, None), *((dict(p), None) for p in space.points_to_evaluate)]
+    if isinstance(space.space, dict):
+        names = list(space.space)
+        edges = [_extremes(space.space[n]) or [None] for n in names]
+        found += [({name: value}, name) for name, values in zip(names, edges) for value in values if value is not None]
+        if math.prod(len(e) for e in edges) <= limit:
+            combos = itertools.product(*edges)
+        else:
+            rng = random.Random(0)
+            combos = ([rng.choice(e) for e in edges] for _ in range(limit))
+        found += [({n: v for n, v in zip(names, combo) if v is not None}, None) for combo in combos]
+        return found
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "study created" line per check
+    try:
+        study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+    valid = set(DistillConfig.names())
+    for _ in range(samples):
+        trial = study.ask()
+        try:
+            returned = space.space(trial)
+        except Exception as err:  # user code
+            raise RaykdError(f"{space.path}: the space function failed on a random draw ({type(err).__name__}: "
+                             f"{first_line(err)}); fix the space file") from None
+        if returned is not None and not isinstance(returned, dict):
+            raise RaykdError(f"{space.path}: the space function returned {type(returned).__name__}; return a dict of "
+                             "fixed values or None")
+        values = {**trial.params, **(returned or {})}
+        for name in sorted(set(values) - valid):
+            _fail(space.path, name, f"unknown hyperparameter {name!r}; valid names: {', '.join(DistillConfig.names())}")
+        found.append((values, None))
+        study.tell(trial, 0.0)
+    return found
+
+
+def check(space: SearchSpace, samples: int = 50):
+    """Every name must be a DistillConfig field and every value the space can produce (candidates)
+    in its range. Raises RaykdError with the space file and the line of the offending name."""
     valid = set(DistillConfig.names())
     names = set(space.fixed) | (set(space.space) if isinstance(space.space, dict) else set())
     for name in sorted(names - valid):
         _fail(space.path, name, f"unknown hyperparameter {name!r}; valid names: {', '.join(DistillConfig.names())}")
-    _try(space, space.fixed, None)
-    for point in space.points_to_evaluate:
-        _try(space, point, None)
-    if isinstance(space.space, dict):
-        for name, domain in space.space.items():
-            for value in _extremes(domain):
-                _try(space, {name: value}, name)
-        return
-    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
-    for _ in range(samples):
-        trial = study.ask()
-        returned = space.space(trial) or {}
-        values = {**trial.params, **returned}
-        for name in sorted(set(values) - valid):
-            _fail(space.path, name, f"unknown hyperparameter {name!r}; valid names: {', '.join(DistillConfig.names())}")
-        _try(space, values, None)
-        study.tell(trial, 0.0)
+    for values, name in candidates(space, samples):
+        _try(space, lambda: space.config(values), values, name)
 
 
-def _try(space: SearchSpace, values: dict, name: str | None):
+def check_plans(space: SearchSpace, teacher_config, workers: int | None = None, defaults: dict | None = None,
+                samples: int = 50):
+    """Every value the space can produce, checked against the teacher by the rule a single run gets
+    (raykd.models.plan: student depth, layer map, batch against `workers`); `defaults` are values every
+    trial gets unless the space sets them (the search's epochs). Raises RaykdError with file:line."""
+    for values, name in candidates(space, samples):
+        def plan():
+            cfg = DistillConfig.from_dict({**(defaults or {}), **space.fixed, **values})
+            models.plan(teacher_config, cfg, workers)
+        _try(space, plan, values, name)
+
+
+def check_metric(space: SearchSpace, task: Task):
+    """The space's `metric` must be one raykd reports for the task (its dev metrics, or train_loss).
+    Raises RaykdError with file:line."""
+    reported = [f"dev_{m}" for m in task.metrics] + ["train_loss"]
+    if space.metric is not None and space.metric not in reported:
+        _fail(space.path, space.metric, f"metric {space.metric!r} is not reported for {task.name}; use one of "
+                                        f"{', '.join(reported)}, or drop `metric` for {reported[0]}")
+
+
+PLAN_NAMES = ("algorithm", "student_layers", "layer_map", "batch_size")
+
+
+def _try(space: SearchSpace, check_values: Callable, values: dict, name: str | None):
+    """Run a check; on RaykdError fail with the line of the offending name and the values of the other
+    plan names (algorithm, depth, layer map, batch) it was drawn with."""
     try:
-        space.config(values)
+        check_values()
     except RaykdError as err:
-        bad = name or next((n for n in values if str(err).startswith(f"{n}=")), None)
-        _fail(space.path, bad, f"{err}")
+        message = str(err)
+        named = [n for n in [*values, *space.fixed] if re.search(rf"\b{n}=", message)]
+        bad = name if name in named else (named[0] if named else name)
+        context = {n: values[n] for n in PLAN_NAMES if n in values and n != bad}
+        if context:
+            problem, _, fix = message.partition("; ")
+            with_values = ", ".join(f"{k}={v!r}" for k, v in context.items())
+            message = f"{problem} (with {with_values}); {fix}" if fix else f"{problem} (with {with_values})"
+        _fail(space.path, bad, message)

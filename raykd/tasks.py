@@ -24,6 +24,7 @@ class Task:
     dev_split: str = "dev"                # TSV file stem / Hub split of the dev set
     hub_dev_split: str = "validation"
     has_header: bool = True
+    label_names: tuple[str, ...] | None = None  # the Hub's class names, where they differ from `labels`
 
     @property
     def is_regression(self) -> bool:
@@ -34,17 +35,24 @@ class Task:
         return 1 if self.labels is None else len(self.labels)
 
     @property
+    def label_vocabularies(self) -> list[tuple[str, ...]]:
+        """The names a teacher's id2label may use for the classes: the TSV values, the Hub's names."""
+        return [names for names in (self.labels, self.label_names) if names]
+
+    @property
     def main_metric(self) -> str:
         return self.metrics[0]
 
 
 TASKS: dict[str, Task] = {t.name: t for t in [
-    Task("cola", ("sentence",), "CoLA", (3,), 1, ("0", "1"), ("matthews",), has_header=False),
-    Task("sst2", ("sentence",), "SST-2", ("sentence",), "label", ("0", "1"), ("accuracy",)),
+    Task("cola", ("sentence",), "CoLA", (3,), 1, ("0", "1"), ("matthews",), has_header=False,
+         label_names=("unacceptable", "acceptable")),
+    Task("sst2", ("sentence",), "SST-2", ("sentence",), "label", ("0", "1"), ("accuracy",),
+         label_names=("negative", "positive")),
     Task("mrpc", ("sentence1", "sentence2"), "MRPC", ("#1 String", "#2 String"), "Quality",
-         ("0", "1"), ("f1", "accuracy")),
+         ("0", "1"), ("f1", "accuracy"), label_names=("not_equivalent", "equivalent")),
     Task("qqp", ("question1", "question2"), "QQP", ("question1", "question2"), "is_duplicate",
-         ("0", "1"), ("f1", "accuracy")),
+         ("0", "1"), ("f1", "accuracy"), label_names=("not_duplicate", "duplicate")),
     Task("stsb", ("sentence1", "sentence2"), "STS-B", ("sentence1", "sentence2"), "score",
          None, ("pearson", "spearman")),
     Task("mnli", ("premise", "hypothesis"), "MNLI", ("sentence1", "sentence2"), "gold_label",
@@ -55,7 +63,7 @@ TASKS: dict[str, Task] = {t.name: t for t in [
     Task("rte", ("sentence1", "sentence2"), "RTE", ("sentence1", "sentence2"), "label",
          ("entailment", "not_entailment"), ("accuracy",)),
     Task("wnli", ("sentence1", "sentence2"), "WNLI", ("sentence1", "sentence2"), "label",
-         ("0", "1"), ("accuracy",)),
+         ("0", "1"), ("accuracy",), label_names=("not_entailment", "entailment")),
 ]}
 
 # Spellings users type for the same task.

@@ -23,6 +23,7 @@ from transformers import AutoTokenizer
 from raykd import cli, cluster, finetune, models
 from raykd.config import DistillConfig, add_config_arguments, config_from_args
 from raykd.data import load_task_data
+from raykd.cache import LAYER_ARRAYS
 from raykd.disk_cache import DiskCache, arrays_of, ensure, place
 from raykd.errors import exits_cleanly
 from raykd.tasks import get_task
@@ -44,6 +45,7 @@ class TeacherService:
         self.teacher, _ = models.load_teacher(teacher_dir, get_task(task_name))
         self.cache, self.memory_budget = cache, memory_budget
         self.placed: dict = {}
+        self.placed_layers: dict[str, set[int]] = {}  # field -> teacher layers its placed arrays hold
         self.bytes_in_store = 0
         self.forward_seconds, self.load_seconds = 0.0, 0.0
 
@@ -59,22 +61,30 @@ class TeacherService:
                 "in_object_store": sorted(n for n, v in self.placed.items() if not isinstance(v, str)),
                 "memory_mapped": sorted(n for n, v in self.placed.items() if isinstance(v, str))}
 
-    def outputs(self, data: dict, fields: list[str]) -> dict:
-        """{array name: ObjectRef or file path} of the teacher's outputs on data["train"]; see
-        raykd.disk_cache.open_placed. Later calls, from any trial, get the same objects."""
+    def outputs(self, data: dict, fields: list[str], layers: list[int] | None = None) -> dict:
+        """{array name: ObjectRef or file path} of the teacher's outputs on data["train"] for the teacher
+        layers `layers` (1-based; None: all); see raykd.disk_cache.open_placed. Later calls, from any
+        trial, get the same objects; a call that needs layers the cache lacks extends it once."""
         wanted = arrays_of(fields)
-        if not set(wanted) <= set(self.placed):
+        needed = set(layers or range(1, self.teacher.config.num_hidden_layers + 1))
+        short = [f for f in fields if f in LAYER_ARRAYS and not needed <= self.placed_layers.get(f, set())]
+        if short or not set(wanted) <= set(self.placed):
             started = time.perf_counter()
-            arrays, forward = ensure(self.cache, self.teacher, data["train"], fields, progress=tqdm_ray.tqdm)
+            arrays, forward = ensure(self.cache, self.teacher, data["train"], fields, progress=tqdm_ray.tqdm,
+                                     layers=sorted(needed))
             self.forward_seconds += forward
             self.load_seconds += time.perf_counter() - started - forward
-            new = {n: a for n, a in arrays.items() if n not in self.placed}
+            stale = {n for f in short for n in arrays_of([f]) if n != "lengths"}  # rebuilt with more layers
+            new = {n: a for n, a in arrays.items() if n not in self.placed or n in stale}
             placed = place(new, self.memory_budget - self.bytes_in_store, ray.put)
             self.bytes_in_store += sum(new[n].nbytes for n, v in placed.items() if not isinstance(v, str))
             self.placed.update(placed)
-            print(f"teacher outputs ({', '.join(sorted(fields))}) for {len(data['train']['input_ids'])} examples: "
-                  f"{sum(a.nbytes for a in arrays.values()) / 2**20:.0f} MiB, {forward:.1f} s of teacher forward passes, "
-                  f"cache {self.cache.dir}", flush=True)
+            for f in fields:
+                if f in LAYER_ARRAYS:
+                    self.placed_layers[f] = self.cache.stored_layers(f)
+            print(f"teacher outputs ({', '.join(sorted(fields))}; teacher layers {sorted(needed)}) for "
+                  f"{len(data['train']['input_ids'])} examples: {sum(a.nbytes for a in arrays.values()) / 2**20:.0f} MiB, "
+                  f"{forward:.1f} s of teacher forward passes, cache {self.cache.dir}", flush=True)
         return {name: self.placed[name] for name in wanted}
 
 

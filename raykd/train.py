@@ -7,7 +7,8 @@ schedule's stages epoch by epoch, the dev metric and a checkpoint reported after
   model            {"kind": "student", "teacher_dir": ...} or {"kind": "base", "base": ...}
   data             ref to {"train": columns, "dev": columns} (raykd.data.as_columns)
   teacher_outputs  {array name: ref or memory-mapped file} from the TeacherService, or None
-  live_teacher     the teacher fields to compute at every step instead (the benchmark's baseline), or None
+  live_teacher     the teacher fields to compute at every step (all of them: the benchmark's baseline; the
+                   attention maps: a cache over its disk budget), or None
   submitted_at     time.time() when the run was submitted, for `seconds_to_first_step`
   tokenizer_dir    folder of the tokenizer to pad with and save beside the model
   threads          torch threads per worker
@@ -33,7 +34,7 @@ from transformers import AutoTokenizer, get_linear_schedule_with_warmup
 from raykd import metrics, models, precision
 from raykd.algorithms import Stage, epoch_plan, schedule
 from raykd.batches import Collator
-from raykd.cache import LiveTeacher, TeacherOutputs
+from raykd.cache import LiveTeacher, MergedTeacher, TeacherOutputs
 from raykd.config import DistillConfig
 from raykd.disk_cache import open_placed
 from raykd.objective import stage_loss
@@ -184,13 +185,13 @@ def train_loop_per_worker(job: dict):
     model = ray.train.torch.prepare_model(model, parallel_strategy_kwargs={"find_unused_parameters": unused})  # moves it to `device`
     torch.manual_seed(cfg.seed + 1 + rank + 1000 * first_epoch)  # dropout differs across workers
 
-    teacher = None
+    views = []  # the teacher's outputs: cached, computed live, or cached small fields + live attention maps
     if job.get("teacher_outputs"):
-        arrays = open_placed(job["teacher_outputs"], ray.get)
-        teacher = TeacherOutputs(arrays, job["teacher_layers"], job["teacher_heads"])
-    elif job.get("live_teacher"):
-        teacher = LiveTeacher(teacher_model.to(device), data["train"], set(job["live_teacher"]),
-                              tokenizer.pad_token_id, precision.autocast(cfg.precision, device))
+        views.append(TeacherOutputs(open_placed(job["teacher_outputs"], ray.get), job["teacher_layers"], job["teacher_heads"]))
+    if job.get("live_teacher"):
+        views.append(LiveTeacher(teacher_model.to(device), data["train"], set(job["live_teacher"]),
+                                 tokenizer.pad_token_id, precision.autocast(cfg.precision, device)))
+    teacher = (views[0] if len(views) == 1 else MergedTeacher(*views)) if views else None
     del teacher_model  # unless it runs live, the student no longer needs it
     train_collate = Collator(tokenizer, data["train"], task.is_regression, teacher, mapping)
     dev_collate = Collator(tokenizer, data["dev"], task.is_regression)
@@ -227,6 +228,8 @@ def train_loop_per_worker(job: dict):
         result["score"] = result[f"dev_{task.main_metric}"] if stage.classification else NOT_ELIGIBLE
         if not math.isfinite(loss):  # the weights are no longer usable: never export them
             result.update(score=NOT_ELIGIBLE, stop_reason="non-finite loss")
+        elif not math.isfinite(result["score"]):  # NaN would win Ray's max over checkpoints
+            result.update(score=NOT_ELIGIBLE, stop_reason="non-finite dev metric")
         _report(result, bare, tokenizer, rank, {"epoch": epoch, "optimizer": optimizer.state_dict(),
                                                 "scheduler": scheduler.state_dict()})
         if not math.isfinite(loss):

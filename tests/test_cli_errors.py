@@ -62,7 +62,7 @@ def test_tokenizer_larger_than_the_teacher_vocabulary(tiny_teacher_dir, glue_dir
     (["--resume", "--name", "never-ran"], "no experiment to resume at"),
     (["--out", "/proc/raykd-results"], "cannot write to /proc"),
     (["--address", "127.0.0.1:9"], "no Ray cluster answers at 127.0.0.1:9"),
-    (["--num-samples", "0"], "--num-samples and --max-epochs must be >= 1"),
+    (["--num-samples", "0"], "--num-samples 0 must be at least 1"),
 ])
 def test_search_rejects_bad_input(tiny_teacher_dir, glue_dir, tmp_path, extra, message):
     space = tmp_path / "space.py"

@@ -140,3 +140,26 @@ def test_parse_size():
     assert parse_size("4GiB") == 4 * 2**30 and parse_size("512mib") == 512 * 2**20 and parse_size("0") == 0
     with pytest.raises(RaykdError, match="not a size"):
         parse_size("lots")
+
+
+def test_only_the_mapped_layers_are_stored_and_a_new_map_extends_them(teacher, rows, tmp_path):
+    """A 4 -> 2 map on layers 2, 4 stores half the attention maps; a map on layer 3 later adds it once
+    (keeping 2 and 4); every view equals the all-layers cache's."""
+    from raykd.cache import estimate_bytes
+
+    cache = DiskCache(tmp_path, "k")
+    arrays, seconds = ensure(cache, teacher, rows, {"cls", "attentions"}, layers=[2, 4])
+    assert seconds > 0 and list(arrays["att_layers"]) == [2, 4] and arrays["cls"].shape[1] == 2
+    full = compute_outputs(teacher, rows["input_ids"], rows["token_type_ids"], {"cls", "attentions"})
+    assert arrays["attentions"].size * 2 == full["attentions"].size
+    lengths = [len(x) for x in rows["input_ids"]]
+    estimate = estimate_bytes(teacher.config, lengths, {"cls", "attentions"}, [2, 4])
+    assert estimate["attentions"] == pytest.approx(arrays["attentions"].nbytes, rel=0.01)
+    indices, length = [4, 0, 11], max(lengths[i] for i in (4, 0, 11))
+    with pytest.raises(KeyError, match=r"teacher layer\(s\) \[3\]"):
+        TeacherOutputs(arrays, 4, 4).batch(indices, (3, 4), length)
+    assert ensure(cache, None, rows, {"cls", "attentions"}, layers=[4])[1] == 0.0  # a subset: no forward pass
+    arrays, seconds = ensure(cache, teacher, rows, {"cls", "attentions"}, layers=[3])
+    assert seconds > 0 and list(arrays["att_layers"]) == [2, 3, 4]
+    got, want = TeacherOutputs(arrays, 4, 4).batch(indices, (3, 4), length), TeacherOutputs(full, 4, 4).batch(indices, (3, 4), length)
+    assert torch.equal(got["attentions"], want["attentions"]) and torch.equal(got["cls"], want["cls"])

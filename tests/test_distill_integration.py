@@ -74,9 +74,12 @@ def test_cached_and_live_teacher_give_the_same_losses(ray_cluster, tiny_teacher_
             "--cache-dir", str(tmp_path / "cache"), "--teacher-cache-memory", "1KiB"]  # attentions memory-mapped
     cached = distill.main([*argv, "--out", str(tmp_path / "cached")])
     live = distill.main([*argv, "--out", str(tmp_path / "live"), "--live-teacher"])
-    for a, b in zip(cached["history"], live["history"], strict=True):
+    # over its disk budget the cache keeps logits and [CLS] vectors and the workers compute the maps
+    split = distill.main([*argv, "--out", str(tmp_path / "split"), "--teacher-cache-disk", "1KiB"])
+    for a, b, c in zip(cached["history"], live["history"], split["history"], strict=True):
         assert a["train_loss"] > 0.01
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-3)  # fp16 storage
+        assert c["train_loss"] == pytest.approx(b["train_loss"], rel=1e-3)
         assert a["seconds_to_first_step"] > 0 if a["epoch"] == 1 else "seconds_to_first_step" not in a
     # a new service (a second search) finds the outputs on disk: no teacher forward pass at all
     train = load_task_data(get_task("rte"), DataSource(data_dir=str(glue_dir)), AutoTokenizer.from_pretrained(tiny_teacher_dir),
@@ -84,7 +87,7 @@ def test_cached_and_live_teacher_give_the_same_losses(ray_cluster, tiny_teacher_
     cache = DiskCache(tmp_path / "cache", cache_key(tiny_teacher_dir, train, 64))
     assert cache.dir.is_dir() and not cache.missing({"logits", "attentions", "cls"})
     service = TeacherService.remote(str(tiny_teacher_dir), "rte", cache, 2**30)
-    placed = ray.get(service.outputs.remote({"train": train}, ["logits", "attentions", "cls"]))
+    placed = ray.get(service.outputs.remote({"train": train}, ["logits", "attentions", "cls"], [2, 4]))
     stats = ray.get(service.stats.remote())
     assert stats["forward_seconds"] == 0.0 and stats["memory_mapped"] == [] and "attentions" in placed
     ray.kill(service)
