@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # The commands behind every table in results/, in the order they were run (2 CPU cores, no GPU).
 # Run from the repository root with ../shared beside it. Tables: ./run report (python -m raykd.report).
+# Teachers made before 2026-11-30 wrote results/teachers/<task>-minilm/teacher.json; those records now sit at
+# results/teachers/<task>-minilm.json, and the folders (weights, not committed) are made again by --out.
 set -euo pipefail
 GLUE=../shared/data/glue
 step="${1:-all}"
 
 if [[ $step == all || $step == teacher-rte ]]; then
-  ./run teacher --task rte --data-dir $GLUE --epochs 8 --learning-rate 1e-4 --warmup-ratio 0.1
+  ./run teacher --task rte --data-dir $GLUE --epochs 8 --learning-rate 1e-4 --warmup-ratio 0.1 --out results/teachers/rte-minilm
 fi
 if [[ $step == all || $step == students-rte ]]; then
   for algorithm in finetune kd sid; do
@@ -19,12 +21,22 @@ if [[ $step == all || $step == search-rte ]]; then
     --num-samples 12 --max-epochs 2 --train-fraction 0.5 --seed 0 --name internal-12
 fi
 if [[ $step == all || $step == teachers ]]; then
-  ./run teacher --task mrpc --data-dir $GLUE --epochs 2 --learning-rate 1e-4
-  ./run teacher --task stsb --data-dir $GLUE --epochs 2 --learning-rate 1e-4
-  ./run teacher --task cola --data-dir $GLUE --epochs 2 --learning-rate 1e-4
-  ./run teacher --task sst2 --data-dir $GLUE --epochs 1 --learning-rate 1e-4 --train-fraction 0.1
+  ./run teacher --task mrpc --data-dir $GLUE --epochs 2 --learning-rate 1e-4 --out results/teachers/mrpc-minilm
+  ./run teacher --task stsb --data-dir $GLUE --epochs 2 --learning-rate 1e-4 --out results/teachers/stsb-minilm
+  ./run teacher --task cola --data-dir $GLUE --epochs 2 --learning-rate 1e-4 --out results/teachers/cola-minilm
+  ./run teacher --task sst2 --data-dir $GLUE --epochs 1 --learning-rate 1e-4 --train-fraction 0.1 --out results/teachers/sst2-minilm
 fi
 if [[ $step == all || $step == bench ]]; then
   # results/bench.md (move the old one away first: the bench never overwrites a report)
   ./run bench --data-dir $GLUE
+fi
+
+if [[ $step == all || $step == parity ]]; then
+  # 2026-11-30: bf16 against fp32 students (results/parity.md; resumable; kd done, sid not yet)
+  bash results/parity/run.sh
+  ./run report parity
+fi
+if [[ $step == all || $step == cache-size ]]; then
+  # 2026-11-30: teacher-output cache size against data size (results/bench-cache-size.md; from shapes)
+  ./run bench --data-dir $GLUE --sections cache-size --out results/bench-cache-size.md
 fi
