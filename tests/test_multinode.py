@@ -52,16 +52,32 @@ def nodes(tmp_path):
                            "--dashboard-port", str(dashboard), "--include-dashboard", "true")}
     address = f"127.0.0.1:{port}"
 
-    def wait_for(count):
+    def wait_for(count, timeout=300):
         wait = ("import ray, time; ray.init(address=%r, log_to_driver=False)\n"
                 "while sum(n['Alive'] for n in ray.nodes()) < %d: time.sleep(0.5)") % (address, count)
-        subprocess.run([sys.executable, "-c", wait], env=env, check=True, timeout=120, capture_output=True)
+        subprocess.run([sys.executable, "-c", wait], env=env, check=True, timeout=timeout, capture_output=True)
+
+    def join(name, count):
+        """Start a worker node and wait for it; on a loaded machine its registration can time out and
+        its `ray start` exit: then start it again."""
+        for attempt in range(3):
+            procs[name] = start(f"{name}{attempt}", "--address", address)
+            deadline = time.time() + 300
+            while time.time() < deadline:
+                try:
+                    return wait_for(count, timeout=30)
+                except subprocess.TimeoutExpired:
+                    if procs[name].poll() is not None:  # its `ray start` gave up
+                        break
+            try:
+                os.killpg(procs[name].pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        raise RuntimeError(f"worker node {name} did not join; see {logs}")
 
     wait_for(1)
-    procs["a"] = start("a", "--address", address)  # one at a time: two joining at once can time out
-    wait_for(2)
-    procs["b"] = start("b", "--address", address)
-    wait_for(3)
+    join("a", 2)  # one at a time: two joining at once can time out
+    join("b", 3)
     yield {**procs, "env": env, "address": address}
     for proc in procs.values():
         try:
