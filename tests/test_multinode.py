@@ -78,13 +78,20 @@ def nodes(tmp_path):
     wait_for(1)
     join("a", 2)  # one at a time: two joining at once can time out
     join("b", 3)
-    yield {**procs, "env": env, "address": address}
+    yield {**procs, "env": env, "address": address, "temp": temp}
     for proc in procs.values():
         try:
             os.killpg(proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-    subprocess.run([RAY, "stop", "--force"], env={**env, "RAY_TMPDIR": temp}, capture_output=True, timeout=120)
+    # Only this cluster's processes (their command lines name its temp dir): `ray stop` would also stop
+    # the test session's own cluster, and the pytest process dies with its GCS.
+    for process in psutil.process_iter(["cmdline"]):
+        if temp in " ".join(process.info["cmdline"] or []):
+            try:
+                process.kill()
+            except psutil.NoSuchProcess:
+                pass
     subprocess.run(["rm", "-rf", temp])
 
 
@@ -105,7 +112,7 @@ def kill_node_of_a_train_worker(nodes, epoch_logs: Path, killed: list, deadline_
             workers = [p for p in psutil.process_iter(["cmdline"]) if "RayTrainWorker" in " ".join(p.info["cmdline"] or [])]
             for worker in workers:
                 raylet = raylet_of(worker.pid)
-                if raylet.pid not in head_raylets:
+                if raylet.pid not in head_raylets and nodes["temp"] in " ".join(raylet.cmdline()):
                     for child in raylet.children(recursive=True):
                         child.kill()
                     raylet.kill()
@@ -143,9 +150,10 @@ def test_search_spans_two_nodes_and_survives_a_lost_node(nodes, tiny_teacher_dir
 
     # One worker node is gone for good and one more is killed: 1 CPU left for 2 workers.
     os.killpg(nodes["a"].pid, signal.SIGKILL) if not killed or nodes["a"].poll() is None else None
-    for raylet in psutil.process_iter(["name"]):
-        if raylet.info["name"] == "raylet" and raylet.pid not in {
-                p.pid for p in psutil.Process(nodes["head"].pid).children(recursive=True)}:
+    head = {p.pid for p in psutil.Process(nodes["head"].pid).children(recursive=True)}
+    for raylet in psutil.process_iter(["name", "cmdline"]):  # this cluster's only: not the test session's
+        if (raylet.info["name"] == "raylet" and raylet.pid not in head
+                and nodes["temp"] in " ".join(raylet.info["cmdline"] or [])):
             raylet.kill()
     time.sleep(35)  # the GCS marks a node dead after its missed health checks
     started = time.time()
