@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import psutil
 import ray
 import torch
 import transformers
@@ -50,9 +51,10 @@ MiB = 2**20
 
 
 def machine() -> str:
+    # Neither platform nor psutil names the CPU model on Linux; /proc/cpuinfo does.
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor())
-    ram = int(Path("/proc/meminfo").read_text().split()[1]) * 1024
+    ram = psutil.virtual_memory().total
     return (f"{cpu}, {os.cpu_count()} cores, {ram / 2**30:.0f} GiB RAM, no GPU used; Python {platform.python_version()}, "
             f"torch {torch.__version__}, transformers {transformers.__version__}, ray {ray.__version__}")
 
@@ -137,35 +139,126 @@ def epoch_times(args, cache_dir: Path, scratch: Path) -> list[str]:
 
 # 2b. precision and length grouping ---------------------------------------------------------------
 
-SPEED_RUNS = {"fp32, shuffled batches (before)": ["--precision", "fp32", "--no-group-by-length"],
-              "fp32, length-grouped batches": ["--precision", "fp32"],
-              "bf16, shuffled batches": ["--precision", "bf16", "--no-group-by-length"],
-              "bf16, length-grouped batches": ["--precision", "bf16"]}
+SPEED_RUNS = {"student fine-tuning, fp32, shuffled (the old floor)": ["--algorithm", "finetune", "--precision", "fp32", "--no-group-by-length"],
+              "student fine-tuning, bf16, length-grouped (the new floor)": ["--algorithm", "finetune", "--precision", "bf16"],
+              "distillation, fp32, shuffled (before)": ["--precision", "fp32", "--no-group-by-length"],
+              "distillation, fp32, length-grouped": ["--precision", "fp32"],
+              "distillation, bf16, shuffled": ["--precision", "bf16", "--no-group-by-length"],
+              "distillation, bf16, length-grouped": ["--precision", "bf16"],
+              "distillation, bf16, length-grouped, cache over its disk budget (attention maps live)":
+                  ["--precision", "bf16", "--teacher-cache-disk", "1MiB"]}
 
 
 def precision_times(args, cache_dir: Path, scratch: Path) -> list[str]:
-    """Seconds per epoch of the same distillation (algorithm all, warm cache) in fp32 and bf16, with and
-    without length-grouped batches, side by side; the ratio to the first row (what raykd did before)."""
+    """Seconds per epoch of student fine-tuning and of distillation (algorithm all, warm cache) in fp32 and
+    bf16, with and without length-grouped batches, side by side: the ratio of each to the old fp32 floor and
+    of each distillation to the floor of its own precision and batching."""
     task = get_task("rte")
     teacher_dir, described = teacher_for(task, args.teachers, scratch)
     common = ["--task", "rte", "--data-dir", args.data_dir, "--teacher", teacher_dir, "--epochs", str(args.epochs),
               "--max-seq-length", str(args.max_seq_length), "--workers", str(args.workers), "--algorithm", "all",
               "--learning-rate", "1e-4", "--cache-dir", str(cache_dir)]
-    rows = ["| run | seconds per epoch (each epoch) | ratio to fp32 shuffled | examples/s | dev accuracy (last epoch) |",
-            "|---|---|---|---|---|"]
-    base = None
+    rows = ["| run | seconds per epoch (each epoch) | ratio to the old floor | ratio to its own floor | examples/s "
+            "| dev accuracy (last epoch) |", "|---|---|---|---|---|---|"]
+    means = {}
     for i, (label, extra) in enumerate(SPEED_RUNS.items()):
-        record = distill.main([*common, *extra, "--out", str(scratch / f"speed-{i}")])
+        record = distill.main([*common, *extra, "--out", str(scratch / f"speed-{i}")])  # later flags win
         seconds = [h["epoch_seconds"] for h in record["history"]]
-        base = base or statistics.mean(seconds)
-        rows.append(f"| {label} | {statistics.mean(seconds):.1f} ({', '.join(f'{s:.1f}' for s in seconds)}) | "
-                    f"{statistics.mean(seconds) / base:.2f}x | {statistics.mean(h['examples_per_second'] for h in record['history']):.0f} | "
+        means[label] = statistics.mean(seconds)
+        old_floor = means[next(iter(SPEED_RUNS))]
+        own = (means[next(iter(SPEED_RUNS))] if "fp32" in label else means[list(SPEED_RUNS)[1]]) \
+            if "distillation" in label else means[label]
+        rows.append(f"| {label} | {means[label]:.1f} ({', '.join(f'{s:.1f}' for s in seconds)}) | "
+                    f"{means[label] / old_floor:.2f}x | {means[label] / own:.2f}x | "
+                    f"{statistics.mean(h['examples_per_second'] for h in record['history']):.0f} | "
                     f"{record['history'][-1]['dev_accuracy']:.4f} |")
         print(rows[-1], flush=True)
     rows += ["", f"RTE train set, teacher {described}, {args.workers} Ray Train workers x 1 CPU, global batch 32, "
-             f"{args.epochs} epochs each, 6 -> 3 layers (map 2,4,6), the paper's full loss, warm teacher-output cache. "
-             "One seed: the dev accuracies show that each run trains, not which is better (results/parity/ compares "
-             "fp32 and bf16 students over seeds)."]
+             f"{args.epochs} epochs each, 6 -> 3 layers (map 2,4,6), the paper's full loss (algorithm all) for the "
+             "distillations, warm teacher-output cache. 'Its own floor' is student fine-tuning in the same precision "
+             "(fp32 shuffled for fp32 rows, bf16 grouped for bf16 rows). One seed: the dev accuracies show that each "
+             "run trains, not which is better (results/parity.md compares fp32 and bf16 students over seeds)."]
+    return rows
+
+
+# 2d. the peer: TextBrewer on the same work ---------------------------------------------------------
+
+PEER_RUNS = {"raykd, fp32, shuffled, 2 workers x 1 CPU": ["--precision", "fp32", "--no-group-by-length"],
+             "raykd, bf16, length-grouped, 2 workers x 1 CPU": ["--precision", "bf16"],
+             "raykd, bf16, length-grouped, 1 worker x 2 CPUs": ["--precision", "bf16", "--workers", "1",
+                                                               "--cpus-per-worker", "2"]}
+
+
+def textbrewer_epoch(teacher_dir: str, train: dict, tokenizer, scratch: Path) -> float:
+    """Seconds of one epoch of TextBrewer 0.2.1's GeneralDistiller (Yang et al., ACL 2020 demo) on RTE:
+    the teacher runs at every step, one process with every torch thread, batch 32, fp32, attention MSE +
+    PKD on [CLS] for the map 2,4,6 + soft labels, AdamW 1e-4 with linear warm-up. Raises ImportError when
+    textbrewer is not installed (`pip install --no-deps textbrewer==0.2.1`: its pins predate our torch)."""
+    import textbrewer
+    from textbrewer import DistillationConfig, GeneralDistiller, TrainingConfig
+    from transformers import get_linear_schedule_with_warmup
+
+    task = get_task("rte")
+    teacher, _ = models.load_teacher(teacher_dir, task)
+    student = models.build_student(teacher, 3, (2, 4, 6), "mapped")
+    collate = Collator(tokenizer, train, regression=False)
+
+    def plain(indices):  # TextBrewer calls model(**batch): model inputs and labels only, as a plain dict
+        return {k: v for k, v in collate(indices).items() if k != "index"}
+
+    loader = torch.utils.data.DataLoader(range(len(train["labels"])), batch_size=32, shuffle=True, collate_fn=plain,
+                                         generator=torch.Generator().manual_seed(0))
+
+    def adaptor(batch, outputs):
+        return {"logits": outputs.logits, "attention": outputs.attentions, "hidden": outputs.hidden_states,
+                "inputs_mask": batch["attention_mask"]}
+
+    matches = ([{"layer_T": t - 1, "layer_S": s, "feature": "attention", "loss": "attention_mse", "weight": 1}
+                for s, t in enumerate((2, 4, 6))]
+               + [{"layer_T": t, "layer_S": s + 1, "feature": "hidden", "loss": "pkd", "weight": 1}
+                  for s, t in enumerate((2, 4, 6))])
+    distiller = GeneralDistiller(
+        TrainingConfig(device="cpu", output_dir=str(scratch / "textbrewer"), log_dir=None),
+        DistillationConfig(temperature=1, kd_loss_type="ce", kd_loss_weight=1, hard_label_weight=0,
+                           intermediate_matches=matches),
+        teacher.eval(), student, adaptor, adaptor)
+    optimizer = torch.optim.AdamW(student.parameters(), lr=1e-4, weight_decay=0.01)
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(0.1 * len(loader)), len(loader))
+    print(f"TextBrewer {textbrewer.__version__}: one epoch, {len(loader)} steps", flush=True)
+    started = time.perf_counter()
+    with distiller:
+        distiller.train(optimizer, loader, num_epochs=1, scheduler=scheduler, max_grad_norm=1.0,
+                        output_attentions=True, output_hidden_states=True)
+    return time.perf_counter() - started
+
+
+def peer(args, cache_dir: Path, scratch: Path) -> list[str]:
+    """One distillation epoch on RTE by TextBrewer (when installed) and by raykd (warm cache), side by
+    side in this run; the ratio of each raykd epoch to TextBrewer's."""
+    task = get_task("rte")
+    teacher_dir, described = teacher_for(task, args.teachers, scratch)
+    _, tokenizer = models.load_teacher(teacher_dir, task)
+    train = task_data(task, teacher_dir, args, cache_dir)["train"]
+    rows = ["| run | seconds for one epoch | ratio to TextBrewer |", "|---|---|---|"]
+    try:
+        theirs = textbrewer_epoch(teacher_dir, train, tokenizer, scratch)
+        rows.append(f"| TextBrewer 0.2.1 GeneralDistiller, fp32, teacher at every step, 1 process x {torch.get_num_threads()} threads "
+                    f"| {theirs:.1f} | 1.00x |")
+    except ImportError:
+        theirs = None
+        rows.append("| TextBrewer: not installed (`pip install --no-deps textbrewer==0.2.1`) | - | - |")
+    print(rows[-1], flush=True)
+    common = ["--task", "rte", "--data-dir", args.data_dir, "--teacher", teacher_dir, "--epochs", "1",
+              "--max-seq-length", str(args.max_seq_length), "--algorithm", "all",
+              "--learning-rate", "1e-4", "--cache-dir", str(cache_dir)]
+    for i, (label, extra) in enumerate(PEER_RUNS.items()):
+        seconds = distill.main([*common, *extra, "--out", str(scratch / f"peer-{i}")])["history"][0]["epoch_seconds"]
+        rows.append(f"| {label}, warm cache | {seconds:.1f} | {f'{seconds / theirs:.2f}x' if theirs else '-'} |")
+        print(rows[-1], flush=True)
+    rows += ["", f"RTE train set ({len(train['labels'])} examples, max {args.max_seq_length} tokens), teacher {described}, "
+             "3-layer student from its layers 2, 4, 6, global batch 32, one epoch, the same losses in kind: attention "
+             "maps of layers 2, 4, 6 (TextBrewer: MSE; raykd: KL), [CLS] (TextBrewer: PKD; raykd: cosine), soft labels. "
+             "raykd's teacher outputs come from its cache, built before the timed epoch."]
     return rows
 
 
@@ -206,32 +299,20 @@ def cache_sizes(args, cache_dir: Path, scratch: Path) -> list[str]:
 
 # 3. teacher memory with concurrent trials --------------------------------------------------------
 
-def memory(pid: int | str = "self") -> dict[str, int]:
-    """A process's resident, proportional (shared pages split among their users) and private bytes."""
+def memory(pid: int | None = None) -> dict[str, int]:
+    """A process's resident, proportional (shared pages split among their users) and private bytes
+    (psutil's memory_full_info: smaps on Linux); zeros when the process has ended or is not ours."""
     try:
-        text = Path(f"/proc/{pid}/smaps_rollup").read_text()
-    except OSError:  # the process ended, or is not ours
+        info = psutil.Process(pid).memory_full_info()
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
         return {"rss": 0, "pss": 0, "private": 0}
-    fields = dict(line.split(":") for line in text.splitlines()[1:])
-    kib = {k: int(v.split()[0]) * 1024 for k, v in fields.items()}
-    return {"rss": kib["Rss"], "pss": kib["Pss"], "private": kib["Private_Clean"] + kib["Private_Dirty"]}
+    return {"rss": info.rss, "pss": info.pss, "private": info.uss}
 
 
 def tree_pss() -> int:
     """Sum of PSS over this process and its descendants (the local Ray cluster): every page once."""
-    parents = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        parents[int(stat.parent.name)] = int(fields[1])
-    tree, frontier = {os.getpid()}, [os.getpid()]
-    while frontier:
-        children = [p for p, parent in parents.items() if parent in frontier and p not in tree]
-        tree.update(children)
-        frontier = children
-    return sum(memory(p)["pss"] for p in tree)
+    me = psutil.Process()
+    return sum(memory(p.pid)["pss"] for p in [me, *me.children(recursive=True)])
 
 
 @ray.remote(num_cpus=0)
@@ -290,7 +371,7 @@ def teacher_memory(args, cache_dir: Path, scratch: Path) -> list[str]:
     rows += ["", f"The RTE cache holds {cache.nbytes() / MiB:.0f} MiB (logits, [CLS], attention maps of 6 layers). Each trial "
              "is a Ray actor that opens the outputs as a worker does (`open_placed`) and reads every page, or loads "
              "its own teacher. 'Memory added' is the growth of the summed PSS of every process of the local Ray cluster "
-             "(/proc/<pid>/smaps_rollup; a shared page counts once) from before the outputs were placed to when all N "
+             "(psutil's memory_full_info, from smaps; a shared page counts once) from before the outputs were placed to when all N "
              "trials hold them; the TeacherService's own teacher is loaded before and not counted. RSS counts a shared "
              "page once per process, which is what `top` would show."]
     return rows
@@ -331,6 +412,7 @@ def inference(args, cache_dir: Path, scratch: Path) -> list[str]:
 SECTIONS = {"cache": ("Cache build per task", cache_builds),
             "epochs": ("Epoch time and start-up (RTE)", epoch_times),
             "precision": ("Precision and length-grouped batches (RTE)", precision_times),
+            "peer": ("The peer: TextBrewer on the same work (RTE)", peer),
             "cache-size": ("Teacher-output cache size against data size", cache_sizes),
             "memory": ("Teacher memory with concurrent trials (RTE)", teacher_memory),
             "inference": ("Inference", inference)}

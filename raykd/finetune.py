@@ -51,6 +51,13 @@ def recipe_dir(cache_dir: Path, task: Task, base: str, cfg: DistillConfig, data:
     return Path(cache_dir).resolve() / "teachers" / f"{task.name}-{Path(base).name}-{key}"
 
 
+def job(task: Task, base: str, cfg: DistillConfig, data_ref, tokenizer_dir) -> dict:
+    """The worker loop's job (raykd.train) that fine-tunes `base` on the task with recipe `cfg`;
+    `data_ref` is the ObjectRef of load_task_data's dict, `tokenizer_dir` a folder all workers can read."""
+    return {"hparams": cfg.to_dict(), "task": task.name, "model": {"kind": "base", "base": models.resolve_base(base)},
+            "data": data_ref, "teacher_outputs": None, "tokenizer_dir": str(tokenizer_dir)}
+
+
 def finetune_teacher(task: Task, base: str, cfg: DistillConfig, data_ref, train_examples: int, scaling: Scaling,
                      out: Path, tokenizer, command: str, max_failures: int = 1, replace: bool = False) -> dict:
     """Fine-tune `base` (a name for `models.resolve_base`) on the task with the worker loop of
@@ -67,12 +74,11 @@ def finetune_teacher(task: Task, base: str, cfg: DistillConfig, data_ref, train_
     shutil.rmtree(partial, ignore_errors=True)  # a leftover of a killed run: never resumed, always redone
     partial.mkdir(parents=True)
     tokenizer.save_pretrained(partial / "ray" / "tokenizer")
-    job = {"hparams": cfg.to_dict(), "task": task.name, "model": {"kind": "base", "base": models.resolve_base(base)},
-           "data": data_ref, "teacher_outputs": None, "tokenizer_dir": str(partial / "ray" / "tokenizer")}
+    spec = job(task, base, cfg, data_ref, partial / "ray" / "tokenizer")
     name = f"teacher-{task.name}"
     started = time.perf_counter()
     with EpochProgress(epoch_log(partial / "ray", name), f"teacher {task.name}", cfg.epochs, task.main_metric):
-        result = fit(job, scaling, partial / "ray", name, max_failures=max_failures)
+        result = fit(spec, scaling, partial / "ray", name, max_failures=max_failures)
     if result.error:
         raise RaykdError(f"teacher fine-tuning failed: {result.error}; see the Ray logs under {partial / 'ray'}")
     best = export_best(result, partial)

@@ -2,8 +2,11 @@
 a fine-tuned teacher once for every worker of every trial.
 
     python -m raykd.teacher --task rte --data-dir ../shared/data/glue [--out DIR]
+    python -m raykd.teacher --task rte --data-dir ../shared/data/glue --space search_spaces/teacher.py
 
 Without --out the teacher goes to the cache (raykd.finetune), where a search without --teacher finds it.
+With --space the recipe is searched (raykd.teacher_search); the best teacher goes to --out, or to
+<cache-dir>/teachers/<task>-<base>-<search name>, and the search's records to <records>/<task>/<search name>.
 """
 
 from __future__ import annotations
@@ -20,12 +23,13 @@ import torch
 from ray.experimental import tqdm_ray
 from transformers import AutoTokenizer
 
-from raykd import cli, cluster, finetune, models
+from raykd import cli, cluster, finetune, models, teacher_search
 from raykd.config import DistillConfig, add_config_arguments, config_from_args
 from raykd.data import load_task_data
 from raykd.cache import LAYER_ARRAYS
 from raykd.disk_cache import DiskCache, arrays_of, ensure, place
-from raykd.errors import exits_cleanly
+from raykd.errors import RaykdError, exits_cleanly
+from raykd.spaces import load_space
 from raykd.tasks import get_task
 
 
@@ -98,9 +102,32 @@ def parse_args(argv=None):
                         "where a search without --teacher finds it)")
     p.add_argument("--records", type=Path, default=Path("results"),
                    help="a copy of the run's record goes to <records>/teachers/ (default: results)")
+    g = p.add_argument_group("recipe search (with --space)")
+    g.add_argument("--space", help="search the recipe over this space file (search_spaces/teacher.py) with Tune, "
+                                   "Optuna and ASHA instead of one run with the flags below")
+    g.add_argument("--num-samples", type=int, default=8, help="recipes to try (default: 8)")
+    g.add_argument("--max-epochs", type=int, default=8, help="ASHA's max_t in epochs; a recipe's epochs may not exceed it (default: 8)")
+    g.add_argument("--grace-period", type=int, default=2, help="epochs before ASHA may stop a recipe (default: 2)")
+    g.add_argument("--name", help="name of the search (default: teacher-<space name>-<time>)")
+    g.add_argument("--search-seed", type=int, default=0, help="seed of Optuna's TPE sampler (default: 0)")
     cli.add_ray_arguments(p)
     add_config_arguments(p, finetune.DEFAULTS, only=finetune.FIELDS)
     return p.parse_args(argv)
+
+
+def check_search_arguments(args, space) -> None:
+    """Raises RaykdError for a teacher search that cannot run as asked, before anything starts."""
+    teacher_search.check_space(space)
+    for flag, value in (("--num-samples", args.num_samples), ("--max-epochs", args.max_epochs),
+                        ("--grace-period", args.grace_period)):
+        if value < 1:
+            raise RaykdError(f"{flag} {value} must be at least 1")
+    if args.grace_period > args.max_epochs:
+        raise RaykdError(f"--grace-period {args.grace_period} exceeds --max-epochs {args.max_epochs}; lower it")
+    epochs = space.space.get("epochs") if isinstance(space.space, dict) else None
+    most = max(getattr(epochs, "categories", None) or [getattr(epochs, "upper", 0) or 0, space.fixed.get("epochs", 0)])
+    if most > args.max_epochs:
+        raise RaykdError(f"{space.path}: epochs up to {most} exceed --max-epochs {args.max_epochs}; raise --max-epochs")
 
 
 @exits_cleanly
@@ -108,6 +135,9 @@ def main(argv=None):
     args = parse_args(argv)
     task = get_task(args.task)
     cfg = config_from_args(args, algorithm="finetune")
+    space = load_space(args.space) if args.space else None
+    if space:
+        check_search_arguments(args, space)
     if args.out:
         cli.check_output_dir(args.out)
     scaling = cli.scaling(args)
@@ -115,6 +145,9 @@ def main(argv=None):
     tokenizer = AutoTokenizer.from_pretrained(base)
     data = load_task_data(task, cli.data_source(args), tokenizer, args.max_seq_length, args.train_fraction,
                           args.data_seed, args.cache_dir)
+    command = "python -m raykd.teacher " + shlex.join(sys.argv[1:] if argv is None else argv)
+    if space:
+        return _search(args, task, space, data, tokenizer, scaling, command)
     out = Path(args.out or finetune.recipe_dir(args.cache_dir, task, args.teacher_base, cfg, data, args.max_seq_length)).resolve()
     if args.out is None and finetune.is_usable(out):
         print(f"this recipe's teacher already exists: {finetune.describe(out, task)}; reusing it (delete the folder to redo it)")
@@ -122,12 +155,32 @@ def main(argv=None):
     cluster.connect(args.address, verbose=args.verbose)
     cluster.check_fits(scaling.workers, scaling.cpus_per_worker, scaling.gpus_per_worker, "the fine-tuning")
     cluster.log_workers_to(out.with_name(out.name + ".workers.log"), args.verbose)
-    command = "python -m raykd.teacher " + shlex.join(sys.argv[1:] if argv is None else argv)
     record = finetune.finetune_teacher(task, args.teacher_base, cfg, ray.put(data), len(data["train"]["labels"]),
                                        scaling, out, tokenizer, command, args.max_failures, replace=args.out is None)
     copy = finetune.copy_record(record, out, args.records)
     print(f"teacher saved to {out}: dev {task.main_metric} {record[f'dev_{task.main_metric}']:.4f} "
           f"(epoch {record['best_epoch']}); record copied to {copy}")
+    return record
+
+
+def _search(args, task, space, data, tokenizer, scaling, command) -> dict:
+    name = args.name or f"teacher-{Path(args.space).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    exp_dir = cli.check_output_dir(args.records / task.name / name)
+    out = Path(args.out or Path(args.cache_dir) / "teachers" / f"{task.name}-{Path(args.teacher_base).name}-{name}").resolve()
+    cli.check_output_dir(out)
+    cluster.connect(args.address, verbose=args.verbose)
+    cluster.check_fits(scaling.workers, scaling.cpus_per_worker, scaling.gpus_per_worker, "each teacher trial")
+    exp_dir.mkdir(parents=True)
+    cluster.log_workers_to(exp_dir / "ray-workers.log", args.verbose)
+    space.fixed = {**{k: v for k, v in config_from_args(args, algorithm="finetune").to_dict().items()
+                      if k in finetune.FIELDS and k not in space.space}, **space.fixed}  # flags fill what the space leaves
+    record = teacher_search.search(task, args.teacher_base, space, ray.put(data), len(data["train"]["labels"]), scaling,
+                                   exp_dir, out, tokenizer, command, args.num_samples, args.max_epochs,
+                                   args.grace_period, args.search_seed, args.max_failures)
+    copy = finetune.copy_record(record, out, args.records)
+    print(f"best teacher saved to {out}: dev {task.main_metric} {record[f'dev_{task.main_metric}']:.4f} (epoch "
+          f"{record['best_epoch']}, recipe {json.dumps({k: record['config'][k] for k in finetune.FIELDS})}); "
+          f"search records in {exp_dir}; record copied to {copy}; distil from it with --teacher {out}")
     return record
 
 
