@@ -12,7 +12,17 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from raykd.errors import RaykdError
+from raykd.losses import LOSSES
 from raykd.precision import CHOICES
+
+# Names come from the registries, so a registered loss or schedule is a valid choice with no second list.
+ATTENTION_LOSSES = tuple(n for n, loss in LOSSES.items() if loss.reads == "attentions")
+HIDDEN_LOSSES = tuple(n for n, loss in LOSSES.items() if loss.reads in ("cls", "hidden_states"))
+
+
+def _algorithms() -> tuple[str, ...]:
+    from raykd.algorithms import ALGORITHMS  # imports this module: read when a value is checked
+    return tuple(ALGORITHMS)
 
 
 def _field(default, help, *, low=None, high=None, low_open=False, choices=None):
@@ -26,8 +36,8 @@ def _field(default, help, *, low=None, high=None, low_open=False, choices=None):
 class DistillConfig:
     # what is distilled, and how
     algorithm: str = _field(
-        "sid", "schedule: finetune, kd, all, pid or sid (raykd.algorithms)",
-        choices=("finetune", "kd", "all", "pid", "sid"))
+        "sid", "schedule: finetune, kd, all, pid or sid (the registry raykd.algorithms.ALGORITHMS)",
+        choices=_algorithms)
     student_layers: int = _field(0, "student depth; 0 means half the teacher's layers", low=0)
     layer_map: str = _field(
         "skip", "student layer k <- teacher layer: skip (k*r, the paper), last, bottom, uniform, "
@@ -36,11 +46,11 @@ class DistillConfig:
         "mapped", "student layers copied from the mapped teacher layers, the bottom ones, or random",
         choices=("mapped", "bottom", "random"))
     attention_loss: str = _field(
-        "attention_kl", "internal loss on attention maps (raykd.losses)",
-        choices=("attention_kl", "attention_mse"))
+        "attention_kl", f"internal loss on attention maps: {', '.join(ATTENTION_LOSSES)} (raykd.losses)",
+        choices=ATTENTION_LOSSES)
     hidden_loss: str = _field(
-        "cls_cosine", "internal loss on hidden states (raykd.losses)",
-        choices=("cls_cosine", "cls_mse_normalized", "hidden_mse"))
+        "cls_cosine", f"internal loss on hidden states: {', '.join(HIDDEN_LOSSES)} (raykd.losses)",
+        choices=HIDDEN_LOSSES)
     # loss weights
     w_attention: float = _field(1.0, "weight of the attention loss", low=0.0)
     w_hidden: float = _field(1.0, "weight of the hidden-state ([CLS]) loss", low=0.0)
@@ -109,8 +119,9 @@ def _coerce(name, value, type_name):
 
 def _check_range(f, value):
     m = f.metadata
-    if m["choices"] and value not in m["choices"]:
-        raise RaykdError(f"{f.name}={value!r} is not one of {', '.join(m['choices'])}")
+    choices = m["choices"]() if callable(m["choices"]) else m["choices"]
+    if choices and value not in choices:
+        raise RaykdError(f"{f.name}={value!r} is not one of {', '.join(choices)}")
     if m["low"] is not None and (value < m["low"] or (m["low_open"] and value == m["low"])):
         bound = "> " if m["low_open"] else ">= "
         raise RaykdError(f"{f.name}={value} is out of range; it must be {bound}{m['low']}")
