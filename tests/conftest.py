@@ -56,3 +56,12 @@ def ray_cluster():
     connect()
     yield ray
     ray.shutdown()
+
+
+def pytest_collection_modifyitems(items):
+    """Every test that starts Ray (the session cluster, or its own nodes) is `slow`: `-m "not slow"` runs the
+    unit tests alone in about a minute. CI runs everything."""
+    own_clusters = {"test_multinode.py", "test_faults.py"}  # their commands start Ray in subprocesses
+    for item in items:
+        if "ray_cluster" in getattr(item, "fixturenames", ()) or item.path.name in own_clusters:
+            item.add_marker(pytest.mark.slow)
