@@ -409,13 +409,50 @@ def inference(args, cache_dir: Path, scratch: Path) -> list[str]:
     return rows
 
 
+# 5. deployment formats ------------------------------------------------------------------------------
+
+def deploy_formats(args, cache_dir: Path, scratch: Path) -> list[str]:
+    """Teacher and student (--model, an exported folder; default a student built from the teacher's layers
+    as in section 4) in PyTorch fp32, ONNX and ONNX int8 (raykd.deploy): the dev check of each format and
+    the latency table, on the dev rows of the folder's task (its deploy.json, else the first of --tasks)."""
+    import json
+    import shutil
+
+    from raykd import deploy
+
+    record = args.model and Path(args.model) / deploy.RECORD
+    task = get_task(json.loads(record.read_text())["task"] if record and record.is_file() else args.tasks[0])
+    teacher_dir, described = teacher_for(task, args.teachers, scratch)
+    student = scratch / "deploy-student"
+    if args.model:  # a copy: the user's folder is never written to
+        shutil.copytree(args.model, student, ignore=shutil.ignore_patterns("onnx"))
+    else:
+        teacher, tokenizer = models.load_teacher(teacher_dir, task)
+        n = models.student_depth(teacher.config.num_hidden_layers, 0)
+        models.build_student(teacher, n, models.layer_map("skip", teacher.config.num_hidden_layers, n), "mapped").save_pretrained(student)
+        tokenizer.save_pretrained(student)
+    dev = task_data(task, teacher_dir, args, cache_dir)["dev"]
+    checks = deploy.export(student, task, deploy.FORMATS, dev)
+    measured = deploy.measure({"teacher": deploy.teacher_copy(Path(teacher_dir), scratch / "deploy-teacher", deploy.FORMATS),
+                               "student": student}, dev)
+    rows = [f"| format | {checks['metric']} ({checks['examples']} dev rows) | against PyTorch | largest logit difference |",
+            "|---|---|---|---|"]
+    rows += [f"| {deploy.FORMAT_NAMES[f]} | {checks[f]['value']:.4f} | {-checks[f]['drop']:+.4f} | {checks[f]['max_logit_diff']:.2g} |"
+             for f in deploy.FORMATS]
+    rows += ["", *deploy.latency_table(measured), "",
+             f"{task.name}; teacher {described}; student {Path(args.model).name if args.model else 'built from the teacher (skip map)'}."]
+    print("\n".join(rows), flush=True)
+    return rows
+
+
 SECTIONS = {"cache": ("Cache build per task", cache_builds),
             "epochs": ("Epoch time and start-up (RTE)", epoch_times),
             "precision": ("Precision and length-grouped batches (RTE)", precision_times),
             "peer": ("The peer: TextBrewer on the same work (RTE)", peer),
             "cache-size": ("Teacher-output cache size against data size", cache_sizes),
             "memory": ("Teacher memory with concurrent trials (RTE)", teacher_memory),
-            "inference": ("Inference", inference)}
+            "inference": ("Inference", inference),
+            "deploy": ("Serving formats: ONNX and int8, dev check and latency", deploy_formats)}
 
 
 def parse_args(argv=None):
@@ -430,6 +467,8 @@ def parse_args(argv=None):
     p.add_argument("--epochs", type=int, default=2, help="epochs of each run in the epoch-time section (default: 2)")
     p.add_argument("--workers", type=int, default=2, help="Ray Train workers of those runs (default: 2)")
     p.add_argument("--max-seq-length", type=int, default=128, help="tokens per example (default: 128)")
+    p.add_argument("--model", type=Path, help="deploy section: an exported student folder (e.g. results/rte/<name>/best); "
+                                              "default: a student built from the teacher")
     p.add_argument("--out", type=Path, default=Path("results/bench.md"), help="report file (default: results/bench.md)")
     return p.parse_args(argv)
 
@@ -444,6 +483,8 @@ def main(argv=None):
         raise RaykdError(f"unknown section(s) {', '.join(sorted(unknown))}; choose from {', '.join(SECTIONS)}")
     for name in args.tasks:
         get_task(name)
+    if args.model and not (args.model / "config.json").is_file():
+        raise RaykdError(f"--model {args.model} is not a model folder (no config.json); pass an exported student such as results/rte/<name>/best")
     torch.set_num_threads(os.cpu_count() or 1)
     command = "python -m raykd.bench " + shlex.join(sys.argv[1:] if argv is None else argv)
     lines = ["# Benchmark", "", f"Machine: {machine()}.", "", f"Command: `{command}` ({time.strftime('%Y-%m-%d')}).", ""]

@@ -39,7 +39,8 @@ def check_arguments(args):
 
 def check_search_arguments(args):
     """The search's own flags: ASHA's settings (--max-epochs, --grace-period, --reduction-factor),
-    --num-samples, --max-concurrent-trials, --seed, the teacher recipe; then check_arguments.
+    --num-samples, --max-concurrent-trials, --seed, the teacher recipe, the selection (--validation-fraction)
+    and the confirmation (--confirm-top, --confirm-seeds); then check_arguments.
     Raises RaykdError for the first one out of range."""
     if args.num_samples < 1:
         raise RaykdError(f"--num-samples {args.num_samples} must be at least 1; pass the number of trials (default 12)")
@@ -58,13 +59,31 @@ def check_search_arguments(args):
         raise RaykdError(f"--teacher-epochs {args.teacher_epochs} must be at least 1; pass 1 or more")
     if not 0 < args.teacher_learning_rate <= 1:
         raise RaykdError(f"--teacher-learning-rate {args.teacher_learning_rate:g} must be in (0, 1]; use e.g. 5e-5")
+    if getattr(args, "select_on", "dev") == "validation" and not 0 < args.validation_fraction < 1:
+        raise RaykdError(f"--validation-fraction {args.validation_fraction:g} is out of range; it must be in (0, 1), "
+                         "e.g. 0.1, or pass --select-on dev to select on the dev set")
+    if getattr(args, "confirm_top", 0) < 0:
+        raise RaykdError(f"--confirm-top {args.confirm_top} is negative; pass the number of configurations to confirm "
+                         "(default 3), or 0 to skip the confirmation")
+    if getattr(args, "confirm_seeds", 0) < 0:
+        raise RaykdError(f"--confirm-seeds {args.confirm_seeds} is negative; pass the seeds per confirmed configuration "
+                         "(default 3), or 0 to skip the confirmation")
     check_arguments(args)
 
 
-def check_data(task: Task, args):
-    """Read and check the train and dev data now (raykd.data.load_checked), so that a bad row or an
-    unusable dev set stops the command before Ray starts. Raises RaykdError."""
-    data.load_checked(task, cli.data_source(args), args.train_fraction, args.data_seed)
+def check_data(task: Task, args, validation_fraction: float = 0.0):
+    """Read and check the train and dev data now (raykd.data.load_checked), and hold out the validation
+    split when `validation_fraction` > 0 (raykd.data.hold_out), so that a bad row, an unusable dev set
+    or a split that cannot be made stops the command before Ray starts. Raises RaykdError."""
+    train, _ = data.load_checked(task, cli.data_source(args), args.train_fraction, args.data_seed)
+    if validation_fraction:
+        data.hold_out(task, train, validation_fraction, args.data_seed)
+
+
+def validation_fraction(args) -> float:
+    """The share of the training set a search holds out to select on: --validation-fraction with
+    --select-on validation (the default), 0 with --select-on dev."""
+    return args.validation_fraction if getattr(args, "select_on", "dev") == "validation" else 0.0
 
 
 def check_search(args, task: Task, space: spaces.SearchSpace, teacher_dir: str | None):
@@ -83,4 +102,4 @@ def check_search(args, task: Task, space: spaces.SearchSpace, teacher_dir: str |
                              "pass --teacher, or a --teacher-base that exists here or on the Hub") from None
         models.check_architecture(config, args.teacher_base, args.max_seq_length)
     spaces.check_plans(space, config, args.workers, {"epochs": args.max_epochs})
-    check_data(task, args)
+    check_data(task, args, validation_fraction(args))

@@ -18,8 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
+import numpy as np
 import pandas as pd
 from datasets.fingerprint import Hasher
+from sklearn.model_selection import train_test_split
 
 from raykd.errors import RaykdError
 from raykd.metrics import check_defined
@@ -270,6 +272,34 @@ def subsample(ds: datasets.Dataset, fraction: float, seed: int) -> datasets.Data
     return ds.shuffle(seed=seed).select(range(keep)).flatten_indices()
 
 
+HOLD_OUT_FIX = "raise --validation-fraction or --train-fraction, or pass --select-on dev to select on the dev set"
+
+
+def hold_out(task: Task, ds: datasets.Dataset, fraction: float, seed: int) -> tuple[datasets.Dataset, datasets.Dataset]:
+    """(train, validation): a share `fraction` of the rows of `ds` held out to select models on, and
+    the rest to train on; both keep the file's row order and are disjoint.
+
+    scikit-learn's `train_test_split` on the row indices: ceil(fraction * N) validation rows, seeded by
+    `seed` (the same rows for the same data, fraction and seed), stratified by label for classification
+    tasks (each class keeps its share on both sides); a plain seeded split for regression.
+
+    Raises RaykdError when `fraction` is outside (0, 1), when a side would be empty or too small to hold
+    every class, or when one of the task's metrics is undefined on the validation labels.
+    """
+    if not 0 < fraction < 1:
+        raise RaykdError(f"--validation-fraction {fraction:g} is out of range; it must be in (0, 1), e.g. 0.1, "
+                         "or pass --select-on dev to select on the dev set")
+    labels = np.asarray(ds["label"])
+    try:
+        train_rows, validation_rows = train_test_split(np.arange(len(ds)), test_size=fraction, random_state=seed,
+                                                       stratify=None if task.is_regression else labels)
+    except ValueError as err:  # too few rows, or a class with a single row
+        raise RaykdError(f"cannot hold out {fraction:g} of the {len(ds)} training rows for validation "
+                         f"({' '.join(str(err).split())}); {HOLD_OUT_FIX}") from None
+    check_defined(task, labels[validation_rows], "validation split", HOLD_OUT_FIX)
+    return (ds.select(np.sort(train_rows)).flatten_indices(), ds.select(np.sort(validation_rows)).flatten_indices())
+
+
 def writable_folder(path: Path) -> Path:
     """Create `path` and check that files can be written there (tokenized data, teacher outputs)."""
     try:
@@ -323,10 +353,15 @@ def load_checked(task: Task, source: DataSource, train_fraction: float = 1.0,
 
 
 def load_task_data(task: Task, source: DataSource, tokenizer, max_seq_length: int = 128,
-                   train_fraction: float = 1.0, seed: int = 42, cache_dir: Path = DEFAULT_CACHE) -> dict:
-    """{"train": columns, "dev": columns}, tokenized, ready for the workers. Raises RaykdError on bad
-    flags or data (see check_arguments and load_checked)."""
+                   train_fraction: float = 1.0, seed: int = 42, cache_dir: Path = DEFAULT_CACHE,
+                   validation_fraction: float = 0.0) -> dict:
+    """{"train": columns, "dev": columns}, tokenized, ready for the workers. With `validation_fraction`
+    > 0 also "validation": that share of the (subsampled) train set, held out by `hold_out` with the
+    same seed, and "train" is the rest. Raises RaykdError on bad flags or data (see check_arguments,
+    load_checked and hold_out)."""
     check_arguments(max_seq_length, train_fraction, seed)
     train, dev = load_checked(task, source, train_fraction, seed)
-    return {split: as_columns(tokenize(ds, tokenizer, max_seq_length, cache_dir))
-            for split, ds in (("train", train), ("dev", dev))}
+    splits = {"train": train, "dev": dev}
+    if validation_fraction:
+        splits["train"], splits["validation"] = hold_out(task, train, validation_fraction, seed)
+    return {split: as_columns(tokenize(ds, tokenizer, max_seq_length, cache_dir)) for split, ds in splits.items()}

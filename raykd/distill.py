@@ -47,6 +47,7 @@ class Prepared:
     service: ray.actor.ActorHandle
     live_teacher: bool = False
     live_fields: tuple[str, ...] = ()  # computed by each worker: the cache would exceed its disk budget
+    validation_examples: int = 0  # rows held out from the training set to select on (none: selection on dev)
 
 
 def check_config(teacher, cfg: DistillConfig, workers: int | None = None) -> dict:
@@ -60,13 +61,16 @@ def check_config(teacher, cfg: DistillConfig, workers: int | None = None) -> dic
             **{f"student_params_{k}": v for k, v in models.parameter_counts(student).items()}}
 
 
-def prepare(task: Task, teacher_dir: str, teacher, tokenizer, args, fields=(), layers=None) -> Prepared:
+def prepare(task: Task, teacher_dir: str, teacher, tokenizer, args, fields=(), layers=None,
+            validation_fraction: float = 0.0) -> Prepared:
     """Load and tokenize the data, build the teacher-output cache for `fields` of the teacher layers
     `layers` (None: all; here, in the driver, with a progress bar on the console; nothing when it is
     warm), start Ray and the TeacherService. Prints the cache plan. Call before any run.
-    Raises RaykdError for bad data or an unwritable cache."""
+    With `validation_fraction` > 0 that share of the training set is held out to select on
+    (raykd.data.hold_out); the cache, keyed by the tokenized training inputs, then holds the outputs
+    of the remaining training rows only. Raises RaykdError for bad data or an unwritable cache."""
     data = load_task_data(task, cli.data_source(args), tokenizer, args.max_seq_length, args.train_fraction,
-                          args.data_seed, args.cache_dir)
+                          args.data_seed, args.cache_dir, validation_fraction)
     budget = parse_size(args.teacher_cache_memory, "--teacher-cache-memory")
     key = cache_key(teacher_dir, data["train"], args.max_seq_length)
     cache = DiskCache(Path(args.cache_dir).resolve(), key)
@@ -96,7 +100,7 @@ def prepare(task: Task, teacher_dir: str, teacher, tokenizer, args, fields=(), l
     info = {"layers": teacher.config.num_hidden_layers, "heads": teacher.config.num_attention_heads,
             **{f"teacher_params_{k}": v for k, v in models.parameter_counts(teacher).items()}}
     return Prepared(task, str(teacher_dir), info, ray.put(data), len(data["train"]["labels"]), service,
-                    args.live_teacher, live_fields)
+                    args.live_teacher, live_fields, len(data.get("validation", {}).get("labels", ())))
 
 
 def make_job(prep: Prepared, cfg: DistillConfig, fields: set[str]) -> dict:

@@ -23,25 +23,27 @@ def predictions(task: Task, logits: np.ndarray) -> np.ndarray:
     return logits[:, 0] if task.is_regression else logits.argmax(-1)
 
 
-def compute(task: Task, logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    """All of the task's metrics, named `dev_<metric>` as reported to Ray."""
+def compute(task: Task, logits: np.ndarray, labels: np.ndarray, prefix: str = "dev") -> dict[str, float]:
+    """All of the task's metrics of logits [N, C] against labels [N], named `<prefix>_<metric>` as
+    reported to Ray: `dev_` for GLUE dev, `val_` for the validation split held out from the training set."""
     pred = predictions(task, np.asarray(logits))
     gold = np.asarray(labels)
-    return {f"dev_{name}": float(_METRICS[name](pred, gold)) for name in task.metrics}
+    return {f"{prefix}_{name}": float(_METRICS[name](pred, gold)) for name in task.metrics}
 
 
-def check_defined(task: Task, gold) -> None:
+def check_defined(task: Task, gold, split: str = "dev set", fix: str | None = None) -> None:
     """Refuse dev labels on which one of the task's metrics is undefined, before any training: a
     correlation (pearson, spearman, matthews) needs at least two distinct labels, f1 a positive one.
 
-    Raises RaykdError naming the metric and the labels.
+    `split` names the labels in the message ("dev set", "validation split"); `fix`, when given, replaces
+    the message's advice. Raises RaykdError naming the metric and the labels.
     """
     gold = np.asarray(gold)
     for name in task.metrics:
         if name in ("pearson", "spearman", "matthews") and len(np.unique(gold)) < 2:
             value = f"all {gold[0]:g}" if len(gold) else "missing"
-            raise RaykdError(f"the dev set's labels are {value} ({len(gold)} rows): {name}, a correlation, is undefined "
-                             f"on a constant set; use a dev set whose labels vary")
+            raise RaykdError(f"the {split}'s labels are {value} ({len(gold)} rows): {name}, a correlation, is undefined "
+                             f"on a constant set; {fix or 'use a dev set whose labels vary'}")
         if name == "f1" and not (gold == 1).any():
-            raise RaykdError(f"the dev set has no positive label (1) in its {len(gold)} rows: f1 is undefined; "
-                             "use a dev set with both classes")
+            raise RaykdError(f"the {split} has no positive label (1) in its {len(gold)} rows: f1 is undefined; "
+                             f"{fix or 'use a dev set with both classes'}")

@@ -9,6 +9,8 @@ import argparse
 import json
 from pathlib import Path
 
+from raykd.data import DEFAULT_CACHE
+from raykd.errors import RaykdError, exits_cleanly
 from raykd.results import atomic_write
 from raykd.tasks import get_task
 
@@ -65,7 +67,7 @@ def parity_table(root: Path) -> str:
         groups[(r["task"], c["algorithm"], c["precision"])].append(
             (c["seed"], r["best"][metric], statistics.mean(h["epoch_seconds"] for h in r["history"])))
     lines = ["# fp32 against bf16 students", "", "`bash results/parity/run.sh` (each run's command is in its result.json): "
-             "the same RTE teacher, `raykd.distill` with 2 Ray Train workers, 2 classification epochs, lr 1e-4, "
+             "per task one teacher (results/parity/teacher-<task>), `raykd.distill` with 2 Ray Train workers, 2 classification epochs, lr 1e-4, "
              "length-grouped batches; the best epoch's dev metric per seed. Epoch seconds were measured while "
              "other jobs shared the 2 cores: they are not a speed comparison (see results/bench.md).", "",
              "| task | algorithm | precision | seeds | dev metric per seed | mean +- std | mean epoch seconds |",
@@ -75,15 +77,94 @@ def parity_table(root: Path) -> str:
         spread = f"{100 * statistics.mean(scores):.2f} +- {100 * statistics.stdev(scores):.2f}" if len(scores) > 1 else "n/a (1 seed)"
         lines.append(f"| {task} | {algorithm} | {precision} | {', '.join(str(k) for k, _, _ in sorted(runs))} | "
                      f"{' '.join(_pct(s) for s in scores)} | {spread} | {statistics.mean(t for _, _, t in runs):.0f} |")
+    lines += ["", "bf16 against fp32 over the seeds both have (a difference within the larger std is no difference):", "",
+              "| task | algorithm | seeds | fp32 | bf16 | bf16 - fp32 | verdict |", "|---|---|---|---|---|---|---|"]
+    for task, algorithm in sorted({(t, a) for t, a, _ in groups}):
+        fp32 = {k: v for k, v, _ in groups.get((task, algorithm, "fp32"), [])}
+        bf16 = {k: v for k, v, _ in groups.get((task, algorithm, "bf16"), [])}
+        both = sorted(set(fp32) & set(bf16))
+        if not both:
+            continue
+        a, b = [fp32[k] for k in both], [bf16[k] for k in both]
+        diff = statistics.mean(b) - statistics.mean(a)
+        spread = max(statistics.stdev(a), statistics.stdev(b)) if len(both) > 1 else None
+        verdict = ("n/a (1 seed)" if spread is None else "no difference" if abs(diff) <= spread
+                   else "bf16 better" if diff > 0 else "bf16 worse")
+        lines.append(f"| {task} | {algorithm} | {len(both)} | {100 * statistics.mean(a):.2f} | {100 * statistics.mean(b):.2f} | "
+                     f"{100 * diff:+.2f} | {verdict} |")
     return "\n".join(lines) + "\n"
 
 
+def paper(args) -> None:
+    """Run the paper table's missing cells (unless --plan), then write results/paper/README.md and its plots."""
+    from raykd import paper as table
+
+    for name in args.tasks:
+        get_task(name)
+    s = table.Settings(args.data_dir, args.results / "paper", args.cache_dir / "teachers", args.seeds, args.trials,
+                       args.search_trials, args.max_epochs, args.teacher_trials)
+    fractions = sorted({*args.fractions, 1.0})
+    every = table.cells(args.tasks, fractions, tuple(args.methods))
+    remaining = [c for c in every if not c.done(s)]
+    print(f"paper table: {len(every) - len(remaining)} of {len(every)} cells done; remaining: "
+          f"{', '.join(f'{c.task}/{c.name}' for c in remaining) or 'none'}", flush=True)
+    if not args.plan:
+        table.run(remaining, s, lambda line: print(line, flush=True))
+    main_table, numbers = table.table(args.tasks, s)
+    low, low_numbers = table.low_data(args.tasks, fractions, s)
+    s.root.mkdir(parents=True, exist_ok=True)
+    has_bars = table.plot(args.tasks, numbers, s.root / "table.png")
+    has_curves = len(fractions) > 1 and table.plot_low_data(args.tasks, fractions, low_numbers, s.root / "low-data.png")
+    record = table.compute_record(s)
+    lines = ["# The paper's table, reproduced", "",
+             f"`python -m raykd.report paper --tasks {' '.join(args.tasks)} --seeds {args.seeds}"
+             f"{' --fractions ' + ' '.join(f'{f:g}' for f in fractions) if len(fractions) > 1 else ''}` "
+             "(raykd.paper explains the cells). GLUE dev, mean +- std over the confirmation seeds of each cell's "
+             "chosen configuration (selected on a split held out from the training set); a cell shows '-' until it is done. "
+             "3-layer students of a 6-layer all-MiniLM-L6-v2 teacher. 'Best fixed' is the fixed method with the best "
+             "validation mean; 'gap closed' is (student - finetune) / (teacher - finetune) on the dev means.", "",
+             main_table, "", table.spread_note(numbers) or "No internal method has confirmed seeds beside kd yet.", "",
+             *(["![the table](table.png)", ""] if has_bars else []),
+             "## Low-data study", "", low, "", *(["![low data](low-data.png)", ""] if has_curves else []),
+             "## Cells run", "",
+             f"{len(record)} runs, {sum(r['seconds'] for r in record) / 3600:.1f} hours of compute in all.", "",
+             "| cell | done | hours | machine | command |", "|---|---|---|---|---|",
+             *[f"| {r['cell']} | {r['done']} | {r['seconds'] / 3600:.2f} | {r['machine']} | `{r['command']}` |" for r in record],
+             "", f"Remaining: {', '.join(f'{c.task}/{c.name}' for c in every if not c.done(s)) or 'none'}.", ""]
+    atomic_write(s.root / "README.md", "\n".join(lines))
+    print(main_table)
+    print(f"wrote {s.root / 'README.md'}")
+
+
+@exits_cleanly
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m raykd.report", description=__doc__.split("\n")[0])
-    p.add_argument("table", nargs="?", choices=("records", "parity"), default="records",
-                   help="records: teachers.md and students.md (default); parity: parity.md from results/parity/")
+    p.add_argument("table", nargs="?", choices=("records", "parity", "paper"), default="records",
+                   help="records: teachers.md and students.md (default); parity: parity.md from results/parity/; "
+                        "paper: runs the paper table's missing cells, then writes results/paper/README.md (raykd.paper)")
     p.add_argument("--results", type=Path, default=Path("results"), help="results root (default: results)")
+    g = p.add_argument_group("paper")
+    g.add_argument("--data-dir", default="../shared/data/glue", help="GLUE TSV folders (default: ../shared/data/glue)")
+    g.add_argument("--tasks", nargs="+", default=["rte", "mrpc", "cola", "sst2", "stsb"], help="tasks (default: all five)")
+    g.add_argument("--methods", nargs="+", default=["finetune", "kd", "all", "pid", "sid", "search"],
+                   choices=["finetune", "kd", "all", "pid", "sid", "search"],
+                   help="which student cells to run (default: all six; the teacher cells always)")
+    g.add_argument("--seeds", type=int, default=3, help="confirmation seeds per cell (default: 3)")
+    g.add_argument("--fractions", nargs="*", type=float, default=[],
+                   help="shares of the training set for the low-data study, e.g. 0.1 0.3 (default: none)")
+    g.add_argument("--trials", type=int, default=4, help="learning rates tried per fixed method (default: 4)")
+    g.add_argument("--search-trials", type=int, default=12, help="trials of the search cell (default: 12)")
+    g.add_argument("--max-epochs", type=int, default=3, help="classification epochs per run (default: 3)")
+    g.add_argument("--teacher-trials", type=int, default=8, help="recipes tried by each teacher search (default: 8)")
+    g.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help=f"teachers' weights go to <cache-dir>/teachers (default: {DEFAULT_CACHE})")
+    g.add_argument("--plan", action="store_true", help="print what is done and what remains, rebuild the table, run nothing")
     args = p.parse_args(argv)
+    if args.table == "paper":
+        if args.seeds < 2:
+            raise RaykdError(f"--seeds {args.seeds}: a mean +- std needs at least 2 seeds")
+        if any(not 0 < f <= 1 for f in args.fractions):
+            raise RaykdError(f"--fractions {' '.join(map(str, args.fractions))}: each must be in (0, 1]")
+        return paper(args)
     if args.table == "parity":
         atomic_write(args.results / "parity.md", parity_table(args.results))
         print(f"wrote {args.results / 'parity.md'}")

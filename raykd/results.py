@@ -25,6 +25,7 @@ from raykd.trainer import export_checkpoint
 
 
 EXPERIMENT = "experiment.json"
+CONFIRM = "confirm.json"  # the multi-seed confirmation (raykd.confirm)
 
 
 def atomic_write(path: Path, text: str):
@@ -54,6 +55,9 @@ def stop_reason(trial, frame: pd.DataFrame, planned_epochs: int) -> str:
 
 
 def trials_table(exp_dir: Path, metric: str, max_epochs: int) -> pd.DataFrame:
+    """One row per trial: its configuration, `metric` at every epoch (and, when the metric is measured
+    on the validation split, `val_<m>`, the same metric on GLUE dev), status, stop reason, seconds."""
+    dev = "dev_" + metric[len("val_"):] if metric.startswith("val_") else None
     rows = []
     for trial, frame in trial_rows(exp_dir):
         planned = min(int(trial.config.get("epochs", max_epochs)), max_epochs)
@@ -62,6 +66,8 @@ def trials_table(exp_dir: Path, metric: str, max_epochs: int) -> pd.DataFrame:
         if not frame.empty:
             for _, epoch in frame.iterrows():
                 row[f"{metric}@{int(epoch['epoch'])}"] = round(float(epoch[metric]), 4)
+                if dev and dev in epoch:
+                    row[f"{dev}@{int(epoch['epoch'])}"] = round(float(epoch[dev]), 4)
             row["epochs_run"] = int(frame["epoch"].max())
             row["cls_epochs_run"] = int(frame["cls_epoch"].max())
             row["best_score"] = float(frame["score"].max())
@@ -72,9 +78,14 @@ def trials_table(exp_dir: Path, metric: str, max_epochs: int) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def best_checkpoint(exp_dir: Path, metric: str, mode: str = "max") -> tuple[str, dict, str, dict]:
-    """(trial id, metrics, checkpoint folder, configuration) of the best classification epoch of any
-    trial by the experiment's metric; internal-stage epochs are never chosen."""
+def best_checkpoint(exp_dir: Path, metric: str, mode: str = "max", confirmed: bool = True) -> tuple[str, dict, str, dict]:
+    """(trial id, metrics, checkpoint folder, configuration) of the experiment's student: with
+    `confirmed` and a finished multi-seed confirmation (confirm.json's "chosen", raykd.confirm), the run
+    it chose; else the best classification epoch of any search trial by the experiment's metric
+    (internal-stage epochs are never chosen). Raises RuntimeError when there is none yet."""
+    chosen = confirmed_choice(exp_dir) if confirmed else None
+    if chosen:
+        return chosen["trial"], chosen["metrics"], chosen["checkpoint"], chosen["config"]
     best, sign = None, 1 if mode == "max" else -1
     for trial, frame in trial_rows(exp_dir):
         if frame.empty or "checkpoint_path" not in frame:
@@ -89,28 +100,155 @@ def best_checkpoint(exp_dir: Path, metric: str, mode: str = "max") -> tuple[str,
     return best
 
 
-def model_card(task: Task, metric: str, value: float, teacher_dir: str, config: dict, sizes: dict) -> str:
-    lines = [f"# raykd student for {task.name}", "",
-             f"Distilled by raykd (Aguilar et al., AAAI 2020) from the teacher `{teacher_dir}`.", "",
-             f"- task: {task.name}; dev {metric}: {value:.4f}",
-             f"- layers: {sizes.get('student_layers')} (layer map {sizes.get('layer_map')}); parameters: "
-             f"{sizes.get('student_params_total', 0):,} ({sizes.get('student_params_non_embedding', 0):,} non-embedding)",
-             "", "## Configuration", "", "```json", json.dumps(config, indent=2, default=str), "```", "",
-             "Load with `AutoModelForSequenceClassification.from_pretrained(folder)`."]
-    return "\n".join(lines) + "\n"
+def confirmed_choice(exp_dir: Path) -> dict | None:
+    """The run a finished confirmation chose (confirm.json's "chosen") when its checkpoint still
+    exists, else None."""
+    path = Path(exp_dir) / CONFIRM
+    if not path.is_file():
+        return None
+    chosen = json.loads(path.read_text()).get("chosen")
+    return chosen if chosen and chosen.get("checkpoint") and Path(chosen["checkpoint"]).is_dir() else None
 
 
-def export_best(exp_dir: Path, out: Path, task: Task, metric: str, teacher_dir: str, sizes: dict, mode: str = "max") -> dict:
-    """Copy the best student to `out` (replaced as a whole, via a temporary folder) with a model card."""
+def best_recipe(exp_dir: Path, info: dict, config: dict) -> tuple[dict, dict]:
+    """(the full DistillConfig as a dict, {"student_layers", "layer_map"}) of a trial: its values over the
+    space's fixed ones (the experiment's copy of its space file) and the search's --precision and epochs,
+    as the trial ran them, and its layer map resolved against the teacher's depth."""
+    from types import SimpleNamespace
+
+    from raykd import models, spaces
+    from raykd.config import DistillConfig
+
+    values = config["confirm"]["values"] if "confirm" in config else config  # a confirmation run's (raykd.confirm)
+    fixed = {}
+    if (Path(exp_dir) / SPACE_COPY).is_file():
+        try:
+            fixed = dict(spaces.load_space(Path(exp_dir) / SPACE_COPY).fixed)
+        except RaykdError:
+            fixed = {}
+    precision = (info.get("settings") or {}).get("precision")
+    if precision:
+        fixed.setdefault("precision", precision)
+    cfg = DistillConfig.from_dict({"epochs": info["max_epochs"], **fixed, **values})
+    plan = models.plan(SimpleNamespace(num_hidden_layers=info["teacher_info"]["layers"]), cfg)
+    return cfg.to_dict(), plan
+
+
+def dev_columns(info: dict, tokenizer, data_dir: str | None = None) -> dict:
+    """The experiment's dev set (its settings' data source, or `data_dir` instead), tokenized with
+    `tokenizer` at its max length: raykd.data.as_columns. Raises RaykdError when the data cannot be read."""
+    from raykd.data import DEFAULT_CACHE, DataSource, as_columns, load_split, tokenize
+
+    settings = info.get("settings") or {}
+    source = DataSource(data_dir=data_dir or settings.get("data_dir"), dev_file=None if data_dir else settings.get("dev_file"),
+                        text_columns=tuple(c for c in (settings.get("text_columns") or "").split(",") if c),
+                        label_column=settings.get("label_column") or "label")
+    dev = load_split(info["task"], "dev", source)
+    return as_columns(tokenize(dev, tokenizer, settings.get("max_seq_length") or 128,
+                               Path(settings.get("cache_dir") or DEFAULT_CACHE)))
+
+
+def check_data(info: dict, data_dir: str | None = None) -> None:
+    """Before any compute: the dev data an export checks on exists. Raises RaykdError naming the fix."""
+    settings = info.get("settings") or {}
+    task = info["task"]
+    if data_dir or settings.get("data_dir"):
+        path = Path(data_dir or settings["data_dir"]) / task.tsv_dir / f"{task.dev_split}.tsv"
+        if not path.is_file():
+            raise RaykdError(f"the dev set {path} is not there (the search's --data-dir is taken from the folder it ran "
+                             "in); pass --data-dir with the GLUE folder")
+    elif settings.get("dev_file") and not Path(settings["dev_file"]).is_file():
+        raise RaykdError(f"the dev file {settings['dev_file']} is not there; pass --data-dir with the GLUE folder")
+
+
+def export_best(exp_dir: Path, out: Path, task: Task, metric: str, teacher_dir: str, sizes: dict, mode: str = "max",
+                formats: tuple[str, ...] | None = None, data_dir: str | None = None, latency_examples: int = 100) -> dict:
+    """Copy the best student to `out` (replaced as a whole, via a temporary folder, only once every format
+    passed its check) with its label names and a Hub model card (raykd.card).
+
+    `formats` (raykd.deploy.FORMATS): the ONNX files to add, each checked on the dev set against the PyTorch
+    model (raykd.deploy.check_exports), and, with `latency_examples` > 0, the teacher's and the student's
+    latency in each format; None exports the Hugging Face folder alone, unchecked. Returns {"trial", the
+    epoch's metrics, "config", "recipe", "layer_map", "checks", "latency"}. Raises RuntimeError when no
+    trial saved a classification checkpoint, RaykdError when a format fails its check.
+    """
+    from raykd import card, deploy
+
+    info = experiment_info(exp_dir)
     trial_id, _, checkpoint, config = best_checkpoint(exp_dir, metric, mode)
+    recipe, plan = best_recipe(exp_dir, info, config)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
-    metrics = export_checkpoint(Path(checkpoint), tmp)
-    (tmp / "README.md").write_text(model_card(task, metric, metrics[metric], teacher_dir, config, sizes))
+    try:
+        metrics = export_checkpoint(Path(checkpoint), tmp)
+        deploy.set_label_names(tmp, task)
+        checks = measured = None
+        if formats:
+            from transformers import AutoTokenizer
+
+            columns = dev_columns(info, AutoTokenizer.from_pretrained(tmp), data_dir)
+            checks = deploy.export(tmp, task, formats, columns)
+            main = f"dev_{task.main_metric}"
+            if recipe.get("precision") == "fp32" and metrics.get(main) is not None and \
+                    abs(checks["hf"]["value"] - metrics[main]) > deploy.METRIC_TOLERANCE:
+                raise RaykdError(f"the exported student's {main} recomputed in PyTorch is {checks['hf']['value']:.4f}, but "
+                                 f"the trial reported {metrics[main]:.4f}; check that --data-dir is the data the search ran on")
+            if latency_examples:
+                with tempfile.TemporaryDirectory(dir=out.parent, prefix=".latency.") as scratch:
+                    models = {"student": tmp}
+                    if (Path(teacher_dir) / "config.json").is_file():
+                        models = {"teacher": deploy.teacher_copy(Path(teacher_dir), Path(scratch) / "teacher", formats),
+                                  **models}
+                    measured = deploy.measure(models, columns, examples=latency_examples)
+        confirmation = None
+        confirm_path = Path(exp_dir) / CONFIRM
+        if confirm_path.is_file():
+            done = json.loads(confirm_path.read_text())
+            chosen = done.get("chosen")
+            stats = chosen and next((c for c in done.get("configs", []) if c.get("candidate") == chosen.get("candidate")), None)
+            if stats:
+                dev = done.get("dev_metric", f"dev_{task.main_metric}")
+                confirmation = {"seeds": stats.get("seeds", []), "metric": dev, "mean": stats.get(f"{dev}_mean"),
+                                "std": stats.get(f"{dev}_std")}
+        best = {"trial": trial_id, **metrics, "searched": values_of(config)}
+        text = card.model_card(task, f"raykd-{task.name}-{Path(exp_dir).name}", best, recipe, plan,
+                               card.teacher_record(teacher_dir), info, checks,
+                               deploy.latency_table(measured) if measured else None, confirmation)
+        (tmp / "README.md").write_text(text)
+        record = {"task": task.name, "formats": list(formats or ("hf",)), "checks": checks, "latency": measured,
+                  "recipe": recipe, "layer_map": plan["layer_map"], "trial": trial_id}
+        deploy.write_record(tmp, record)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     if out.exists():
         shutil.rmtree(out)
     os.replace(tmp, out)
-    return {"trial": trial_id, **metrics, "config": config}
+    return {"trial": trial_id, **metrics, "config": config, "recipe": recipe, "layer_map": plan["layer_map"],
+            "checks": checks, "latency": measured}
+
+
+def values_of(config: dict) -> dict:
+    """A trial's own values (a confirmation run's are under "confirm")."""
+    return config["confirm"]["values"] if "confirm" in config else config
+
+
+def deploy_lines(best: dict | None) -> list[str]:
+    """summary.md's section on the exported formats: their dev check and the latency table."""
+    from raykd import deploy
+
+    if not best or not best.get("checks"):
+        return []
+    checks = best["checks"]
+    lines = ["## Exported formats (`best/`)", "", f"| format | {checks['metric']} on {checks['examples']} dev examples "
+             "| against PyTorch fp32 | largest logit difference |", "|---|---|---|---|"]
+    for fmt in deploy.FORMATS:
+        if fmt in checks:
+            c = checks[fmt]
+            lines.append(f"| {deploy.FORMAT_NAMES[fmt]} | {c['value']:.4f} | {-c['drop']:+.4f} | {c['max_logit_diff']:.2g} |")
+    if best.get("latency"):
+        lines += ["", *deploy.latency_table(best["latency"])]
+    return lines + [""]
 
 
 def plot(table_frames: list[tuple], metric: str, path: Path):
@@ -148,11 +286,72 @@ def experiment_info(exp_dir: Path) -> dict:
     return info
 
 
-def _best_line(best: dict | None, metric: str, teacher_value) -> str:
+def _best_line(best: dict | None, metric: str, teacher_value, dev_metric: str | None = None) -> str:
+    """The search's best; with `dev_metric` (selection on the validation split) its GLUE dev number too."""
     teacher = "unknown" if teacher_value is None else f"{teacher_value:.4f}"
     if best is None:
         return f"- no trial has finished a classification epoch yet (continue with --resume); teacher: {teacher}"
-    return f"- best {metric}: **{best[metric]:.4f}** (trial {best['trial']}, epoch {best['epoch']}); teacher: {teacher}"
+    dev = ""
+    if dev_metric and best.get(dev_metric) is not None:
+        dev = f"; the same student on GLUE dev: {dev_metric} **{best[dev_metric]:.4f}** (reported only, never used to select)"
+    return f"- best {metric}: **{best[metric]:.4f}** (trial {best['trial']}, epoch {best['epoch']}){dev}; teacher (dev): {teacher}"
+
+
+def selection_info(info: dict) -> dict:
+    """How the experiment selects (experiment.json's "selection"): {"select_on": "validation" or "dev",
+    "validation_fraction", "validation_rows", "train_rows", "data_seed"}; an experiment from before
+    held-out selection existed selected on dev."""
+    return info.get("selection") or {"select_on": "dev"}
+
+
+def _selection_line(selection: dict, trials: int) -> str:
+    if selection["select_on"] == "validation":
+        return (f"- selection: on a validation split held out from the training set ({selection['validation_fraction']:g}, "
+                f"{selection['validation_rows']} rows, seed {selection['data_seed']}; the trials trained on the other "
+                f"{selection['train_rows']} rows); GLUE dev is used only to report the chosen student")
+    return (f"- selection: **GLUE dev was used for selection** (`--select-on dev`), so the best dev number is the best of "
+            f"{trials} trials on the very set it is reported on and is optimistically biased (the winner's curse); "
+            "the default, a validation split held out from the training set, avoids it")
+
+
+def plus_minus(mean, std) -> str:
+    """'0.5415 +- 0.0123'; 'n/a' without a mean; a single seed has no std."""
+    if mean is None:
+        return "n/a"
+    return f"{mean:.4f} +- {std:.4f}" if std is not None else f"{mean:.4f} (one seed)"
+
+
+def _confirmation_lines(confirm: dict, exp_name: str) -> list[str]:
+    sel, dev = confirm["selection_metric"], confirm["dev_metric"]
+    same = sel == dev
+    lines = ["## Multi-seed confirmation", "",
+             f"The top {len(confirm['configs'])} configurations of the search by {sel}, each run again with fresh seeds "
+             "(the searched seed + 1, + 2, ...) at its full epoch budget, no early stopping (Tune grid in `ray/confirm`); "
+             "each run counts with its best classification epoch; mean +- sample std over the seeds "
+             "(`confirm.json`, `confirm.csv`).", "",
+             f"| # | search trial | search {sel} | seeds (n) | {sel} |" + ("" if same else f" {dev} |") + " configuration |",
+             "|---|---|---|---|---|" + ("" if same else "---|") + "---|"]
+    for c in confirm["configs"]:
+        score = "" if c.get("search_score") is None else f"{c['search_score']:.4f}"
+        row = (f"| {c['candidate']} | {c.get('search_trial') or ''} | {score} | {', '.join(map(str, c['seeds']))} ({c['n']}) | "
+               f"{plus_minus(c[f'{sel}_mean'], c[f'{sel}_std'])} |")
+        if not same:
+            row += f" {plus_minus(c[f'{dev}_mean'], c[f'{dev}_std'])} |"
+        lines.append(row + f" `{json.dumps(c['config'], default=str)}` |")
+    chosen = confirm.get("chosen")
+    lines.append("")
+    if chosen:
+        dev_part = "" if same else f", {dev} {chosen[dev]:.4f}"
+        lines.append(f"Chosen: configuration #{chosen['candidate']} (the best mean {sel}). Exported to `best/`: its seed "
+                     f"{chosen['seed']} (trial {chosen['trial']}, epoch {chosen['epoch']}), the seed whose {sel} is closest to "
+                     f"the mean ({chosen[sel]:.4f} against {chosen['mean']:.4f}){dev_part}: a typical run, not the luckiest.")
+    elif not confirm["finished"]:
+        done = sum(r["status"] != "error" and r["epoch"] is not None for r in confirm["runs"])
+        lines.append(f"The confirmation is unfinished ({done} of {len(confirm['runs'])} runs have a result): continue with "
+                     f"`--resume --name {exp_name}`; until then `best/` holds the search's best trial.")
+    else:
+        lines.append("No confirmation run reached a usable classification epoch; `best/` holds the search's best trial.")
+    return lines
 
 
 def first_error(exp_dir: Path) -> str | None:
@@ -165,23 +364,42 @@ def first_error(exp_dir: Path) -> str | None:
     return None
 
 
-def write(exp_dir: Path, seconds: float) -> dict:
-    """trials.csv, best/, trials.png, summary.md and summary.json of an experiment, finished or not."""
+def write(exp_dir: Path, seconds: float, formats: tuple[str, ...] | None = None, latency_examples: int = 100) -> dict:
+    """trials.csv, best/, trials.png, summary.md and summary.json of an experiment, finished or not.
+    `formats` and `latency_examples`: export_best's; a format that fails its check leaves best/ in the
+    Hugging Face format alone, with the failure in summary.md ("export_error")."""
     info = experiment_info(exp_dir)
     task, metric, mode, max_epochs = info["task"], info["metric"], info["mode"], info["max_epochs"]
     teacher_info, sizes = info["teacher_info"], info["sizes"]
+    selection = selection_info(info)
+    dev_metric = f"dev_{task.main_metric}" if selection["select_on"] == "validation" else None
     table = trials_table(exp_dir, metric, max_epochs)
     atomic_write(exp_dir / "trials.csv", table.to_csv(index=False))
+    export_error = None
     try:
-        best = export_best(exp_dir, exp_dir / "best", task, metric, info["teacher_dir"], sizes, mode)
+        search_trial, search_metrics, _, search_config = best_checkpoint(exp_dir, metric, mode, confirmed=False)
+        search_best = {"trial": search_trial, **search_metrics, "config": search_config}
+        try:
+            best = export_best(exp_dir, exp_dir / "best", task, metric, info["teacher_dir"], sizes, mode, formats,
+                               latency_examples=latency_examples)
+        except RaykdError as err:  # an ONNX format failed its check: the search's student still ships
+            export_error = str(err)
+            print(f"warning: {export_error}; best/ holds the Hugging Face folder only", flush=True)
+            best = export_best(exp_dir, exp_dir / "best", task, metric, info["teacher_dir"], sizes, mode)
     except RuntimeError:  # interrupted before any classification epoch
-        best = None
+        search_best = best = None
+    confirm = json.loads((exp_dir / CONFIRM).read_text()) if (exp_dir / CONFIRM).is_file() else None
     plot(trial_rows(exp_dir), metric, exp_dir / "trials.png")
     teacher_json = Path(info["teacher_dir"]) / "teacher.json"
-    teacher_value = json.loads(teacher_json.read_text()).get(metric) if teacher_json.is_file() else None
+    teacher_metric = "dev_" + metric[len("val_"):] if metric.startswith("val_") else metric  # the teacher's dev number
+    teacher_value = json.loads(teacher_json.read_text()).get(teacher_metric) if teacher_json.is_file() else None
     per_algorithm = table.groupby("algorithm")["best_score"].max() if "best_score" in table and "algorithm" in table else {}
-    summary = {"best_trial": best and best["trial"], "best_value": best and best[metric],
-               "best_epoch": best and best["epoch"], "teacher_value": teacher_value, "trials": len(table),
+    main_dev = f"dev_{task.main_metric}"
+    summary = {"best_trial": best and best["trial"], "best_value": best and best.get(metric),
+               "best_epoch": best and best["epoch"], "best_dev_value": best and best.get(main_dev),
+               "search_best": search_best and {k: search_best.get(k) for k in ("trial", "epoch", metric, main_dev)},
+               "selection": selection, "confirmation": confirm and {k: v for k, v in confirm.items() if k != "runs"},
+               "teacher_value": teacher_value, "trials": len(table),
                "seconds": round(seconds, 1), "stopped_by_asha": int((table["stop_reason"] == "stopped by ASHA").sum())}
     summary["failed_trials"] = int((table["status"] == "ERROR").sum()) if "status" in table else 0
     summary["all_failed"] = bool(len(table)) and summary["failed_trials"] == len(table)
@@ -190,10 +408,19 @@ def write(exp_dir: Path, seconds: float) -> dict:
         best_line = (f"- **every trial failed** ({len(table)} of {len(table)} ended in ERROR), so there is no best "
                      f"student; the first error: `{summary['first_error']}`")
     else:
-        best_line = _best_line(best, metric, teacher_value)
+        best_line = _best_line(search_best, metric, teacher_value, dev_metric) + "\n" + _selection_line(selection, len(table))
+        chosen = confirm and confirm.get("chosen")
+        if chosen:
+            stats = next(c for c in confirm["configs"] if c["candidate"] == chosen["candidate"])
+            sel, dev = confirm["selection_metric"], confirm["dev_metric"]
+            means = plus_minus(stats[f"{sel}_mean"], stats[f"{sel}_std"]) + (
+                "" if sel == dev else f", {dev} {plus_minus(stats[f'{dev}_mean'], stats[f'{dev}_std'])}")
+            best_line += (f"\n- exported student (`best/`): confirmed configuration #{chosen['candidate']}, seed {chosen['seed']}: "
+                          f"{sel} **{chosen[sel]:.4f}**" + ("" if sel == dev else f", {dev} **{chosen[dev]:.4f}**") +
+                          f"; over its {stats['n']} seeds {sel} {means} (below)")
         if summary["failed_trials"]:
             best_line += f"\n- failed trials: {summary['failed_trials']}; the first error: `{summary['first_error']}`"
-    main = f"dev_{task.main_metric}"
+    main = f"val_{task.main_metric}" if dev_metric else main_dev
     lines = [f"# {task.name}: {exp_dir.name}", "", f"Command: `{info['command']}`", "",
              best_line,
              f"- trials: {len(table)}, stopped by ASHA: {summary['stopped_by_asha']}, wall time of this command: {seconds / 60:.1f} min",
@@ -203,8 +430,11 @@ def write(exp_dir: Path, seconds: float) -> dict:
              "Best per algorithm (the soft-label baseline is `kd`, plain fine-tuning `finetune`):", "",
              f"| algorithm | best {main} |", "|---|---|",
              *[f"| {a} | {v:.4f} |" for a, v in dict(per_algorithm).items()], "",
-             "Best trial:", "", "```json", json.dumps(best, indent=2, default=str), "```", "",
+             *(_confirmation_lines(confirm, exp_dir.name) + [""] if confirm else []),
+             *deploy_lines(best), *([f"Export of the other formats failed: `{export_error}`", ""] if export_error else []),
+             "Best trial of the search:", "", "```json", json.dumps(search_best, indent=2, default=str), "```", "",
              "Files: `trials.csv` (every trial, metric per epoch, stop reason), `trials.png`, `best/` (the student), "
+             + ("`confirm.json`/`confirm.csv` (the confirmation runs), " if confirm else "") +
              "`optuna.db` (optuna-dashboard sqlite:///optuna.db)."]
     atomic_write(exp_dir / "summary.md", "\n".join(lines) + "\n")
     atomic_write(exp_dir / "summary.json", json.dumps(summary, indent=2, default=str))
@@ -216,7 +446,10 @@ def write(exp_dir: Path, seconds: float) -> dict:
 SETTINGS = ("num_samples", "max_epochs", "grace_period", "reduction_factor", "seed", "max_concurrent_trials",
             "workers", "cpus_per_worker", "gpus_per_worker", "max_failures", "precision", "data_dir", "train_file",
             "dev_file", "text_columns", "label_column", "max_seq_length", "train_fraction", "data_seed",
-            "teacher_cache_memory", "teacher_cache_disk", "live_teacher", "cache_dir")
+            "teacher_cache_memory", "teacher_cache_disk", "live_teacher", "cache_dir", "select_on", "validation_fraction",
+            "confirm_top", "confirm_seeds")
+# What an experiment started before a setting existed did, for --resume (it selected on GLUE dev).
+LEGACY = {"select_on": "dev"}
 FLAGS = {"workers": "--workers-per-trial"}
 SPACE_COPY = "space.py"
 
@@ -257,6 +490,9 @@ def resume_settings(exp_dir: Path, args, argv: list[str]):
             raise RaykdError(f"{flag} {getattr(args, name)} contradicts experiment {exp_dir.name}, which started with "
                              f"{flag} {value}; drop the flag to resume with {value}, or start a new experiment with another --name")
         setattr(args, name, value)
+    for name, value in LEGACY.items():
+        if name not in stored:
+            setattr(args, name, value)
     if args.teacher and str(Path(args.teacher).resolve()) != info["teacher_dir"]:
         raise RaykdError(f"--teacher {args.teacher} is not the teacher experiment {exp_dir.name} started with "
                          f"({info['teacher_dir']}); drop --teacher to resume with it, or start a new experiment")

@@ -11,6 +11,7 @@ and so never meet a rung (and are never stopped) before their classification sta
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shlex
 import sys
@@ -26,7 +27,7 @@ from ray.tune.integration.ray_train import TuneReportCallback
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
 
-from raykd import checks, cli, cluster, finetune, models, precision, results, spaces
+from raykd import checks, cli, cluster, confirm, deploy, finetune, models, precision, results, spaces
 from raykd.algorithms import schedule, teacher_fields
 from raykd.config import DistillConfig
 from raykd.data import load_task_data
@@ -51,6 +52,10 @@ class Experiment:
     max_failures: int
 
     def config(self, trial_values: dict) -> DistillConfig:
+        """The trial's configuration: a search trial's values, or a confirmation run's
+        {"confirm": {"candidate": rank, "values": {...}}} (raykd.confirm), over the fixed ones."""
+        if "confirm" in trial_values:
+            trial_values = trial_values["confirm"]["values"]
         return DistillConfig.from_dict({"epochs": self.max_epochs, **self.fixed, **trial_values})
 
 
@@ -97,6 +102,23 @@ def parse_args(argv=None):
     p.add_argument("--out", type=Path, default=Path("results"), help="results root; the experiment goes to <out>/<task>/<name> (default: results)")
     p.add_argument("--seed", type=int, default=0, help="seed of Optuna's TPE sampler (default: 0)")
     p.add_argument("--resume", action="store_true", help="continue the interrupted experiment <out>/<task>/<name>")
+    g = p.add_argument_group("selection and confirmation")
+    g.add_argument("--select-on", choices=("validation", "dev"), default="validation",
+                   help="what trials are selected on: validation, a split held out from the training set (GLUE dev then "
+                        "only reports the chosen student), or dev (the old behaviour: train on the whole train set, select "
+                        "on dev; the reported number is then optimistically biased) (default: validation)")
+    g.add_argument("--validation-fraction", type=float, default=0.1,
+                   help="share of the training set (after --train-fraction) held out to select on, stratified by label, "
+                        "seeded by --data-seed (default: 0.1)")
+    g.add_argument("--confirm-top", type=int, default=3,
+                   help="after the search, run the K best configurations again with --confirm-seeds seeds each at the full "
+                        "epoch budget, choose by the mean and export that configuration's seed closest to the mean; "
+                        "0 turns it off (default: 3)")
+    g.add_argument("--confirm-seeds", type=int, default=3,
+                   help="seeds per confirmed configuration (the searched seed + 1, + 2, ...); 0 turns the confirmation off (default: 3)")
+    p.add_argument("--export-formats", default=",".join(deploy.FORMATS),
+                   help="formats of best/, each checked on the dev set, with the latency table in its card: hf, onnx, "
+                        "onnx-int8 (hf is always written; default: hf,onnx,onnx-int8)")
     cli.add_teacher_cache_arguments(p)
     cli.add_ray_arguments(p, workers_flag="--workers-per-trial")
     return p.parse_args(argv)
@@ -144,11 +166,55 @@ def concurrency(args, scaling: Scaling) -> int:
     return max(1, int(ray.cluster_resources().get("CPU", 1) // per_trial))
 
 
-def build_tuner(args, space: SearchSpace, experiment: Experiment, exp_dir: Path, metric: str, mode: str):
-    # The workers hold the CPUs. The trial's driver (and with it Ray Train's controller, which Ray
-    # puts on the caller's node) stays on the head node, the one node whose loss ends the search anyway.
-    trainable = tune.with_resources(tune.with_parameters(run_trial, experiment=experiment), tune.PlacementGroupFactory(
+def trainable_of(experiment: Experiment):
+    """run_trial bound to `experiment`, with a trial's own resources. The workers hold the CPUs. The
+    trial's driver (and with it Ray Train's controller, which Ray puts on the caller's node) stays on the
+    head node, the one node whose loss ends the search anyway."""
+    return tune.with_resources(tune.with_parameters(run_trial, experiment=experiment), tune.PlacementGroupFactory(
         [{"CPU": 0, "memory": 256 * 2**20, "node:__internal_head__": 0.001}]))
+
+
+def selection_metric(space: SearchSpace, task, select_on: str) -> str:
+    """The metric Tune, Optuna and ASHA optimise: the space's `metric` (a dev metric, or train_loss) or
+    the task's main metric, measured on the validation split (`val_<m>`) unless --select-on dev."""
+    metric = space.metric or f"dev_{task.main_metric}"
+    return "val_" + metric[len("dev_"):] if select_on == "validation" and metric.startswith("dev_") else metric
+
+
+def search_finished(grid, num_samples: int) -> bool:
+    """True when the search's ResultGrid holds all `num_samples` trials and each ended (terminated or
+    errored): an interrupted search (Ctrl-C makes Tune's fit return) is not."""
+    return len(grid) >= num_samples and grid.num_terminated + grid.num_errors == len(grid)
+
+
+def run_confirmation(args, experiment: Experiment, exp_dir: Path, search_grid, task) -> dict | None:
+    """The multi-seed confirmation (raykd.confirm) of a finished search: the top --confirm-top
+    configurations by the selection score, --confirm-seeds fresh seeds each, as a Tune grid through
+    run_trial in <exp_dir>/ray/confirm (restored on --resume: finished runs are not run again); writes
+    confirm.json and confirm.csv. Returns the confirmation's summary, or None when there is nothing to
+    confirm (no trial reached a classification epoch)."""
+    candidates = None
+    if confirm.started(exp_dir):  # its configurations are in its own grid: restored, not chosen again
+        print(f"confirmation: continuing {exp_dir / 'ray' / confirm.TUNE_NAME} (finished runs are not run again)", flush=True)
+    else:
+        candidates = confirm.top_configs(search_grid, args.confirm_top)
+        if not candidates:
+            return None
+        for c in candidates:
+            c["seeds"] = confirm.seeds_for(experiment.config(c["config"]).seed, args.confirm_seeds)
+        runs = sum(len(c["seeds"]) for c in candidates)
+        print(f"confirmation: the top {len(candidates)} configuration(s) with {args.confirm_seeds} seed(s) each, {runs} "
+              f"run(s) of {experiment.max_epochs} classification epoch(s) at most, no early stopping", flush=True)
+    runner = dataclasses.replace(experiment, trials_dir=str(exp_dir / "ray" / "confirm-trials"))
+    grid = confirm.build_tuner(trainable_of(runner), exp_dir, candidates, concurrency(args, experiment.scaling)).fit()
+    prefix = "val" if checks.validation_fraction(args) else "dev"
+    summary = confirm.summarize(grid, f"{prefix}_{task.main_metric}", f"dev_{task.main_metric}")
+    confirm.write(exp_dir, summary)
+    return summary
+
+
+def build_tuner(args, space: SearchSpace, experiment: Experiment, exp_dir: Path, metric: str, mode: str):
+    trainable = trainable_of(experiment)
     if args.resume:
         return tune.Tuner.restore(str(exp_dir / "ray" / "tune"), trainable, resume_unfinished=True, resume_errored=True)
     searcher = OptunaSearch(space.space, metric=metric, mode=mode, seed=args.seed,
@@ -167,13 +233,14 @@ def build_tuner(args, space: SearchSpace, experiment: Experiment, exp_dir: Path,
 @exits_cleanly
 def main(argv=None):
     args = parse_args(argv)
+    args.export_formats = deploy.parse_formats(args.export_formats)
     task = get_task(args.task)
     if args.resume:  # the settings and the space the experiment started with, from experiment.json
         results.resume_settings(experiment_dir(args, task), args, sys.argv[1:] if argv is None else argv)
     space = load_space(args.space)
     if args.precision:
         space.fixed.setdefault("precision", args.precision)
-    metric, mode = space.metric or f"dev_{task.main_metric}", space.mode
+    metric, mode = selection_metric(space, task, args.select_on), space.mode
     exp_dir = experiment_dir(args, task)
     teacher_dir = args.teacher and str(Path(args.teacher).resolve())
     if args.resume and not teacher_dir:  # the teacher the experiment started with, not a new default
@@ -192,28 +259,45 @@ def main(argv=None):
     # needs another layer makes the TeacherService add it once).
     layers = sorted({t for values, _ in spaces.candidates(space)
                      for t in models.plan(teacher_model.config, space.config(values))["layer_map"]})
-    prep = prepare(task, teacher_dir, teacher_model, tokenizer, args, SHARED_FIELDS, layers)
+    prep = prepare(task, teacher_dir, teacher_model, tokenizer, args, SHARED_FIELDS, layers, checks.validation_fraction(args))
     command = "python -m raykd.search " + shlex.join(sys.argv[1:] if argv is None else argv)
     if not args.resume:
         results.keep_space(exp_dir, args.space)
         results.atomic_write(exp_dir / results.EXPERIMENT, json.dumps(
             {"task": task.name, "metric": metric, "mode": mode, "teacher_dir": teacher_dir, "sizes": sizes,
              "teacher_info": prep.teacher_info, "max_epochs": args.max_epochs, "command": command,
+             "selection": {"select_on": args.select_on, "validation_fraction": checks.validation_fraction(args),
+                           "validation_rows": prep.validation_examples, "train_rows": prep.train_examples,
+                           "data_seed": args.data_seed},
              "settings": results.search_settings(args)}, indent=2))
     experiment = Experiment(prep, space.fixed, scaling, args.max_epochs, str(exp_dir / "ray" / "trials"), args.max_failures)
     started = time.perf_counter()
     grid = build_tuner(args, space, experiment, exp_dir, metric, mode).fit()
-    summary = results.write(exp_dir, time.perf_counter() - started)
+    confirming = bool(args.confirm_top and args.confirm_seeds) and search_finished(grid, args.num_samples)
+    # The serving formats (ONNX export, checks, latency: minutes) are made once, for the student that ships:
+    # after the confirmation when one follows; the interim records hold the Hugging Face folder only.
+    summary = results.write(exp_dir, time.perf_counter() - started, ("hf",) if confirming else args.export_formats)
     if len(grid) and grid.num_errors == len(grid):
         first = str(grid.errors[0]).strip().splitlines()
         raise RaykdError(f"all {len(grid)} trials failed; the first with: {first[-1] if first else 'no message'}; "
                          f"see {exp_dir / 'ray-workers.log'} and {exp_dir / 'trials.csv'}")
+    if confirming:
+        run_confirmation(args, experiment, exp_dir, grid, task)
+        summary = results.write(exp_dir, time.perf_counter() - started, args.export_formats)
+    elif args.confirm_top and args.confirm_seeds:
+        print(f"the search is unfinished: the confirmation starts once it is; continue with --resume --name {exp_dir.name}")
     stats = ray.get(prep.service.stats.remote())
     print(f"teacher forward passes in this search: {stats['forward_seconds']:.1f} s; outputs cached in {stats['cache_dir']}")
     if summary["best_value"] is None:
         print(f"interrupted before any classification epoch; results so far in {exp_dir}; continue with --resume --name {exp_dir.name}")
     else:
-        print(f"best {metric} {summary['best_value']:.4f} (trial {summary['best_trial']}); results in {exp_dir}")
+        search_best, dev = summary["search_best"], f"dev_{task.main_metric}"
+        also = f", {dev} {search_best[dev]:.4f}" if metric != dev and search_best.get(dev) is not None else ""
+        print(f"best {metric} {search_best[metric]:.4f}{also} (trial {search_best['trial']}); results in {exp_dir}")
+        chosen = (summary.get("confirmation") or {}).get("chosen")
+        if chosen:
+            print(f"confirmed: configuration #{chosen['candidate']} (mean {chosen['mean']:.4f} over its seeds); exported its "
+                  f"seed {chosen['seed']} to {exp_dir / 'best'}; mean +- std per configuration in {exp_dir / 'summary.md'}")
     return summary
 
 

@@ -5,7 +5,8 @@ schedule's stages epoch by epoch, the dev metric and a checkpoint reported after
   hparams          DistillConfig.to_dict()
   task             task name
   model            {"kind": "student", "teacher_dir": ...} or {"kind": "base", "base": ...}
-  data             ref to {"train": columns, "dev": columns} (raykd.data.as_columns)
+  data             ref to {"train": columns, "dev": columns} (raykd.data.as_columns), and "validation" when
+                   models are selected on a split held out from the training set: then `score` is its metric
   teacher_outputs  {array name: ref or memory-mapped file} from the TeacherService, or None
   live_teacher     the teacher fields to compute at every step (all of them: the benchmark's baseline; the
                    attention maps: a cache over its disk budget), or None
@@ -129,8 +130,9 @@ def predict(model, collate: Collator, indices: list[int], device: torch.device, 
 
 
 def evaluate(model, task, columns: dict, collate: Collator, rank: int, world: int, device: torch.device,
-             precision_name: str = "fp32") -> dict[str, float]:
-    """Each worker predicts every world-th dev example; the predictions are gathered and scored."""
+             precision_name: str = "fp32", prefix: str = "dev") -> dict[str, float]:
+    """Each worker predicts every world-th example of `columns`; the predictions are gathered and
+    scored, named `<prefix>_<metric>` (raykd.metrics.compute)."""
     mine = list(range(rank, len(columns["labels"]), world))
     shard = (mine, predict(model, collate, mine, device, precision_name))
     shards = [shard]
@@ -139,7 +141,7 @@ def evaluate(model, task, columns: dict, collate: Collator, rank: int, world: in
         dist.all_gather_object(shards, shard)
     order = np.concatenate([np.asarray(i, dtype=np.int64) for i, _ in shards])
     logits = np.concatenate([p for _, p in shards])[np.argsort(order)]
-    return metrics.compute(task, logits, np.asarray(columns["labels"]))
+    return metrics.compute(task, logits, np.asarray(columns["labels"]), prefix)
 
 
 def save_checkpoint(folder: Path, model, tokenizer, state: dict):
@@ -195,6 +197,9 @@ def train_loop_per_worker(job: dict):
     del teacher_model  # unless it runs live, the student no longer needs it
     train_collate = Collator(tokenizer, data["train"], task.is_regression, teacher, mapping)
     dev_collate = Collator(tokenizer, data["dev"], task.is_regression)
+    # Selection: on the validation split held out from the training set when there is one, else on dev.
+    selection = "val" if "validation" in data else "dev"
+    validation_collate = Collator(tokenizer, data["validation"], task.is_regression) if "validation" in data else None
     lengths = [len(ids) for ids in data["train"]["input_ids"]]
     sampler = LengthGroupedBatches(lengths, cfg.batch_size, rank, world, cfg.seed, group=cfg.group_by_length)
     # Ray's wrapper moves every tensor of a batch (the teacher's outputs included) to the worker's device.
@@ -225,7 +230,10 @@ def train_loop_per_worker(job: dict):
         cls_epochs += stage.classification
         result = {"epoch": epoch + 1, "cls_epoch": cls_epochs, "stage": stage.name, "train_loss": loss, **timing,
                   **evaluate(bare, task, data["dev"], dev_collate, rank, world, device, cfg.precision)}
-        result["score"] = result[f"dev_{task.main_metric}"] if stage.classification else NOT_ELIGIBLE
+        if validation_collate:
+            result.update(evaluate(bare, task, data["validation"], validation_collate, rank, world, device,
+                                   cfg.precision, "val"))
+        result["score"] = result[f"{selection}_{task.main_metric}"] if stage.classification else NOT_ELIGIBLE
         if not math.isfinite(loss):  # the weights are no longer usable: never export them
             result.update(score=NOT_ELIGIBLE, stop_reason="non-finite loss")
         elif not math.isfinite(result["score"]):  # NaN would win Ray's max over checkpoints

@@ -1,0 +1,44 @@
+"""The paper table's runner (python -m raykd.report paper): a real cell, a real search with its
+confirmation on a real local Ray cluster (subprocesses), a tiny real teacher, real RTE rows."""
+
+import json
+import shutil
+
+import pytest
+
+from raykd import report
+
+
+def test_a_cell_runs_once_and_fills_its_table_row(ray_cluster, tiny_teacher_dir, glue_dir, tmp_path, capsys):
+    # A finished teacher cell: the tiny teacher where the runner keeps the task's teacher, and its search summary.
+    teacher = tmp_path / "cache" / "teachers" / "paper-rte"
+    shutil.copytree(tiny_teacher_dir, teacher)
+    (teacher / "teacher.json").write_text(json.dumps({"task": "rte", "base": "tiny", "dev_accuracy": 0.6, "best_epoch": 1}))
+    (tmp_path / "results" / "paper" / "rte" / "teacher").mkdir(parents=True)
+    (tmp_path / "results" / "paper" / "rte" / "teacher" / "summary.md").write_text("# Teacher search: rte\n")
+    argv = ["paper", "--data-dir", str(glue_dir), "--tasks", "rte", "--methods", "kd", "--seeds", "2", "--trials", "1",
+            "--max-epochs", "1", "--results", str(tmp_path / "results"), "--cache-dir", str(tmp_path / "cache")]
+    report.main(argv)
+    root = tmp_path / "results" / "paper"
+    confirmed = json.loads((root / "rte" / "kd" / "confirm.json").read_text())
+    assert confirmed["finished"] and len(confirmed["runs"]) == 2
+    runs = [json.loads(line) for line in (root / "cells.jsonl").read_text().splitlines()]
+    assert [r["cell"] for r in runs] == ["rte/kd"] and runs[0]["done"] and "search_spaces/fixed/kd.py" in runs[0]["command"]
+    dev = [r["dev_accuracy"] for r in confirmed["runs"]]
+    table = (root / "README.md").read_text()
+    row = next(line for line in table.splitlines() if line.startswith("| rte"))
+    assert f"{100 * sum(dev) / 2:.2f} +- " in row and row.count(" - |") >= 3  # kd filled, other methods not run
+    assert "| 60.00 (n=1) |" in row  # the teacher's dev score from its record
+    capsys.readouterr()
+    report.main(argv)  # done cells are never run again
+    assert len((root / "cells.jsonl").read_text().splitlines()) == 1
+    assert "2 of 2 cells done; remaining: none" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("flags, message", [(["--seeds", "1"], "needs at least 2 seeds"),
+                                            (["--fractions", "0"], "each must be in (0, 1]")])
+def test_paper_refuses_bad_flags(tmp_path, capsys, flags, message):
+    with pytest.raises(SystemExit) as exit_:
+        report.main(["paper", "--plan", "--results", str(tmp_path), *flags])
+    err = capsys.readouterr().err.strip()
+    assert exit_.value.code == 2 and err.startswith("error: ") and message in err
