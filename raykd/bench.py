@@ -23,8 +23,10 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import json
 import shlex
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -38,13 +40,13 @@ import transformers
 from tqdm import tqdm
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from raykd import cluster, distill, models
+from raykd import cluster, models
 from raykd.batches import Collator
 from raykd.data import DataSource, load_task_data
 from raykd.disk_cache import DiskCache, cache_key, ensure, open_placed
 from raykd.errors import RaykdError, exits_cleanly
 from raykd.results import atomic_write
-from raykd.search import SHARED_FIELDS
+from raykd.prepare import SHARED_FIELDS
 from raykd.tasks import get_task
 
 MiB = 2**20
@@ -57,6 +59,15 @@ def machine() -> str:
     ram = psutil.virtual_memory().total
     return (f"{cpu}, {os.cpu_count()} cores, {ram / 2**30:.0f} GiB RAM, no GPU used; Python {platform.python_version()}, "
             f"torch {torch.__version__}, transformers {transformers.__version__}, ray {ray.__version__}")
+
+
+def distill_run(argv: list[str]) -> dict:
+    """One real `python -m raykd.distill` run, a command of its own as a user runs it, on this benchmark's
+    Ray cluster (no start-up of another); returns its result.json. Raises CalledProcessError when it fails."""
+    out = Path(argv[argv.index("--out") + 1])
+    subprocess.run([sys.executable, "-m", "raykd.distill", *argv, "--address", ray.get_runtime_context().gcs_address],
+                   check=True)
+    return json.loads((out / "result.json").read_text())
 
 
 def teacher_for(task, root: Path, scratch: Path) -> tuple[str, str]:
@@ -118,7 +129,7 @@ def epoch_times(args, cache_dir: Path, scratch: Path) -> list[str]:
     common = ["--task", "rte", "--data-dir", args.data_dir, "--teacher", teacher_dir, "--epochs", str(args.epochs),
               "--max-seq-length", str(args.max_seq_length), "--workers", str(args.workers),
               "--learning-rate", "1e-4", "--cache-dir", str(cache_dir)]
-    records = {label: distill.main([*common, *extra, "--out", str(scratch / f"run-{i}")])
+    records = {label: distill_run([*common, *extra, "--out", str(scratch / f"run-{i}")])
                for i, (label, extra) in enumerate(RUNS.items())}
     train = task_data(task, teacher_dir, args, cache_dir)["train"]
     stats = records["distillation, warm cache"]["teacher_service"]
@@ -162,7 +173,7 @@ def precision_times(args, cache_dir: Path, scratch: Path) -> list[str]:
             "| dev accuracy (last epoch) |", "|---|---|---|---|---|---|"]
     means = {}
     for i, (label, extra) in enumerate(SPEED_RUNS.items()):
-        record = distill.main([*common, *extra, "--out", str(scratch / f"speed-{i}")])  # later flags win
+        record = distill_run([*common, *extra, "--out", str(scratch / f"speed-{i}")])  # later flags win
         seconds = [h["epoch_seconds"] for h in record["history"]]
         means[label] = statistics.mean(seconds)
         old_floor = means[next(iter(SPEED_RUNS))]
@@ -252,7 +263,7 @@ def peer(args, cache_dir: Path, scratch: Path) -> list[str]:
               "--max-seq-length", str(args.max_seq_length), "--algorithm", "all",
               "--learning-rate", "1e-4", "--cache-dir", str(cache_dir)]
     for i, (label, extra) in enumerate(PEER_RUNS.items()):
-        seconds = distill.main([*common, *extra, "--out", str(scratch / f"peer-{i}")])["history"][0]["epoch_seconds"]
+        seconds = distill_run([*common, *extra, "--out", str(scratch / f"peer-{i}")])["history"][0]["epoch_seconds"]
         rows.append(f"| {label}, warm cache | {seconds:.1f} | {f'{seconds / theirs:.2f}x' if theirs else '-'} |")
         print(rows[-1], flush=True)
     rows += ["", f"RTE train set ({len(train['labels'])} examples, max {args.max_seq_length} tokens), teacher {described}, "
@@ -338,7 +349,7 @@ class TrialProbe:
 
 
 def teacher_memory(args, cache_dir: Path, scratch: Path) -> list[str]:
-    from raykd.teacher import TeacherService
+    from raykd.service import TeacherService
 
     task = get_task("rte")
     teacher_dir, _ = teacher_for(task, args.teachers, scratch)

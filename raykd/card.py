@@ -126,7 +126,7 @@ def model_card(task: Task, name: str, best: dict, recipe: dict, plan: dict, teac
               f"- base: {teacher['hub_id'] or teacher['base'] or 'not recorded'}"
               + (f" (raykd name `{teacher['base']}`)" if teacher["base"] and teacher["base"] != teacher["hub_id"] else ""),
               f"- fine-tuned teacher `{teacher['name']}`, record `{teacher['name']}/teacher.json`"
-              + (f" (copy in `results/teachers/`)" if record else " (no raykd record: a teacher folder of the user's)")]
+              + (" (copy in `results/teachers/`)" if record else " (no raykd record: a teacher folder of the user's)")]
     if record:
         cfg = record.get("config", {})
         lines.append(f"- recipe: {cfg.get('epochs', '?')} epochs, learning rate {cfg.get('learning_rate', '?')}, batch "

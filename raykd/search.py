@@ -31,15 +31,11 @@ from raykd import checks, cli, cluster, confirm, deploy, finetune, models, preci
 from raykd.algorithms import schedule, teacher_fields
 from raykd.config import DistillConfig
 from raykd.data import load_task_data
-from raykd.distill import Prepared, check_config, make_job, prepare
+from raykd.prepare import SHARED_FIELDS, Prepared, check_config, make_job, prepare
 from raykd.errors import RaykdError, exits_cleanly
 from raykd.spaces import SearchSpace, load_space
 from raykd.tasks import get_task
 from raykd.trainer import Scaling, fit
-
-# Computed up front for the whole experiment; a trial that needs full hidden states adds them once.
-SHARED_FIELDS = ("logits", "attentions", "cls")
-
 
 @dataclass
 class Experiment:

@@ -67,7 +67,7 @@ def test_cached_and_live_teacher_give_the_same_losses(ray_cluster, tiny_teacher_
     import ray
 
     from raykd.disk_cache import DiskCache, cache_key
-    from raykd.teacher import TeacherService
+    from raykd.service import TeacherService
 
     argv = ["--task", "rte", "--data-dir", str(glue_dir), "--teacher", str(tiny_teacher_dir), "--algorithm", "all",
             "--epochs", "2", "--train-fraction", "0.04", "--max-seq-length", "64", "--workers", "2",

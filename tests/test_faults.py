@@ -8,7 +8,6 @@ import threading
 import time
 
 import pandas as pd
-import pytest
 from ray.util.state import list_actors
 
 from raykd import distill, search

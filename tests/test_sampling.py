@@ -1,7 +1,6 @@
 """Length-grouped batches across DDP workers: every example once per epoch, the same steps on every
 worker, the global batch split exactly, deterministic per (seed, epoch), and much less padding."""
 
-import numpy as np
 import pytest
 
 from raykd.data import DataSource, load_split, tokenize
