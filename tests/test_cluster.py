@@ -81,7 +81,7 @@ def test_search_without_teacher_fine_tunes_once_and_again_after_the_weights_are_
             "--text-columns", "sentence1,sentence2", "--max-seq-length", "64", "--cache-dir", str(tmp_path / "cache")]
     argv = [*data, "--space", str(tmp_path / "space.py"), "--teacher-base", str(tiny_teacher_dir),
             "--teacher-epochs", "1", "--teacher-learning-rate", "1e-3", "--num-samples", "1", "--max-epochs", "1",
-            "--confirm-top", "0", "--out", str(tmp_path / "results")]
+            "--confirm-top", "0", "--export-formats", "hf", "--out", str(tmp_path / "results")]
     search.main([*argv, "--name", "first"])
     folders = list((tmp_path / "cache" / "teachers").iterdir())
     assert len(folders) == 1 and finetune.is_usable(folders[0])

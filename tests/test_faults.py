@@ -57,7 +57,7 @@ points_to_evaluate = [{"temperature": 1e-45}, {"temperature": 2.0}]
 def run_search(root, glue_dir, teacher, name, space=SPACE, samples="2"):
     (root / "space.py").write_text(space)
     return search.main([*COMMON, "--space", str(root / "space.py"), "--data-dir", str(glue_dir), "--teacher", str(teacher),
-                        "--num-samples", samples, "--max-epochs", "2", "--workers-per-trial", "2", "--confirm-top", "0",
+                        "--num-samples", samples, "--max-epochs", "2", "--workers-per-trial", "2", "--confirm-top", "0", "--export-formats", "hf",
                         "--out", str(root / "results"), "--name", name, "--cache-dir", str(root / "cache")])
 
 
@@ -85,7 +85,7 @@ def test_search_killed_then_resumed_without_rerunning_finished_trials(tiny_teach
     (tmp_path / "space.py").write_text(DETERMINISM_SPACE)
     args = [sys.executable, "-m", "raykd.search", *COMMON, "--space", str(tmp_path / "space.py"), "--data-dir", str(glue_dir),
             "--teacher", str(tiny_teacher_dir), "--num-samples", "2", "--max-epochs", "2", "--workers-per-trial", "2",
-            "--confirm-top", "0", "--out", str(tmp_path / "results"), "--name", "killed", "--cache-dir", str(tmp_path / "cache")]
+            "--confirm-top", "0", "--export-formats", "hf", "--out", str(tmp_path / "results"), "--name", "killed", "--cache-dir", str(tmp_path / "cache")]
     trials = tmp_path / "results" / "rte" / "killed" / "ray" / "trials"
     with open(tmp_path / "first.log", "w") as log:
         proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path, start_new_session=True)

@@ -128,7 +128,7 @@ def test_search_spans_two_nodes_and_survives_a_lost_node(nodes, tiny_teacher_dir
     argv = [sys.executable, "-m", "raykd.search", "--task", "rte", "--space", str(tmp_path / "space.py"),
             "--data-dir", str(glue_dir), "--teacher", str(tiny_teacher_dir), "--address", nodes["address"],
             "--num-samples", "2", "--max-epochs", "4", "--grace-period", "4", "--max-concurrent-trials", "1",
-            "--workers-per-trial", "2", "--train-fraction", "0.04", "--max-seq-length", "64", "--confirm-top", "0",
+            "--workers-per-trial", "2", "--train-fraction", "0.04", "--max-seq-length", "64", "--confirm-top", "0", "--export-formats", "hf",
             "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / "results")]
     exp = tmp_path / "results" / "rte" / "two-nodes"
     killed = []

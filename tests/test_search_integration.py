@@ -96,7 +96,7 @@ def test_a_trial_stopped_by_asha_releases_its_workers(ray_cluster, tiny_teacher_
     summary = search.main(["--task", "rte", "--space", str(tmp_path / "space.py"), "--data-dir", str(glue_dir),
                            "--teacher", str(tiny_teacher_dir), "--num-samples", "4", "--max-epochs", "3",
                            "--train-fraction", "0.04", "--max-seq-length", "64", "--workers-per-trial", "2",
-                           "--confirm-top", "0", "--out", str(tmp_path / "results"), "--name", "asha", "--cache-dir", str(tmp_path / "cache")])
+                           "--confirm-top", "0", "--export-formats", "hf", "--out", str(tmp_path / "results"), "--name", "asha", "--cache-dir", str(tmp_path / "cache")])
     table = pd.read_csv(tmp_path / "results" / "rte" / "asha" / "trials.csv")  # in creation order
     reasons = table["stop_reason"].tolist()
     stopped = [i for i, reason in enumerate(reasons) if reason == "stopped by ASHA"]

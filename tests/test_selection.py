@@ -117,7 +117,7 @@ def search_argv(root, teacher, glue_dir, name, *extra):
     return [str(a) for a in ["--task", "rte", "--space", root / "space.py", "--data-dir", glue_dir, "--teacher", teacher,
                              "--num-samples", "2", "--max-epochs", "1", "--train-fraction", "0.04",
                              "--max-seq-length", "64", "--workers-per-trial", "1", "--out", root / "results",
-                             "--name", name, "--cache-dir", root / "cache", *extra]]
+                             "--name", name, "--cache-dir", root / "cache", "--export-formats", "hf", *extra]]
 
 
 @pytest.fixture(scope="module")
