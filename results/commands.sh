@@ -32,11 +32,21 @@ if [[ $step == all || $step == bench ]]; then
 fi
 
 if [[ $step == all || $step == parity ]]; then
-  # 2026-11-30: bf16 against fp32 students (results/parity.md; resumable; kd done, sid not yet)
+  # 2026-11-30: bf16 against fp32 students, RTE and MRPC (results/parity.md; resumable; RTE kd 3 seeds, RTE sid and MRPC kd 1 seed)
   bash results/parity/run.sh
   ./run report parity
 fi
 if [[ $step == all || $step == cache-size ]]; then
   # 2026-11-30: teacher-output cache size against data size (results/bench-cache-size.md; from shapes)
   ./run bench --data-dir $GLUE --sections cache-size --out results/bench-cache-size.md
+fi
+if [[ $step == all || $step == precision ]]; then
+  # 2026-11-30: precision, length grouping and the TextBrewer peer (results/bench-precision.md; run at nice -10
+  # with /proc/sys/kernel/sched_autogroup_enabled = 0 so other jobs' share stays small)
+  .venv/bin/pip install --no-deps textbrewer==0.2.1
+  ./run bench --data-dir $GLUE --sections precision,peer --out results/bench-precision.md
+fi
+if [[ $step == all || $step == paper ]]; then
+  # the paper's table and the low-data study (results/paper/; resumable, cell by cell; not run yet)
+  ./run report paper --data-dir $GLUE --tasks rte mrpc cola sst2 stsb --seeds 3 --fractions 0.1 0.3
 fi
