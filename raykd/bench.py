@@ -40,7 +40,7 @@ import transformers
 from tqdm import tqdm
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from raykd import cluster, models
+from raykd import cluster, deploy, models
 from raykd.batches import Collator
 from raykd.data import DataSource, load_task_data
 from raykd.disk_cache import DiskCache, cache_key, ensure, open_placed
@@ -53,9 +53,7 @@ MiB = 2**20
 
 
 def machine() -> str:
-    # Neither platform nor psutil names the CPU model on Linux; /proc/cpuinfo does.
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
+    cpu = deploy.cpu_name()
     ram = psutil.virtual_memory().total
     return (f"{cpu}, {os.cpu_count()} cores, {ram / 2**30:.0f} GiB RAM, no GPU used; Python {platform.python_version()}, "
             f"torch {torch.__version__}, transformers {transformers.__version__}, ray {ray.__version__}")
@@ -426,10 +424,7 @@ def deploy_formats(args, cache_dir: Path, scratch: Path) -> list[str]:
     """Teacher and student (--model, an exported folder; default a student built from the teacher's layers
     as in section 4) in PyTorch fp32, ONNX and ONNX int8 (raykd.deploy): the dev check of each format and
     the latency table, on the dev rows of the folder's task (its deploy.json, else the first of --tasks)."""
-    import json
     import shutil
-
-    from raykd import deploy
 
     record = args.model and Path(args.model) / deploy.RECORD
     task = get_task(json.loads(record.read_text())["task"] if record and record.is_file() else args.tasks[0])

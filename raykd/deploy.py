@@ -265,14 +265,19 @@ def export(folder: Path, task: Task, formats: tuple[str, ...], columns: dict[str
 
 # Latency ------------------------------------------------------------------------------------------------
 
+def cpu_name() -> str:
+    """The CPU's model name: /proc/cpuinfo on Linux (neither platform nor psutil names it), else platform's."""
+    with contextlib.suppress(OSError, StopIteration):
+        return next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                    if line.startswith("model name"))
+    return platform.processor() or platform.machine()
+
+
 def machine() -> str:
     """One line naming the CPU, its cores, memory and the runtimes' versions."""
     import onnxruntime
 
-    cpu = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                    if line.startswith("model name")), cpu)
+    cpu = cpu_name()
     gpu = "no GPU used"
     return (f"{cpu}, {psutil.cpu_count(logical=False) or '?'} cores / {all_threads()} threads usable, "
             f"{psutil.virtual_memory().total / 2**30:.0f} GiB RAM, {gpu}; torch {torch.__version__}, "
