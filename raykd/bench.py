@@ -13,6 +13,9 @@
    workers do (object store, or memory-mapped files), or each load their own teacher (what a
    toolkit running the teacher per trial holds); their proportional (PSS) and private memory.
 4. Inference latency and throughput of teacher and student at batch 1 and 32 (RTE dev rows).
+5. Search throughput: trials per hour of one 6-trial search in three layouts of the 2 cores (one trial
+   with 2 workers x 1 thread, one trial with 1 worker x 2 threads, two trials at once), and the
+   per-trial overhead (`--sections throughput`).
 
 The teacher of a task is results/teachers/<task>-minilm when it exists, else the pretrained base with
 a fresh head (the same cost and size: the numbers do not depend on the weights).
@@ -24,7 +27,6 @@ import argparse
 import os
 import platform
 import json
-import shlex
 import statistics
 import subprocess
 import sys
@@ -40,19 +42,22 @@ import transformers
 from tqdm import tqdm
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from raykd import cluster, deploy, models
-from raykd.batches import Collator
+from raykd import models
+from raykd.artifacts import deploy
 from raykd.data import DataSource, load_task_data
-from raykd.disk_cache import DiskCache, cache_key, ensure, open_placed
 from raykd.errors import RaykdError, exits_cleanly
-from raykd.results import atomic_write
-from raykd.prepare import SHARED_FIELDS
+from raykd.files import atomic_write
+from raykd.run import cli, cluster
+from raykd.run.prepare import SHARED_FIELDS
 from raykd.tasks import get_task
+from raykd.teacher_outputs.disk_cache import DiskCache, cache_key, ensure, open_placed
+from raykd.training.batches import Collator
 
 MiB = 2**20
 
 
 def machine() -> str:
+    """One line naming the CPU, its cores, RAM and the Python, torch, transformers and Ray versions."""
     cpu = deploy.cpu_name()
     ram = psutil.virtual_memory().total
     return (f"{cpu}, {os.cpu_count()} cores, {ram / 2**30:.0f} GiB RAM, no GPU used; Python {platform.python_version()}, "
@@ -84,6 +89,8 @@ def teacher_for(task, root: Path, scratch: Path) -> tuple[str, str]:
 
 
 def task_data(task, teacher_dir, args, cache_dir, fraction=1.0):
+    """The task's tokenized {"train", "dev"} columns (raykd.data.load_task_data) with the teacher's
+    tokenizer, data seed 42, `fraction` of the train set."""
     _, tokenizer = models.load_teacher(teacher_dir, task)
     return load_task_data(task, DataSource(data_dir=args.data_dir), tokenizer, args.max_seq_length, fraction,
                           42, cache_dir)
@@ -92,6 +99,8 @@ def task_data(task, teacher_dir, args, cache_dir, fraction=1.0):
 # 1. cache build ---------------------------------------------------------------------------------
 
 def cache_builds(args, cache_dir: Path, scratch: Path) -> list[str]:
+    """Section 1, markdown rows: per task of --tasks, the cold build of the teacher-output cache (forward
+    and build seconds, size in MiB), then the warm read a second search does (seconds, forward passes)."""
     rows = ["| task | teacher | train examples | mean tokens | teacher forward (s) | build incl. write + checksum (s) "
             "| size on disk (MiB) | warm read, second search (s) | forward passes when warm |", "|---|---|---|---|---|---|---|---|---|"]
     for name in args.tasks:
@@ -122,6 +131,8 @@ RUNS = {"student fine-tuning (floor)": ["--algorithm", "finetune"],
 
 
 def epoch_times(args, cache_dir: Path, scratch: Path) -> list[str]:
+    """Section 2, markdown rows: seconds per epoch of each of RUNS on RTE (real raykd.distill runs), its
+    ratio to student fine-tuning, and seconds from submission to the first training step."""
     task = get_task("rte")
     teacher_dir, _ = teacher_for(task, args.teachers, scratch)
     common = ["--task", "rte", "--data-dir", args.data_dir, "--teacher", teacher_dir, "--epochs", str(args.epochs),
@@ -213,12 +224,14 @@ def textbrewer_epoch(teacher_dir: str, train: dict, tokenizer, scratch: Path) ->
     collate = Collator(tokenizer, train, regression=False)
 
     def plain(indices):  # TextBrewer calls model(**batch): model inputs and labels only, as a plain dict
+        """The Collator's batch without `index`: model inputs and labels only."""
         return {k: v for k, v in collate(indices).items() if k != "index"}
 
     loader = torch.utils.data.DataLoader(range(len(train["labels"])), batch_size=32, shuffle=True, collate_fn=plain,
                                          generator=torch.Generator().manual_seed(0))
 
     def adaptor(batch, outputs):
+        """TextBrewer's adaptor: a batch's logits, attentions, hidden states and attention mask."""
         return {"logits": outputs.logits, "attention": outputs.attentions, "hidden": outputs.hidden_states,
                 "inputs_mask": batch["attention_mask"]}
 
@@ -271,16 +284,83 @@ def peer(args, cache_dir: Path, scratch: Path) -> list[str]:
     return rows
 
 
+# 2d. search throughput ---------------------------------------------------------------------------
+
+THROUGHPUT = {"(a) 1 trial at a time x 2 workers x 1 thread": ["--workers-per-trial", "2", "--cpus-per-worker", "1",
+                                                                "--max-concurrent-trials", "1"],
+              "(b) 1 trial at a time x 1 worker x 2 threads": ["--workers-per-trial", "1", "--cpus-per-worker", "2",
+                                                                "--max-concurrent-trials", "1"],
+              "(c) 2 trials at a time x 1 worker x 1 thread": ["--workers-per-trial", "1", "--cpus-per-worker", "1",
+                                                                "--max-concurrent-trials", "2"]}
+THROUGHPUT_SPACE = """from ray import tune
+fixed = {"algorithm": "kd"}
+space = {"learning_rate": tune.loguniform(3e-5, 3e-4)}
+"""
+
+
+def trial_times(exp_dir: Path) -> list[dict]:
+    """Per trial of a finished search, from Tune's per-epoch rows (unix seconds): "start" (the trial's
+    function began: last report's timestamp minus its time_total_s), "first_step" (start plus the
+    reported seconds_to_first_step) and "end" (its last report), sorted by start."""
+    from raykd.artifacts.results import trial_rows
+
+    times = []
+    for _, frame in trial_rows(exp_dir):
+        if frame.empty:
+            continue
+        last = frame.iloc[-1]
+        start = float(last["timestamp"]) - float(last["time_total_s"])
+        times.append({"start": start, "first_step": start + float(frame["seconds_to_first_step"].dropna().iloc[0]),
+                      "end": float(last["timestamp"])})
+    return sorted(times, key=lambda t: t["start"])
+
+
+def search_throughput(args, cache_dir: Path, scratch: Path) -> list[str]:
+    """Trials per hour of the same 6-trial search (kd, learning rate searched, one classification epoch on
+    a seeded --throughput-fraction of RTE) in each layout of THROUGHPUT, real `raykd.search` runs on this
+    benchmark's cluster, and the per-trial overhead: submission to first step, and (one trial at a time)
+    the gap from one trial's last report to the next trial's first step."""
+    task = get_task("rte")
+    teacher_dir, described = teacher_for(task, args.teachers, scratch)
+    space = scratch / "throughput_space.py"
+    space.write_text(THROUGHPUT_SPACE)
+    rows = ["| layout | trials per hour | wall time of the 6 trials (s) | submission to first step, mean (s) "
+            "| last report to next trial's first step, mean (s) |", "|---|---|---|---|---|"]
+    best = None
+    for i, (label, extra) in enumerate(THROUGHPUT.items()):
+        subprocess.run([sys.executable, "-m", "raykd.search", "--task", "rte", "--data-dir", args.data_dir,
+                        "--teacher", teacher_dir, "--space", str(space), "--num-samples", "6", "--max-epochs", "1",
+                        "--grace-period", "1", "--train-fraction", str(args.throughput_fraction),
+                        "--max-seq-length", str(args.max_seq_length), "--confirm-top", "0", "--export-formats", "hf",
+                        "--cache-dir", str(cache_dir), "--out", str(scratch / "throughput"), "--name", f"layout-{i}",
+                        "--address", ray.get_runtime_context().gcs_address, *extra], check=True)
+        times = trial_times(scratch / "throughput" / "rte" / f"layout-{i}")
+        wall = max(t["end"] for t in times) - min(t["start"] for t in times)
+        per_hour = len(times) / wall * 3600
+        startup = statistics.mean(t["first_step"] - t["start"] for t in times)
+        one_at_a_time = extra[extra.index("--max-concurrent-trials") + 1] == "1"
+        gaps = [b["first_step"] - a["end"] for a, b in zip(times, times[1:])] if one_at_a_time else []
+        rows.append(f"| {label} | {per_hour:.0f} | {wall:.0f} | {startup:.1f} | "
+                    f"{f'{statistics.mean(gaps):.1f}' if gaps else '- (trials overlap)'} |")
+        print(rows[-1], flush=True)
+        if best is None or per_hour > best[1]:
+            best = (label, per_hour)
+    rows += ["", f"Fastest here: {best[0]}. Each search: 6 trials of kd (soft labels), one classification epoch on a "
+             f"seeded {args.throughput_fraction:g} of RTE's train set, max {args.max_seq_length} tokens, teacher {described}, "
+             "held-out validation split, no confirmation; the teacher-output cache was warm after the first search."]
+    return rows
+
+
 # 2c. cache size against data size ----------------------------------------------------------------
 
 def cache_sizes(args, cache_dir: Path, scratch: Path) -> list[str]:
     """Disk size of the teacher-output cache (logits, [CLS] and attention maps), from the shapes alone
-    (raykd.cache.estimate_bytes, which the size test checks against a built cache): MiniLM-L6 and
+    (raykd.teacher_outputs.cache.estimate_bytes, which the size test checks against a built cache): MiniLM-L6 and
     BERT-base, every teacher layer against the half-depth skip map's layers, for 1k to 100k examples
     whose lengths are drawn (seeded) from RTE's tokenized train set."""
     from transformers import BertConfig
 
-    from raykd.cache import estimate_bytes
+    from raykd.teacher_outputs.cache import estimate_bytes
 
     task = get_task("rte")
     tokenizer = AutoTokenizer.from_pretrained(models.resolve_base(models.OFFLINE_BASE))
@@ -332,6 +412,7 @@ class TrialProbe:
         self.held, self.before = None, memory()
 
     def read_cache(self, placed: dict) -> None:
+        """Open the placed arrays as a worker does (open_placed) and read every page."""
         self.held = open_placed(placed, ray.get)
         for array in self.held.values():  # touch every page, as an epoch does
             flat = array.reshape(-1)
@@ -339,15 +420,19 @@ class TrialProbe:
                 float(flat[start:start + (1 << 24)].sum(dtype=np.float32))
 
     def load_teacher(self, teacher_dir: str, task_name: str) -> None:
+        """Hold a teacher of its own, loaded from `teacher_dir`."""
         self.held, _ = models.load_teacher(teacher_dir, get_task(task_name))
 
     def growth(self) -> dict[str, int]:
+        """Bytes by which this actor's rss, pss and private memory grew since it started."""
         now = memory()
         return {k: now[k] - self.before[k] for k in now}
 
 
 def teacher_memory(args, cache_dir: Path, scratch: Path) -> list[str]:
-    from raykd.service import TeacherService
+    """Section 3, markdown rows: memory (MiB) added by 1, 2 and 4 TrialProbe actors holding RTE's teacher
+    outputs from the object store, memory-mapped, or each its own teacher."""
+    from raykd.teacher_outputs.service import TeacherService
 
     task = get_task("rte")
     teacher_dir, _ = teacher_for(task, args.teachers, scratch)
@@ -389,6 +474,8 @@ def teacher_memory(args, cache_dir: Path, scratch: Path) -> list[str]:
 # 4. inference --------------------------------------------------------------------------------------
 
 def inference(args, cache_dir: Path, scratch: Path) -> list[str]:
+    """Section 4, markdown rows: median latency per batch (ms) and throughput (examples/s) of the RTE teacher
+    and a half-depth student built from it, at batch 1 and 32, fp32 on the CPU."""
     task = get_task("rte")
     teacher_dir, _ = teacher_for(task, args.teachers, scratch)
     teacher, tokenizer = models.load_teacher(teacher_dir, task)
@@ -422,7 +509,7 @@ def inference(args, cache_dir: Path, scratch: Path) -> list[str]:
 
 def deploy_formats(args, cache_dir: Path, scratch: Path) -> list[str]:
     """Teacher and student (--model, an exported folder; default a student built from the teacher's layers
-    as in section 4) in PyTorch fp32, ONNX and ONNX int8 (raykd.deploy): the dev check of each format and
+    as in section 4) in PyTorch fp32, ONNX and ONNX int8 (raykd.artifacts.deploy): the dev check of each format and
     the latency table, on the dev rows of the folder's task (its deploy.json, else the first of --tasks)."""
     import shutil
 
@@ -455,6 +542,7 @@ SECTIONS = {"cache": ("Cache build per task", cache_builds),
             "epochs": ("Epoch time and start-up (RTE)", epoch_times),
             "precision": ("Precision and length-grouped batches (RTE)", precision_times),
             "peer": ("The peer: TextBrewer on the same work (RTE)", peer),
+            "throughput": ("Search throughput: trial layouts on this machine (RTE subset)", search_throughput),
             "cache-size": ("Teacher-output cache size against data size", cache_sizes),
             "memory": ("Teacher memory with concurrent trials (RTE)", teacher_memory),
             "inference": ("Inference", inference),
@@ -462,6 +550,7 @@ SECTIONS = {"cache": ("Cache build per task", cache_builds),
 
 
 def parse_args(argv=None):
+    """The bench command's flags."""
     p = argparse.ArgumentParser(prog="python -m raykd.bench", description="Measure raykd's teacher cache, epoch times, memory and inference side by side.")
     p.add_argument("--data-dir", required=True, help="folder of GLUE TSVs (e.g. ../shared/data/glue)")
     p.add_argument("--tasks", default="rte,mrpc,cola,sst2,stsb", type=lambda s: s.split(","),
@@ -473,6 +562,8 @@ def parse_args(argv=None):
     p.add_argument("--epochs", type=int, default=2, help="epochs of each run in the epoch-time section (default: 2)")
     p.add_argument("--workers", type=int, default=2, help="Ray Train workers of those runs (default: 2)")
     p.add_argument("--max-seq-length", type=int, default=128, help="tokens per example (default: 128)")
+    p.add_argument("--throughput-fraction", type=float, default=0.2,
+                   help="throughput section: share of RTE's train set each trial trains on (default: 0.2)")
     p.add_argument("--model", type=Path, help="deploy section: an exported student folder (e.g. results/rte/<name>/best); "
                                               "default: a student built from the teacher")
     p.add_argument("--out", type=Path, default=Path("results/bench.md"), help="report file (default: results/bench.md)")
@@ -481,6 +572,8 @@ def parse_args(argv=None):
 
 @exits_cleanly
 def main(argv=None):
+    """`python -m raykd.bench`: run the chosen sections with a cold cache and write the report to --out.
+    Raises RaykdError when --out exists, or for an unknown section or task, or a --model without config.json."""
     args = parse_args(argv)
     if args.out.exists():
         raise RaykdError(f"{args.out} already exists; move it away or pass another --out")
@@ -492,7 +585,7 @@ def main(argv=None):
     if args.model and not (args.model / "config.json").is_file():
         raise RaykdError(f"--model {args.model} is not a model folder (no config.json); pass an exported student such as results/rte/<name>/best")
     torch.set_num_threads(os.cpu_count() or 1)
-    command = "python -m raykd.bench " + shlex.join(sys.argv[1:] if argv is None else argv)
+    command = cli.command_line("bench", argv)
     lines = ["# Benchmark", "", f"Machine: {machine()}.", "", f"Command: `{command}` ({time.strftime('%Y-%m-%d')}).", ""]
     with tempfile.TemporaryDirectory(prefix="raykd-bench-") as tmp:
         cache_dir, scratch = Path(tmp) / "cache", Path(tmp) / "scratch"  # a cold cache: builds are measured

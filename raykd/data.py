@@ -102,7 +102,8 @@ def _label_id(task: Task, value: str | None, where: str):
 def _rows_to_dataset(task: Task, rows: list[tuple[list[str | None], str | None, str]],
                      names: tuple[str, ...] = ("text_a", "text_b")) -> datasets.Dataset:
     """rows: (texts, label, where) with `where` naming the file and row for errors; a text or label of
-    None is a missing cell. `names` are the text columns as the user knows them."""
+    None is a missing cell. `names` are the text columns as the user knows them. Raises RaykdError
+    for a missing or empty text or a bad label (_label_id)."""
     columns = {"text_a": [], "label": []}
     if rows and len(rows[0][0]) == 2:
         columns["text_b"] = []
@@ -180,7 +181,8 @@ def _read_custom(task: Task, path: Path, source: DataSource) -> datasets.Dataset
 
 def _read_table(path: Path) -> tuple[pd.DataFrame, list[str]]:
     """The file as a table of text cells (CSV/TSV: pandas with dtype=str and no NA guessing, so `NA`,
-    `null` or `None` stay words; JSON: the values as written), and where each row is, for errors."""
+    `null` or `None` stay words; JSON: the values as written), and where each row is, for errors.
+    Raises RaykdError for an empty or unparsable file, or a JSON record that is not an object."""
     text = read_text(path)
     if path.suffix.lower() in (".csv", ".tsv"):
         tsv = path.suffix.lower() == ".tsv"
@@ -207,7 +209,9 @@ def _read_table(path: Path) -> tuple[pd.DataFrame, list[str]]:
 
 
 def _json_records(path: Path, text: str) -> tuple[list, list[str]]:
-    """A JSON array of objects, an object of columns, or JSON lines (one object per line)."""
+    """A JSON array of objects, an object of columns, or JSON lines (one object per line), and where
+    each record is. Raises RaykdError for invalid JSON, columns of different lengths, or a .json file
+    that holds no list of records."""
     if path.suffix.lower() == ".json":
         try:
             data = json.loads(text)
@@ -237,7 +241,8 @@ def _json_records(path: Path, text: str) -> tuple[list, list[str]]:
 
 
 def _cell(value, where: str, column: str) -> str | None:
-    """A cell as text; None for a missing one. JSON numbers become their text (1 -> "1", 1.0 -> "1")."""
+    """A cell as text; None for a missing one. JSON numbers become their text (1 -> "1", 1.0 -> "1").
+    Raises RaykdError for any other value (a list, an object, a boolean)."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return None
     if isinstance(value, str):
@@ -263,7 +268,8 @@ def _read_hub(task: Task, split: str) -> datasets.Dataset:
 
 
 def subsample(ds: datasets.Dataset, fraction: float, seed: int) -> datasets.Dataset:
-    """A seeded random share of the rows, for low-data runs."""
+    """A seeded random share of the rows, for low-data runs: round(fraction * N) rows, at least 1.
+    Raises RaykdError when `fraction` is outside (0, 1]."""
     if not 0 < fraction <= 1:
         raise RaykdError(f"--train-fraction {fraction} is out of range; it must be in (0, 1]")
     if fraction == 1:
@@ -301,7 +307,8 @@ def hold_out(task: Task, ds: datasets.Dataset, fraction: float, seed: int) -> tu
 
 
 def writable_folder(path: Path) -> Path:
-    """Create `path` and check that files can be written there (tokenized data, teacher outputs)."""
+    """Create `path` and check that files can be written there (tokenized data, teacher outputs).
+    Raises RaykdError when they cannot."""
     try:
         path.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=path):
@@ -312,12 +319,15 @@ def writable_folder(path: Path) -> Path:
 
 
 def tokenize(ds: datasets.Dataset, tokenizer, max_seq_length: int, cache_dir: Path = DEFAULT_CACHE) -> datasets.Dataset:
-    """Token ids without padding (batches are padded on the fly), cached on disk by content."""
+    """Token ids without padding (batches are padded on the fly), cached on disk by content under
+    `<cache_dir>/tokenized`: the tokenizer's columns and `labels`. Raises RaykdError when that folder
+    is not writable."""
     cache_dir = writable_folder(Path(cache_dir) / "tokenized")
     key = Hasher.hash([Hasher.hash(ds.to_dict()), tokenizer, max_seq_length])
     pair = "text_b" in ds.column_names
 
     def encode(batch):
+        """Tokenize a batch of rows (as pairs when there is text_b), truncated to `max_seq_length` tokens."""
         args = (batch["text_a"], batch["text_b"]) if pair else (batch["text_a"],)
         return tokenizer(*args, truncation=True, max_length=max_seq_length)
 

@@ -12,25 +12,24 @@ is saved with `save_pretrained` in `<out>/student` and the run's record in `<out
 from __future__ import annotations
 
 import argparse
-import json
-import shlex
-import sys
 import time
 from pathlib import Path
 
 import ray
 
-from raykd import checks, cli, cluster, models
-from raykd.algorithms import epoch_plan, schedule, teacher_fields
-from raykd.config import add_config_arguments, config_from_args
+from raykd import files, models
 from raykd.errors import RaykdError, exits_cleanly
-from raykd.prepare import check_config, make_job, prepare
-from raykd.progress import EpochProgress
+from raykd.method.config import add_config_arguments, config_from_args
+from raykd.method.plan import resolve
+from raykd.run import checks, cli, cluster
+from raykd.run.prepare import make_job, prepare
 from raykd.tasks import get_task
-from raykd.trainer import epoch_log, export_best, fit, history
+from raykd.training.driver import epoch_log, export_best, fit, history
+from raykd.training.progress import EpochProgress
 
 
 def parse_args(argv=None):
+    """The distill command's flags: data, --teacher, --out, teacher cache, Ray and every DistillConfig field."""
     p = argparse.ArgumentParser(prog="python -m raykd.distill", description="Distill a fine-tuned teacher into a smaller student on Ray Train.")
     cli.add_data_arguments(p)
     p.add_argument("--teacher", required=True, help="fine-tuned teacher folder (from python -m raykd.teacher)")
@@ -43,6 +42,8 @@ def parse_args(argv=None):
 
 @exits_cleanly
 def main(argv=None):
+    """`python -m raykd.distill`: one distillation run; returns its record (result.json). Raises RaykdError for
+    bad flags, teacher or data, or a run that fails or leaves no usable model."""
     args = parse_args(argv)
     task = get_task(args.task)
     checks.check_arguments(args)
@@ -51,31 +52,30 @@ def main(argv=None):
     cli.check_output_dir(out)
     teacher_dir = str(Path(args.teacher).resolve())  # Ray workers run in another working directory
     teacher, tokenizer = models.load_teacher(teacher_dir, task, args.max_seq_length, verbose=True)
-    sizes = check_config(teacher, cfg, args.workers)
+    run = resolve(teacher.config, cfg, args.workers)  # every fact about the run, checked once
     checks.check_data(task, args)  # bad rows or an unusable dev set: before Ray starts
     scaling = cli.scaling(args)
-    stages = schedule(cfg, sizes["student_layers"])
     started = time.perf_counter()
     cluster.connect(args.address, verbose=args.verbose)
     cluster.check_fits(scaling.workers, scaling.cpus_per_worker, scaling.gpus_per_worker, "the run")
-    prep = prepare(task, teacher_dir, teacher, tokenizer, args, teacher_fields(stages), sizes["layer_map"])
+    prep = prepare(task, teacher_dir, teacher, tokenizer, args, run.teacher_fields, run.layer_map)
     out = cli.fresh_output_dir(out)  # only once every input has been checked
     cluster.log_workers_to(out / "ray-workers.log", args.verbose)
     print(f"teacher: {prep.teacher_info['layers']} layers, {prep.teacher_info['teacher_params_total']:,} parameters "
-          f"({prep.teacher_info['teacher_params_non_embedding']:,} non-embedding); student: {sizes['student_layers']} "
-          f"layers {sizes['layer_map']}, {sizes['student_params_total']:,} ({sizes['student_params_non_embedding']:,} non-embedding)")
+          f"({prep.teacher_info['teacher_params_non_embedding']:,} non-embedding); student: {run.student_layers} "
+          f"layers {list(run.layer_map)}, {run.student_params_total:,} ({run.student_params_non_embedding:,} non-embedding)")
     with EpochProgress(epoch_log(out / "ray", "distill"), f"distill {task.name} {cfg.algorithm}",
-                       len(epoch_plan(stages)), task.main_metric):
-        result = fit(make_job(prep, cfg, teacher_fields(stages)), scaling, out / "ray", "distill",
+                       run.epochs, task.main_metric):
+        result = fit(make_job(prep, run), scaling, out / "ray", "distill",
                      max_failures=args.max_failures)
     if result.error:
         raise RaykdError(f"distillation failed: {result.error}; see the Ray logs under {out / 'ray'}")
     best = export_best(result, out / "student")
-    record = {"task": task.name, "teacher": str(args.teacher), "config": cfg.to_dict(), **prep.teacher_info, **sizes,
+    record = {"task": task.name, "teacher": str(args.teacher), "config": cfg.to_dict(), **prep.teacher_info, **run.sizes(),
               "best": best, "history": history(epoch_log(out / "ray", "distill")), "train_examples": prep.train_examples,
               "seconds": round(time.perf_counter() - started, 1), "teacher_service": ray.get(prep.service.stats.remote()),
-              "command": "python -m raykd.distill " + shlex.join(sys.argv[1:] if argv is None else argv)}
-    (out / "result.json").write_text(json.dumps(record, indent=2, default=str))
+              "command": cli.command_line("distill", argv)}
+    files.atomic_json(out / "result.json", record)
     metric = f"dev_{task.main_metric}"
     print(f"student saved to {out / 'student'}: {metric} {best[metric]:.4f} (epoch {best['epoch']}), {record['seconds']:.0f} s")
     return record

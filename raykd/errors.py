@@ -13,6 +13,7 @@ def exits_cleanly(main):
 
     @functools.wraps(main)
     def wrapper(*args, **kwargs):
+        """Call `main`; a RaykdError becomes `error: <message>` on stderr and SystemExit(2)."""
         try:
             return main(*args, **kwargs)
         except RaykdError as err:

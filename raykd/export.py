@@ -13,13 +13,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from raykd import cli, deploy
+from raykd.artifacts import deploy
+from raykd.artifacts.results import check_data, experiment_info, export_best
 from raykd.errors import RaykdError, exits_cleanly
-from raykd.results import check_data, experiment_info, export_best
+from raykd.run import cli
 
 
 @exits_cleanly
 def main(argv=None):
+    """`python -m raykd.export`: export a search's best student again in the chosen formats; returns its record.
+    Raises RaykdError for bad flags, a missing experiment folder, or an experiment with no usable trial."""
     p = argparse.ArgumentParser(prog="python -m raykd.export", description=__doc__.split("\n")[0])
     p.add_argument("experiment", type=Path, help="experiment folder: <out>/<task>/<name>")
     p.add_argument("--out", type=Path, help="where to write the model folder (default: <experiment>/best)")
@@ -41,8 +44,8 @@ def main(argv=None):
         cli.check_output_dir(args.out)
     out = (args.out or args.experiment / "best").resolve()
     try:
-        best = export_best(args.experiment.resolve(), out, info["task"], info["metric"], info["teacher_dir"],
-                           info["sizes"], info["mode"], formats, args.data_dir, args.latency_examples)
+        best = export_best(args.experiment.resolve(), out, info["task"], info["teacher_dir"], formats, args.data_dir,
+                           args.latency_examples)
     except RuntimeError as err:
         raise RaykdError(f"{err}; let the search run at least one classification epoch") from None
     checks = best["checks"]

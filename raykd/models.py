@@ -55,7 +55,7 @@ def load_teacher(path: str | Path, task: Task, max_seq_length: int | None = None
     reordered to the task's label ids when the names are the task's labels in another order; generic
     LABEL_i accepted, with a warning when `verbose`), tokenizer files and vocabulary, a supported
     architecture, and positions for `max_seq_length`. A model with one token type gets no token type ids
-    from the returned tokenizer.
+    from the returned tokenizer. Returns (teacher in eval mode, tokenizer).
 
     Raises RaykdError naming the problem and the fix.
     """
@@ -208,22 +208,6 @@ def layer_map(spec: str, teacher_layers: int, student_layers: int) -> tuple[int,
     return tuple(mapping)
 
 
-def plan(teacher_config, cfg, workers: int | None = None) -> dict:
-    """The one rule a configuration must pass against a teacher, for a single run and for every value a
-    search space can produce: student depth within the teacher's, a layer map in range with one teacher
-    layer per student layer, and a global batch that gives each of `workers` workers an example.
-
-    Returns {"student_layers": N, "layer_map": [...]}; raises RaykdError starting with the field's name.
-    """
-    t = teacher_config.num_hidden_layers
-    n = student_depth(t, cfg.student_layers)
-    mapping = layer_map(cfg.layer_map, t, n)
-    if workers is not None and cfg.batch_size < workers:
-        raise RaykdError(f"batch_size={cfg.batch_size} is smaller than the {workers} workers of a run, which split the "
-                         f"global batch; use a batch of at least {workers} or fewer workers")
-    return {"student_layers": n, "layer_map": list(mapping)}
-
-
 def build_student(teacher, num_layers: int, mapping: tuple[int, ...], init: str):
     """A student of `num_layers` blocks with the teacher's width and heads.
 
@@ -232,6 +216,9 @@ def build_student(teacher, num_layers: int, mapping: tuple[int, ...], init: str)
     Attention dropout is 0: eager attention maps are taken after dropout, which would make the
     attention loss compare a damaged map (measured with transformers 5: a quarter of the entries zero in
     training mode, attention KL about 2.2 instead of 0.002).
+
+    Raises RaykdError for a student deeper than the teacher, and RuntimeError when a copied (not
+    `random`) student is left with uninitialised weights.
     """
     student_depth(teacher.config.num_hidden_layers, num_layers)
     config = copy.deepcopy(teacher.config)
@@ -272,12 +259,7 @@ def layer_parameters(model) -> list[list[torch.nn.Parameter]]:
 
 
 def parameter_counts(model) -> dict[str, int]:
+    """{"total", "non_embedding"}: the model's parameters, and those outside `base_model.embeddings`."""
     total = sum(p.numel() for p in model.parameters())
     embedding = sum(p.numel() for p in model.base_model.embeddings.parameters())
     return {"total": total, "non_embedding": total - embedding}
-
-
-def check_heads(teacher, student, needs_attention: bool):
-    th, sh = teacher.config.num_attention_heads, student.config.num_attention_heads
-    if needs_attention and th != sh:
-        raise RaykdError(f"attention distillation needs equal head counts, teacher has {th} and student {sh}; set --w-attention 0")

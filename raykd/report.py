@@ -11,7 +11,7 @@ from pathlib import Path
 
 from raykd.data import DEFAULT_CACHE
 from raykd.errors import RaykdError, exits_cleanly
-from raykd.results import atomic_write
+from raykd.files import atomic_write
 from raykd.tasks import get_task
 
 
@@ -20,6 +20,8 @@ def _pct(value) -> str:
 
 
 def teachers_table(root: Path) -> str:
+    """Markdown table of the teacher records under `root` (teachers/*.json, teachers/*/teacher.json): dev
+    metrics, best epoch, per-epoch main metric, train rows, minutes and command."""
     lines = ["# Teachers", "", "Fine-tuned with `python -m raykd.teacher` on 2 CPU cores (Ray Train, 2 DDP workers); "
              "GLUE dev set, the best epoch kept. Each row's command is the one that produced it.", "",
              "| task | base | metric(s) | best epoch / epochs | per-epoch main metric | train rows | minutes | command |",
@@ -36,6 +38,8 @@ def teachers_table(root: Path) -> str:
 
 
 def students_table(root: Path) -> str:
+    """Markdown table of the distillation runs under `root` (runs/*/result.json): dev metric, best epoch,
+    the teacher's dev metric, student depth and layer map, parameters, minutes and command."""
     lines = ["# Single distillation runs", "", "`python -m raykd.distill` on 2 CPU cores (Ray Train, 2 DDP workers); "
              "GLUE dev set, the best classification epoch kept.", "",
              "| task | algorithm | dev metric | best epoch / epochs | teacher | student layers (map) | student params (non-emb.) | minutes | command |",
@@ -97,7 +101,7 @@ def parity_table(root: Path) -> str:
 
 def paper(args) -> None:
     """Run the paper table's missing cells (unless --plan), then write results/paper/README.md and its plots."""
-    from raykd import paper as table
+    from raykd.artifacts import paper as table
 
     for name in args.tasks:
         get_task(name)
@@ -119,7 +123,7 @@ def paper(args) -> None:
     lines = ["# The paper's table, reproduced", "",
              f"`python -m raykd.report paper --tasks {' '.join(args.tasks)} --seeds {args.seeds}"
              f"{' --fractions ' + ' '.join(f'{f:g}' for f in fractions) if len(fractions) > 1 else ''}` "
-             "(raykd.paper explains the cells). GLUE dev, mean +- std over the confirmation seeds of each cell's "
+             "(raykd.artifacts.paper explains the cells). GLUE dev, mean +- std over the confirmation seeds of each cell's "
              "chosen configuration (selected on a split held out from the training set); a cell shows '-' until it is done. "
              "3-layer students of a 6-layer all-MiniLM-L6-v2 teacher. 'Best fixed' is the fixed method with the best "
              "validation mean; 'gap closed' is (student - finetune) / (teacher - finetune) on the dev means.", "",
@@ -138,10 +142,12 @@ def paper(args) -> None:
 
 @exits_cleanly
 def main(argv=None):
+    """`python -m raykd.report [records|parity|paper]`: write the chosen tables. Raises RaykdError, for
+    `paper`, when --seeds is below 2 or a --fractions value is outside (0, 1]."""
     p = argparse.ArgumentParser(prog="python -m raykd.report", description=__doc__.split("\n")[0])
     p.add_argument("table", nargs="?", choices=("records", "parity", "paper"), default="records",
                    help="records: teachers.md and students.md (default); parity: parity.md from results/parity/; "
-                        "paper: runs the paper table's missing cells, then writes results/paper/README.md (raykd.paper)")
+                        "paper: runs the paper table's missing cells, then writes results/paper/README.md (raykd.artifacts.paper)")
     p.add_argument("--results", type=Path, default=Path("results"), help="results root (default: results)")
     g = p.add_argument_group("paper")
     g.add_argument("--data-dir", default="../shared/data/glue", help="GLUE TSV folders (default: ../shared/data/glue)")

@@ -13,29 +13,29 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import shlex
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import optuna
 import ray
 from ray import tune
 from transformers import AutoTokenizer
 from ray.tune.integration.ray_train import TuneReportCallback
-from ray.tune.schedulers import ASHAScheduler
-from ray.tune.search.optuna import OptunaSearch
 
-from raykd import checks, cli, cluster, confirm, deploy, finetune, models, precision, results, spaces
-from raykd.algorithms import schedule, teacher_fields
-from raykd.config import DistillConfig
+from raykd import files, models
+from raykd.artifacts import deploy, results
 from raykd.data import load_task_data
-from raykd.prepare import SHARED_FIELDS, Prepared, check_config, make_job, prepare
 from raykd.errors import RaykdError, exits_cleanly
-from raykd.spaces import SearchSpace, load_space
+from raykd.method.config import DistillConfig
+from raykd.method.plan import resolve
+from raykd.run import checks, cli, cluster
+from raykd.run.prepare import SHARED_FIELDS, Prepared, make_job, prepare
 from raykd.tasks import get_task
-from raykd.trainer import Scaling, fit
+from raykd.training import finetune, precision
+from raykd.training.driver import Scaling, fit
+from raykd.tuning import confirm, spaces, tuner
+from raykd.tuning.spaces import SearchSpace, load_space
 
 @dataclass
 class Experiment:
@@ -46,10 +46,12 @@ class Experiment:
     max_epochs: int
     trials_dir: str
     max_failures: int
+    selection: dict  # {"metric", "mode"}: the search's metric, reported as every epoch's `score`
+    teacher_config: object  # the teacher's Hugging Face config: each trial's plan is resolved against it
 
     def config(self, trial_values: dict) -> DistillConfig:
         """The trial's configuration: a search trial's values, or a confirmation run's
-        {"confirm": {"candidate": rank, "values": {...}}} (raykd.confirm), over the fixed ones."""
+        {"confirm": {"candidate": rank, "values": {...}}} (raykd.tuning.confirm), over the fixed ones."""
         if "confirm" in trial_values:
             trial_values = trial_values["confirm"]["values"]
         return DistillConfig.from_dict({"epochs": self.max_epochs, **self.fixed, **trial_values})
@@ -63,10 +65,8 @@ def run_trial(trial_values: dict, experiment: Experiment):
     """
     s = experiment.scaling
     cluster.check_fits(s.workers, s.cpus_per_worker, s.gpus_per_worker, "this trial")
-    cfg = experiment.config(trial_values)
-    depth = models.student_depth(experiment.prep.teacher_info["layers"], cfg.student_layers)
-    fields = teacher_fields(schedule(cfg, depth))
-    job = make_job(experiment.prep, cfg, fields)
+    run = resolve(experiment.teacher_config, experiment.config(trial_values), s.workers)
+    job = make_job(experiment.prep, run, experiment.selection)
     # A deterministic name: a restored trial finds its own checkpoints again.
     name = f"trial-{tune.get_context().get_trial_id()}"
     result = fit(job, experiment.scaling, Path(experiment.trials_dir), name,
@@ -132,10 +132,11 @@ def experiment_dir(args, task) -> Path:
     return cli.check_output_dir(args.out / task.name / name)
 
 
-def default_teacher(args, task, scaling: Scaling, records_root: Path) -> str:
+def default_teacher(args, task, scaling: Scaling, records_root: Path, command: str) -> str:
     """The teacher for a search without --teacher: fine-tuned from --teacher-base on the same data
     (same files, fraction and max length), kept in the cache and reused by every later search with the
-    same recipe (raykd.finetune). Returns its folder."""
+    same recipe (raykd.training.finetune); `command` is the search's command line, for its record.
+    Returns its folder. Raises RaykdError when the fine-tuning fails."""
     tokenizer = AutoTokenizer.from_pretrained(models.resolve_base(args.teacher_base))
     data = load_task_data(task, cli.data_source(args), tokenizer, args.max_seq_length, args.train_fraction,
                           args.data_seed, args.cache_dir)
@@ -147,27 +148,12 @@ def default_teacher(args, task, scaling: Scaling, records_root: Path) -> str:
         return str(folder)
     print(f"no teacher for this task, data and recipe yet: fine-tuning {args.teacher_base} for {cfg.epochs} epochs "
           f"into {folder}", flush=True)
-    command = f"(fine-tuned by) python -m raykd.search {shlex.join(sys.argv[1:])}"
     record = finetune.finetune_teacher(task, args.teacher_base, cfg, ray.put(data), len(data["train"]["labels"]),
-                                       scaling, folder, tokenizer, command, args.max_failures, replace=True)
+                                       scaling, folder, tokenizer, f"(fine-tuned by) {command}", args.max_failures,
+                                       replace=True)
     finetune.copy_record(record, folder, records_root)
     print(f"teacher: {finetune.describe(folder, task)}", flush=True)
     return str(folder)
-
-
-def concurrency(args, scaling: Scaling) -> int:
-    if args.max_concurrent_trials:
-        return args.max_concurrent_trials
-    per_trial = scaling.workers * scaling.cpus_per_worker
-    return max(1, int(ray.cluster_resources().get("CPU", 1) // per_trial))
-
-
-def trainable_of(experiment: Experiment):
-    """run_trial bound to `experiment`, with a trial's own resources. The workers hold the CPUs. The
-    trial's driver (and with it Ray Train's controller, which Ray puts on the caller's node) stays on the
-    head node, the one node whose loss ends the search anyway."""
-    return tune.with_resources(tune.with_parameters(run_trial, experiment=experiment), tune.PlacementGroupFactory(
-        [{"CPU": 0, "memory": 256 * 2**20, "node:__internal_head__": 0.001}]))
 
 
 def selection_metric(space: SearchSpace, task, select_on: str) -> str:
@@ -184,7 +170,7 @@ def search_finished(grid, num_samples: int) -> bool:
 
 
 def run_confirmation(args, experiment: Experiment, exp_dir: Path, search_grid, task) -> dict | None:
-    """The multi-seed confirmation (raykd.confirm) of a finished search: the top --confirm-top
+    """The multi-seed confirmation (raykd.tuning.confirm) of a finished search: the top --confirm-top
     configurations by the selection score, --confirm-seeds fresh seeds each, as a Tune grid through
     run_trial in <exp_dir>/ray/confirm (restored on --resume: finished runs are not run again); writes
     confirm.json and confirm.csv. Returns the confirmation's summary, or None when there is nothing to
@@ -202,28 +188,23 @@ def run_confirmation(args, experiment: Experiment, exp_dir: Path, search_grid, t
         print(f"confirmation: the top {len(candidates)} configuration(s) with {args.confirm_seeds} seed(s) each, {runs} "
               f"run(s) of {experiment.max_epochs} classification epoch(s) at most, no early stopping", flush=True)
     runner = dataclasses.replace(experiment, trials_dir=str(exp_dir / "ray" / "confirm-trials"))
-    grid = confirm.build_tuner(trainable_of(runner), exp_dir, candidates, concurrency(args, experiment.scaling)).fit()
-    prefix = "val" if checks.validation_fraction(args) else "dev"
-    summary = confirm.summarize(grid, f"{prefix}_{task.main_metric}", f"dev_{task.main_metric}")
+    grid = confirm.build_tuner(tuner.trainable(run_trial, experiment=runner), exp_dir, candidates,
+                               tuner.concurrency(experiment.scaling, args.max_concurrent_trials)).fit()
+    summary = confirm.summarize(grid, experiment.selection["metric"], f"dev_{task.main_metric}", experiment.selection["mode"])
     confirm.write(exp_dir, summary)
     return summary
 
 
 def build_tuner(args, space: SearchSpace, experiment: Experiment, exp_dir: Path, metric: str, mode: str):
-    trainable = trainable_of(experiment)
+    """The search's Tuner (raykd.tuning.tuner): Optuna over the space, ASHA on classification epochs; restored
+    with --resume."""
+    trainable = tuner.trainable(run_trial, experiment=experiment)
     if args.resume:
-        return tune.Tuner.restore(str(exp_dir / "ray" / "tune"), trainable, resume_unfinished=True, resume_errored=True)
-    searcher = OptunaSearch(space.space, metric=metric, mode=mode, seed=args.seed,
-                            points_to_evaluate=space.points_to_evaluate or None, study_name=exp_dir.name,
-                            storage=optuna.storages.RDBStorage(f"sqlite:///{exp_dir / 'optuna.db'}"))
-    scheduler = ASHAScheduler(time_attr="cls_epoch", max_t=args.max_epochs, grace_period=args.grace_period,
-                              reduction_factor=args.reduction_factor)
-    return tune.Tuner(
-        trainable,
-        tune_config=tune.TuneConfig(metric=metric, mode=mode, search_alg=searcher, scheduler=scheduler,
-                                    num_samples=args.num_samples,
-                                    max_concurrent_trials=concurrency(args, experiment.scaling)),
-        run_config=tune.RunConfig(name="tune", storage_path=str(exp_dir / "ray")))
+        return tuner.restore(trainable, exp_dir)
+    searcher = tuner.optuna_searcher(space.space, metric, mode, args.seed, exp_dir, space.points_to_evaluate)
+    return tuner.tuner(trainable, exp_dir, metric, mode, searcher,
+                        tuner.asha(args.max_epochs, args.grace_period, args.reduction_factor), args.num_samples,
+                        tuner.concurrency(experiment.scaling, args.max_concurrent_trials))
 
 
 @exits_cleanly
@@ -248,25 +229,26 @@ def main(argv=None):
     cluster.check_fits(scaling.workers, scaling.cpus_per_worker, scaling.gpus_per_worker, "each trial")
     exp_dir.mkdir(parents=True, exist_ok=True)
     cluster.log_workers_to(exp_dir / "ray-workers.log", args.verbose)
-    teacher_dir = teacher_dir or default_teacher(args, task, scaling, args.out)
+    command = cli.command_line("search", argv)
+    teacher_dir = teacher_dir or default_teacher(args, task, scaling, args.out, command)
     teacher_model, tokenizer = models.load_teacher(teacher_dir, task)
-    sizes = check_config(teacher_model, space.config({}))
+    sizes = resolve(teacher_model.config, space.config({})).sizes()  # the space's defaults, for the records
     # The teacher layers the space's layer maps can reach: only those are cached (a map drawn later that
     # needs another layer makes the TeacherService add it once).
     layers = sorted({t for values, _ in spaces.candidates(space)
-                     for t in models.plan(teacher_model.config, space.config(values))["layer_map"]})
+                     for t in resolve(teacher_model.config, space.config(values)).layer_map})
     prep = prepare(task, teacher_dir, teacher_model, tokenizer, args, SHARED_FIELDS, layers, checks.validation_fraction(args))
-    command = "python -m raykd.search " + shlex.join(sys.argv[1:] if argv is None else argv)
     if not args.resume:
         results.keep_space(exp_dir, args.space)
-        results.atomic_write(exp_dir / results.EXPERIMENT, json.dumps(
+        files.atomic_write(exp_dir / results.EXPERIMENT, json.dumps(
             {"task": task.name, "metric": metric, "mode": mode, "teacher_dir": teacher_dir, "sizes": sizes,
              "teacher_info": prep.teacher_info, "max_epochs": args.max_epochs, "command": command,
              "selection": {"select_on": args.select_on, "validation_fraction": checks.validation_fraction(args),
                            "validation_rows": prep.validation_examples, "train_rows": prep.train_examples,
                            "data_seed": args.data_seed},
              "settings": results.search_settings(args)}, indent=2))
-    experiment = Experiment(prep, space.fixed, scaling, args.max_epochs, str(exp_dir / "ray" / "trials"), args.max_failures)
+    experiment = Experiment(prep, space.fixed, scaling, args.max_epochs, str(exp_dir / "ray" / "trials"), args.max_failures,
+                            {"metric": metric, "mode": mode}, teacher_model.config)
     started = time.perf_counter()
     grid = build_tuner(args, space, experiment, exp_dir, metric, mode).fit()
     confirming = bool(args.confirm_top and args.confirm_seeds) and search_finished(grid, args.num_samples)

@@ -14,6 +14,8 @@ from raykd.errors import RaykdError
 
 @dataclass(frozen=True)
 class Task:
+    """One GLUE task: its text fields on the Hub and in the TSV files, its labels in class-id order (None
+    for regression), and the metrics raykd reports, the first the main one."""
     name: str
     hub_text_fields: tuple[str, ...]      # column names in nyu-mll/glue
     tsv_dir: str                          # folder name in a GLUE data directory
@@ -28,10 +30,12 @@ class Task:
 
     @property
     def is_regression(self) -> bool:
+        """True for a regression task (STS-B): one output, labels are scores."""
         return self.labels is None
 
     @property
     def num_labels(self) -> int:
+        """Outputs of the classifier: 1 for regression, else the number of labels."""
         return 1 if self.labels is None else len(self.labels)
 
     @property
@@ -41,6 +45,7 @@ class Task:
 
     @property
     def main_metric(self) -> str:
+        """The metric models are selected by: the first of `metrics`."""
         return self.metrics[0]
 
 
@@ -71,6 +76,8 @@ _ALIASES = {"sst-2": "sst2", "sts-b": "stsb", "mnli-m": "mnli"}
 
 
 def get_task(name: str) -> Task:
+    """The Task called `name` (case-insensitive; sst-2, sts-b and mnli-m accepted). Raises RaykdError for an
+    unknown task."""
     key = _ALIASES.get(name.lower(), name.lower())
     if key not in TASKS:
         raise RaykdError(f"unknown task {name!r}; choose one of {', '.join(TASKS)}")

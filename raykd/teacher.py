@@ -3,8 +3,8 @@
     python -m raykd.teacher --task rte --data-dir ../shared/data/glue [--out DIR]
     python -m raykd.teacher --task rte --data-dir ../shared/data/glue --space search_spaces/teacher.py
 
-Without --out the teacher goes to the cache (raykd.finetune), where a search without --teacher finds it.
-With --space the recipe is searched (raykd.teacher_search); the best teacher goes to --out, or to
+Without --out the teacher goes to the cache (raykd.training.finetune), where a search without --teacher finds it.
+With --space the recipe is searched (raykd.tuning.teacher_search); the best teacher goes to --out, or to
 <cache-dir>/teachers/<task>-<base>-<search name>, and the search's records to <records>/<task>/<search name>.
 """
 
@@ -12,23 +12,25 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
-import sys
 import time
 from pathlib import Path
 
 import ray
 from transformers import AutoTokenizer
 
-from raykd import cli, cluster, finetune, models, teacher_search
-from raykd.config import add_config_arguments, config_from_args
+from raykd import models
 from raykd.data import load_task_data
 from raykd.errors import RaykdError, exits_cleanly
-from raykd.spaces import load_space
+from raykd.method.config import add_config_arguments, config_from_args
+from raykd.run import checks, cli, cluster
 from raykd.tasks import get_task
+from raykd.training import finetune
+from raykd.tuning import teacher_search
+from raykd.tuning.spaces import load_space
 
 
 def parse_args(argv=None):
+    """The teacher command's flags: data, base, --out, --records, the recipe search, Ray and the recipe."""
     p = argparse.ArgumentParser(prog="python -m raykd.teacher", description="Fine-tune a teacher on a task with Ray Train; keep its best dev epoch.")
     cli.add_data_arguments(p)
     p.add_argument("--teacher-base", default=models.OFFLINE_BASE,
@@ -68,8 +70,12 @@ def check_search_arguments(args, space) -> None:
 
 @exits_cleanly
 def main(argv=None):
+    """`python -m raykd.teacher`: fine-tune one teacher (or reuse the cached one of the same recipe), or search
+    its recipe with --space; returns the teacher's record. Raises RaykdError for bad flags, space or data,
+    or a run that fails."""
     args = parse_args(argv)
     task = get_task(args.task)
+    checks.check_arguments(args)  # Ray, data and budget flags, as distill and search check them
     cfg = config_from_args(args, algorithm="finetune")
     space = load_space(args.space) if args.space else None
     if space:
@@ -81,7 +87,7 @@ def main(argv=None):
     tokenizer = AutoTokenizer.from_pretrained(base)
     data = load_task_data(task, cli.data_source(args), tokenizer, args.max_seq_length, args.train_fraction,
                           args.data_seed, args.cache_dir)
-    command = "python -m raykd.teacher " + shlex.join(sys.argv[1:] if argv is None else argv)
+    command = cli.command_line("teacher", argv)
     if space:
         return _search(args, task, space, data, tokenizer, scaling, command)
     out = Path(args.out or finetune.recipe_dir(args.cache_dir, task, args.teacher_base, cfg, data, args.max_seq_length)).resolve()

@@ -50,7 +50,7 @@ def ray_cluster():
     """A real local Ray cluster with its dashboard, shared by the integration tests."""
     import ray
 
-    from raykd.cluster import connect
+    from raykd.run.cluster import connect
 
     os.environ.setdefault("RAYKD_NUM_CPUS", "2")
     connect()
@@ -65,3 +65,20 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if "ray_cluster" in getattr(item, "fixturenames", ()) or item.path.name in own_clusters:
             item.add_marker(pytest.mark.slow)
+
+
+def fails(capsys, main, argv, *messages, out: Path | None = None) -> str:
+    """Run a command; it must exit 2 with exactly one `error:` line, last on stderr, holding `messages`,
+    and leave `out` unwritten. Returns the line."""
+    with pytest.raises(SystemExit) as exit_:
+        main([str(a) for a in argv])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and err.strip().splitlines()[-1] == errors[0], err[-3000:]
+    assert "Traceback" not in err and "; " in errors[0]
+    for message in messages:
+        assert message in errors[0], errors[0]
+    if out is not None:
+        assert not Path(out).exists()
+    return errors[0]

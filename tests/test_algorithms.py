@@ -2,8 +2,8 @@
 
 import pytest
 
-from raykd.algorithms import ALGORITHMS, Term, epoch_plan, schedule, teacher_fields
-from raykd.config import DistillConfig
+from raykd.method.algorithms import ALGORITHMS, Term, epoch_plan, schedule, teacher_fields
+from raykd.method.config import DistillConfig
 
 N = 3
 
@@ -67,3 +67,37 @@ def test_zero_weights_drop_terms_and_other_losses_are_chosen_by_name():
 def test_epoch_plan_ends_in_a_classification_stage(name):
     plan = epoch_plan(schedule(DistillConfig(algorithm=name), N))
     assert plan[-1][0].classification
+
+
+@pytest.mark.parametrize("freeze_lower, changed", [(True, [2]), (False, [0, 1, 2])])
+def test_pid_with_freeze_lower_trains_only_the_pairs_block(freeze_lower, changed):
+    """One real optimisation step of PID's second stage (pair 2) on a tiny student: with freeze_lower only
+    block 2 moves; without it the embeddings and block 1 below it move too. Nothing above ever moves."""
+    import torch
+
+    from conftest import tiny_bert
+    from raykd import models
+    from raykd.training import precision
+    from raykd.training.worker import frozen_parameters, make_optimizer, train_epoch
+
+    teacher = tiny_bert(layers=4)
+    teacher.set_attn_implementation("eager")  # attention maps are returned by the eager implementation only
+    cfg = DistillConfig(algorithm="pid", freeze_lower=freeze_lower, w_attention=1.0, w_hidden=1.0, learning_rate=1e-2)
+    student = models.build_student(teacher, 2, (2, 4), "mapped")
+    stage = schedule(cfg, 2)[1]
+    assert stage.name == "pair2"
+    ids = torch.randint(1000, 2000, (4, 12))
+    mask = torch.ones_like(ids)
+    with torch.no_grad():
+        out = teacher(input_ids=ids, attention_mask=mask, output_attentions=True, output_hidden_states=True)
+    batch = {"input_ids": ids, "attention_mask": mask, "labels": torch.tensor([0, 1, 0, 1]),
+             "teacher": {"attentions": torch.stack([out.attentions[1], out.attentions[3]], 1),
+                         "cls": torch.stack([out.hidden_states[2][:, 0], out.hidden_states[4][:, 0]], 1)}}
+    before = [[p.detach().clone() for p in group] for group in models.layer_parameters(student)]
+    optimizer, scheduler = make_optimizer(student, cfg, stage, 1)
+    scaler = precision.grad_scaler("fp32", torch.device("cpu"))
+    train_epoch(student, [batch], stage, cfg, optimizer, scheduler, frozen_parameters(student, stage),
+                torch.device("cpu"), scaler)
+    moved = [i for i, (old, group) in enumerate(zip(before, models.layer_parameters(student)))
+             if any(not torch.equal(a, p) for a, p in zip(old, group))]
+    assert moved == changed

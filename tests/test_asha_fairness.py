@@ -1,12 +1,14 @@
-"""ASHA, configured as raykd.search configures it, never stops a PID/SID trial during its internal
+"""ASHA, as raykd.tuning.tuner.asha builds it for every raykd search, never stops a PID/SID trial during its internal
 stages: progress is counted in classification epochs, and internal stages report cls_epoch = 0."""
 
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 
+from raykd.tuning import tuner
+
 
 def make_scheduler():
-    scheduler = ASHAScheduler(time_attr="cls_epoch", max_t=3, grace_period=1, reduction_factor=2)
+    scheduler = tuner.asha(max_epochs=3, grace_period=1, reduction_factor=2)
     scheduler.set_search_properties("dev_accuracy", "max")
     return scheduler
 

@@ -1,14 +1,18 @@
 """Bad input on the command line: one line on stderr naming problem and fix, exit code 2, and no
-output folder created."""
+output folder created. Each command's `main` runs in the test's process (conftest.fails)."""
 
 import subprocess
 import sys
 
 import pytest
 
+from conftest import fails
+from raykd import bench, distill, search, teacher
 
-def run(module, *args, cwd):
-    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+
+@pytest.fixture(autouse=True)
+def in_tmp(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a command's default results/ folder lands here
 
 
 @pytest.mark.parametrize("extra, message", [
@@ -21,31 +25,25 @@ def run(module, *args, cwd):
     (["--teacher-cache-memory", "lots"], "--teacher-cache-memory 'lots' is not a size"),
     (["--cache-dir", "/proc/raykd-cache"], "cannot write the cache to /proc/raykd-cache/tokenized"),
 ])
-def test_distill_rejects_bad_input(tiny_teacher_dir, glue_dir, tmp_path, extra, message):
-    args = ["--task", "rte", "--data-dir", str(glue_dir), "--teacher", str(tiny_teacher_dir),
-            "--out", str(tmp_path / "out")]
-    result = run("raykd.distill", *args, *extra, cwd=tmp_path)
-    assert result.returncode == 2, result.stderr[-2000:]
-    last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: ") and message in last
-    assert not (tmp_path / "out").exists()
+def test_distill_rejects_bad_input(tiny_teacher_dir, glue_dir, tmp_path, capsys, extra, message):
+    args = ["--task", "rte", "--data-dir", glue_dir, "--teacher", tiny_teacher_dir, "--out", tmp_path / "out"]
+    fails(capsys, distill.main, [*args, *extra], message, out=tmp_path / "out")
 
 
-def test_existing_results_are_never_overwritten(tiny_teacher_dir, glue_dir, tmp_path):
+def test_existing_results_are_never_overwritten(tiny_teacher_dir, glue_dir, tmp_path, capsys):
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "result.json").write_text("precious")
-    result = run("raykd.distill", "--task", "rte", "--data-dir", str(glue_dir), "--teacher", str(tiny_teacher_dir),
-                 "--out", str(tmp_path / "out"), cwd=tmp_path)
-    assert result.returncode == 2 and "already exists and is not empty" in result.stderr
+    fails(capsys, distill.main, ["--task", "rte", "--data-dir", glue_dir, "--teacher", tiny_teacher_dir,
+                                 "--out", tmp_path / "out"], "already exists and is not empty")
     assert (tmp_path / "out" / "result.json").read_text() == "precious"
 
 
-def test_missing_teacher_folder(glue_dir, tmp_path):
-    result = run("raykd.distill", "--task", "rte", "--data-dir", str(glue_dir), "--teacher", str(tmp_path / "none"), cwd=tmp_path)
-    assert result.returncode == 2 and "has no config.json; fine-tune one with" in result.stderr
+def test_missing_teacher_folder(glue_dir, tmp_path, capsys):
+    fails(capsys, distill.main, ["--task", "rte", "--data-dir", glue_dir, "--teacher", tmp_path / "none"],
+          "has no config.json; fine-tune one with")
 
 
-def test_tokenizer_larger_than_the_teacher_vocabulary(tiny_teacher_dir, glue_dir, tmp_path):
+def test_tokenizer_larger_than_the_teacher_vocabulary(tiny_teacher_dir, glue_dir, tmp_path, capsys):
     import shutil
 
     from transformers import AutoTokenizer
@@ -54,40 +52,58 @@ def test_tokenizer_larger_than_the_teacher_vocabulary(tiny_teacher_dir, glue_dir
     tokenizer = AutoTokenizer.from_pretrained(teacher)
     tokenizer.add_tokens([f"newtoken{i}" for i in range(5)])
     tokenizer.save_pretrained(teacher)
-    result = run("raykd.distill", "--task", "rte", "--data-dir", str(glue_dir), "--teacher", str(teacher), cwd=tmp_path)
-    assert result.returncode == 2 and "tokenizer of" in result.stderr and "30527 tokens but the model only 30522" in result.stderr
+    fails(capsys, distill.main, ["--task", "rte", "--data-dir", glue_dir, "--teacher", teacher],
+          "tokenizer of", "30527 tokens but the model only 30522")
+
+
+def search_argv(tmp_path, glue_dir, teacher):
+    space = tmp_path / "space.py"
+    space.write_text("from ray import tune\nspace = {'temperature': tune.uniform(1, 2)}\n")
+    return ["--task", "rte", "--space", space, "--data-dir", glue_dir, "--teacher", teacher, "--out", tmp_path / "results"]
 
 
 @pytest.mark.parametrize("extra, message", [
     (["--resume", "--name", "never-ran"], "no experiment to resume at"),
     (["--out", "/proc/raykd-results"], "cannot write to /proc"),
-    (["--address", "127.0.0.1:9"], "no Ray cluster answers at 127.0.0.1:9"),
     (["--num-samples", "0"], "--num-samples 0 must be at least 1"),
 ])
-def test_search_rejects_bad_input(tiny_teacher_dir, glue_dir, tmp_path, extra, message):
-    space = tmp_path / "space.py"
-    space.write_text("from ray import tune\nspace = {'temperature': tune.uniform(1, 2)}\n")
-    base = ["--task", "rte", "--space", str(space), "--data-dir", str(glue_dir), "--teacher", str(tiny_teacher_dir),
-            "--out", str(tmp_path / "results")]
-    result = run("raykd.search", *base, *extra, cwd=tmp_path)
+def test_search_rejects_bad_input(tiny_teacher_dir, glue_dir, tmp_path, capsys, extra, message):
+    fails(capsys, search.main, [*search_argv(tmp_path, glue_dir, tiny_teacher_dir), *extra], message,
+          out=None if "--out" in extra else tmp_path / "results")
+
+
+def test_search_with_an_address_where_no_cluster_answers(tiny_teacher_dir, glue_dir, tmp_path):
+    """In a process of its own: in the test's process Ray may already be running (the suite's cluster),
+    and a command then joins it instead of dialling --address."""
+    argv = [str(a) for a in search_argv(tmp_path, glue_dir, tiny_teacher_dir)]
+    result = subprocess.run([sys.executable, "-m", "raykd.search", *argv, "--address", "127.0.0.1:9"],
+                            capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert result.returncode == 2, result.stderr[-2000:]
-    last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: ") and message in last
-    assert not (tmp_path / "results").exists() or "--out" in extra
+    assert result.stderr.strip().splitlines()[-1].startswith("error: no Ray cluster answers at 127.0.0.1:9")
+    assert not (tmp_path / "results").exists()
 
 
 @pytest.mark.parametrize("extra, message", [
     (["--sections", "cache,speed"], "unknown section(s) speed; choose from"),
     (["--tasks", "rte,nope"], "unknown task 'nope'"),
 ])
-def test_bench_rejects_bad_input(glue_dir, tmp_path, extra, message):
-    result = run("raykd.bench", "--data-dir", str(glue_dir), "--out", str(tmp_path / "bench.md"), *extra, cwd=tmp_path)
-    assert result.returncode == 2 and message in result.stderr.strip().splitlines()[-1]
-    assert not (tmp_path / "bench.md").exists()
+def test_bench_rejects_bad_input(glue_dir, tmp_path, capsys, extra, message):
+    fails(capsys, bench.main, ["--data-dir", glue_dir, "--out", tmp_path / "bench.md", *extra], message,
+          out=tmp_path / "bench.md")
 
 
-def test_bench_never_overwrites_a_report(glue_dir, tmp_path):
+def test_bench_never_overwrites_a_report(glue_dir, tmp_path, capsys):
     (tmp_path / "bench.md").write_text("precious")
-    result = run("raykd.bench", "--data-dir", str(glue_dir), "--out", str(tmp_path / "bench.md"), cwd=tmp_path)
-    assert result.returncode == 2 and "already exists; move it away or pass another --out" in result.stderr
+    fails(capsys, bench.main, ["--data-dir", glue_dir, "--out", tmp_path / "bench.md"],
+          "already exists; move it away or pass another --out")
     assert (tmp_path / "bench.md").read_text() == "precious"
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--cpus-per-worker", "0"], "--cpus-per-worker 0 must be > 0"),
+    (["--max-failures", "-1"], "--max-failures -1 is negative"),
+    (["--gpus-per-worker", "-1"], "--gpus-per-worker -1 is negative"),
+])
+def test_teacher_rejects_bad_ray_and_budget_flags(glue_dir, tmp_path, capsys, extra, message):
+    fails(capsys, teacher.main, ["--task", "rte", "--data-dir", glue_dir, "--out", tmp_path / "teacher", *extra], message,
+          out=tmp_path / "teacher")

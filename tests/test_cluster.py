@@ -5,7 +5,8 @@ import json
 
 import pytest
 
-from raykd import distill, finetune, search, teacher
+from raykd import distill, search, teacher
+from raykd.training import finetune
 
 SPACE = '''
 def space(trial):

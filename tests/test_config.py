@@ -4,8 +4,8 @@ import argparse
 
 import pytest
 
-from raykd.config import DistillConfig, add_config_arguments, config_from_args
 from raykd.errors import RaykdError
+from raykd.method.config import DistillConfig, add_config_arguments, config_from_args
 
 
 def test_from_dict_rejects_unknown_names_and_lists_valid_ones():

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from raykd.batches import Collator
-from raykd.cache import LiveTeacher, TeacherOutputs, compute_outputs
 from raykd.data import DataSource, load_split, tokenize
-from raykd.disk_cache import DiskCache, cache_key, ensure, open_placed, parse_size, place
 from raykd.errors import RaykdError
 from raykd.tasks import get_task
+from raykd.teacher_outputs.cache import LiveTeacher, TeacherOutputs, compute_outputs
+from raykd.teacher_outputs.disk_cache import DiskCache, cache_key, ensure, open_placed, parse_size, place
+from raykd.training.batches import Collator
 from conftest import tiny_bert
 
 FIELDS = {"logits", "cls", "attentions", "hidden_states"}
@@ -138,14 +138,15 @@ def test_live_teacher_gives_the_cached_view(teacher, rows, tokenizer):
 
 def test_parse_size():
     assert parse_size("4GiB") == 4 * 2**30 and parse_size("512mib") == 512 * 2**20 and parse_size("0") == 0
-    with pytest.raises(RaykdError, match="not a size"):
-        parse_size("lots")
+    for text in ("lots", "nan", "inf", "-1GiB"):
+        with pytest.raises(RaykdError, match="not a size"):
+            parse_size(text)
 
 
 def test_only_the_mapped_layers_are_stored_and_a_new_map_extends_them(teacher, rows, tmp_path):
     """A 4 -> 2 map on layers 2, 4 stores half the attention maps; a map on layer 3 later adds it once
     (keeping 2 and 4); every view equals the all-layers cache's."""
-    from raykd.cache import estimate_bytes
+    from raykd.teacher_outputs.cache import estimate_bytes
 
     cache = DiskCache(tmp_path, "k")
     arrays, seconds = ensure(cache, teacher, rows, {"cls", "attentions"}, layers=[2, 4])

@@ -9,10 +9,10 @@ import pytest
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from raykd import distill, metrics, teacher
-from raykd.batches import Collator
 from raykd.data import DataSource, load_task_data
 from raykd.tasks import get_task
-from raykd.train import predict
+from raykd.training.batches import Collator
+from raykd.training.worker import predict
 from conftest import tiny_bert
 
 
@@ -66,8 +66,8 @@ def test_cached_and_live_teacher_give_the_same_losses(ray_cluster, tiny_teacher_
     """Cached outputs must not differ from a live teacher's, whatever dropout and data order do."""
     import ray
 
-    from raykd.disk_cache import DiskCache, cache_key
-    from raykd.service import TeacherService
+    from raykd.teacher_outputs.disk_cache import DiskCache, cache_key
+    from raykd.teacher_outputs.service import TeacherService
 
     argv = ["--task", "rte", "--data-dir", str(glue_dir), "--teacher", str(tiny_teacher_dir), "--algorithm", "all",
             "--epochs", "2", "--train-fraction", "0.04", "--max-seq-length", "64", "--workers", "2",
@@ -91,3 +91,23 @@ def test_cached_and_live_teacher_give_the_same_losses(ray_cluster, tiny_teacher_
     stats = ray.get(service.stats.remote())
     assert stats["forward_seconds"] == 0.0 and stats["memory_mapped"] == [] and "attentions" in placed
     ray.kill(service)
+
+
+def test_stsb_regression_end_to_end(ray_cluster, glue_dir, tmp_path):
+    """STS-B, the one regression task: a 1-output teacher, SID on two workers, soft labels as the
+    teacher's scores, Pearson and Spearman on dev; the exported student is a 1-output regressor whose
+    plan.json records its layer map."""
+    from tiny_teachers import make_teacher
+
+    teacher_dir = make_teacher(tmp_path / "stsb-teacher", labels=None, num_labels=1)
+    out = tmp_path / "run"
+    record = distill.main(["--task", "stsb", "--data-dir", str(glue_dir), "--teacher", str(teacher_dir),
+                           "--algorithm", "sid", "--epochs", "1", "--stage-epochs", "1", "--train-fraction", "0.02",
+                           "--max-seq-length", "64", "--workers", "2", "--out", str(out), "--cache-dir", str(tmp_path / "cache")])
+    assert [h["stage"] for h in record["history"]] == ["pair1", "pair2", "classify"]
+    assert all(np.isfinite(h["train_loss"]) for h in record["history"])
+    best = record["best"]
+    assert -1 <= best["dev_pearson"] <= 1 and -1 <= best["dev_spearman"] <= 1
+    student = AutoModelForSequenceClassification.from_pretrained(out / "student")
+    assert student.config.num_labels == 1 and student.config.num_hidden_layers == 2
+    assert json.loads((out / "student" / "plan.json").read_text())["layer_map"] == [2, 4]

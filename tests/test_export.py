@@ -1,7 +1,7 @@
 """Serving exports of a tiny real student: the Hugging Face folder, ONNX (dynamic batch and sequence) and
 int8 ONNX through real ONNX Runtime, their dev metric on real RTE dev rows against PyTorch, `pipeline`
 returning the task's label names, the Hub model card read back by huggingface_hub, and the layer map
-of the best trial's own configuration."""
+of the best trial's own plan."""
 
 import json
 
@@ -13,8 +13,12 @@ from huggingface_hub import ModelCard
 from transformers import AutoModelForSequenceClassification, pipeline
 
 from conftest import tiny_bert
-from raykd import card, deploy, export, results
+from raykd import export
+from raykd.artifacts import card, deploy, results
 from raykd.data import DataSource, as_columns, load_split, tokenize
+from raykd.errors import RaykdError
+from raykd.method.config import DistillConfig
+from raykd.method.plan import FILE as PLAN_FILE, resolve
 from raykd.tasks import get_task
 
 RTE = get_task("rte")
@@ -102,14 +106,18 @@ def info_of(tmp_path, teacher_dir):
                          "train_fraction": 0.5, "data_seed": 42, "data_dir": str(tmp_path / "glue"), "precision": None}}
 
 
-def test_recipe_takes_the_best_trials_layer_map_not_the_defaults(tmp_path):
-    (tmp_path / results.SPACE_COPY).write_text('from ray import tune\nfixed = {"stage_epochs": 2}\n'
-                                               'space = {"temperature": tune.uniform(1, 4)}\n')
-    recipe, plan = results.best_recipe(tmp_path, info_of(tmp_path, tmp_path), {"algorithm": "sid", "layer_map": "last"})
-    assert plan == {"student_layers": 3, "layer_map": [4, 5, 6]}
-    assert recipe["stage_epochs"] == 2 and recipe["epochs"] == 2 and recipe["algorithm"] == "sid"
-    _, plan = results.best_recipe(tmp_path, info_of(tmp_path, tmp_path), {"confirm": {"candidate": 1, "values": {"layer_map": "1,2,3"}}})
-    assert plan["layer_map"] == [1, 2, 3]
+def plan_of(values: dict) -> dict:
+    """The plan.json a run of `values` against a 6-layer teacher writes into its checkpoints."""
+    return resolve(tiny_bert(layers=6).config, DistillConfig.from_dict(values)).to_dict()
+
+
+def test_the_card_is_rendered_from_the_best_trials_own_plan(tmp_path):
+    (tmp_path / PLAN_FILE).write_text(json.dumps(plan_of({"algorithm": "sid", "layer_map": "last", "stage_epochs": 2})))
+    plan = results.read_plan(tmp_path)
+    assert (plan["student_layers"], plan["layer_map"], plan["config"]["stage_epochs"]) == (3, [4, 5, 6], 2)
+    (tmp_path / PLAN_FILE).unlink()
+    with pytest.raises(RaykdError, match="has no plan.json"):
+        results.read_plan(tmp_path)
 
 
 def test_model_card_yaml_reads_back_with_huggingface_hub(exported, tmp_path):
@@ -120,7 +128,8 @@ def test_model_card_yaml_reads_back_with_huggingface_hub(exported, tmp_path):
                                                       "config": {"epochs": 6, "learning_rate": 5e-5}, "train_examples": 2490,
                                                       "command": f"python -m raykd.teacher --out {teacher}"}))
     info = info_of(tmp_path, teacher)
-    recipe, plan = results.best_recipe(tmp_path, info, {"algorithm": "sid", "layer_map": "last"})
+    plan = plan_of({"algorithm": "sid", "layer_map": "last"})
+    recipe = plan["config"]
     measured = deploy.measure({"student": folder}, {k: v[:8] for k, v in dev_rows(folder).items()}, examples=2,
                               batches_of_32=1, threads=(1,))
     text = card.model_card(RTE, "raykd-rte-test", {"trial": "abc", "epoch": 2, "dev_accuracy": 0.55, "val_accuracy": 0.6,

@@ -14,7 +14,10 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoModelForSequenceClassification
 
-from raykd import distill, export, models, results, search, spaces
+from raykd import distill, export, models, search
+from raykd.artifacts import results
+from raykd.tuning import spaces
+from conftest import fails
 from raykd.data import DataSource, load_checked, load_split
 from raykd.errors import RaykdError
 from raykd.tasks import get_task
@@ -32,23 +35,6 @@ def teachers(tmp_path_factory) -> dict[str, Path]:
              "rte-pos64": {"max_positions": 64}, "sst2-hub-swapped": {"labels": ("POSITIVE", "Negative")},
              "cola-bert": {"labels": ("0", "1")}, "mrpc-bert": {"labels": ("0", "1")}}
     return {name: make_teacher(root / name, **spec) for name, spec in specs.items()}
-
-
-def fails(capsys, main, argv, *messages, out: Path | None = None) -> str:
-    """Run a command; it must exit 2 with exactly one `error:` line, last on stderr, holding `messages`,
-    and leave `out` unwritten. Returns the line."""
-    with pytest.raises(SystemExit) as exit_:
-        main([str(a) for a in argv])
-    assert exit_.value.code == 2
-    err = capsys.readouterr().err
-    errors = [line for line in err.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1 and err.strip().splitlines()[-1] == errors[0], err[-3000:]
-    assert "Traceback" not in err and "; " in errors[0]
-    for message in messages:
-        assert message in errors[0], errors[0]
-    if out is not None:
-        assert not Path(out).exists()
-    return errors[0]
 
 
 def distill_argv(tmp_path, task, teacher, *data, extra=()):
@@ -450,11 +436,11 @@ def test_a_nan_or_infinite_metric_is_never_best(tmp_path, monkeypatch):
     rows = [(FakeTrial("nan"), frame([np.nan, np.nan], "a")), (FakeTrial("inf"), frame([np.inf], "b")),
             (FakeTrial("ok"), frame([0.4, 0.6], "c"))]
     monkeypatch.setattr(results, "trial_rows", lambda exp_dir: rows)
-    trial, metrics, checkpoint, _ = results.best_checkpoint(tmp_path, "dev_accuracy")
+    trial, metrics, checkpoint, _ = results.best_checkpoint(tmp_path)
     assert (trial, metrics["dev_accuracy"], checkpoint) == ("ok", 0.6, str(tmp_path / "c"))
     monkeypatch.setattr(results, "trial_rows", lambda exp_dir: rows[:2])
     with pytest.raises(RuntimeError, match="saved a classification checkpoint"):
-        results.best_checkpoint(tmp_path, "dev_accuracy")
+        results.best_checkpoint(tmp_path)
 
 
 def test_a_search_whose_trials_all_failed_says_so_in_its_summary(tmp_path, monkeypatch):

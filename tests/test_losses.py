@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from raykd.losses import LOSSES, get_loss
+from raykd.method.losses import LOSSES, get_loss
 
 torch.manual_seed(0)
 B, H, L, D = 3, 2, 5, 8

@@ -52,9 +52,10 @@ def nodes(tmp_path):
                            "--dashboard-port", str(dashboard), "--include-dashboard", "true")}
     address = f"127.0.0.1:{port}"
 
-    def wait_for(count, timeout=300):
+    def wait_for(count, timeout=300, op="<"):
+        """Until the cluster has `count` live nodes (op "<": at least count; ">": at most count)."""
         wait = ("import ray, time; ray.init(address=%r, log_to_driver=False)\n"
-                "while sum(n['Alive'] for n in ray.nodes()) < %d: time.sleep(0.5)") % (address, count)
+                "while sum(n['Alive'] for n in ray.nodes()) %s %d: time.sleep(0.5)") % (address, op, count)
         subprocess.run([sys.executable, "-c", wait], env=env, check=True, timeout=timeout, capture_output=True)
 
     def join(name, count):
@@ -78,7 +79,7 @@ def nodes(tmp_path):
     wait_for(1)
     join("a", 2)  # one at a time: two joining at once can time out
     join("b", 3)
-    yield {**procs, "env": env, "address": address, "temp": temp}
+    yield {**procs, "env": env, "address": address, "temp": temp, "wait_for": wait_for}
     for proc in procs.values():
         try:
             os.killpg(proc.pid, signal.SIGKILL)
@@ -155,7 +156,7 @@ def test_search_spans_two_nodes_and_survives_a_lost_node(nodes, tiny_teacher_dir
         if (raylet.info["name"] == "raylet" and raylet.pid not in head
                 and nodes["temp"] in " ".join(raylet.info["cmdline"] or [])):
             raylet.kill()
-    time.sleep(35)  # the GCS marks a node dead after its missed health checks
+    nodes["wait_for"](1, timeout=120, op=">")  # the GCS marks the nodes dead after their missed health checks
     started = time.time()
     again = subprocess.run([*argv, "--name", "one-node"], env=nodes["env"], capture_output=True, text=True, timeout=300)
     assert again.returncode == 2, again.stderr[-3000:]

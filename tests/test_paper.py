@@ -7,9 +7,12 @@ import shutil
 import pytest
 
 from raykd import report
+from raykd.artifacts import paper
 
 
-def test_a_cell_runs_once_and_fills_its_table_row(ray_cluster, tiny_teacher_dir, glue_dir, tmp_path, capsys):
+def test_a_cell_runs_once_and_fills_its_table_row(ray_cluster, tiny_teacher_dir, glue_dir, tmp_path, capsys, monkeypatch):
+    # RTE's cell flags at test size (4% of the training set, 64 tokens): the cell's commands carry them.
+    monkeypatch.setitem(paper.TASK_FLAGS, "rte", ["--max-seq-length", "64", "--train-fraction", "0.04"])
     # A finished teacher cell: the tiny teacher where the runner keeps the task's teacher, and its search summary.
     teacher = tmp_path / "cache" / "teachers" / "paper-rte"
     shutil.copytree(tiny_teacher_dir, teacher)
@@ -24,6 +27,7 @@ def test_a_cell_runs_once_and_fills_its_table_row(ray_cluster, tiny_teacher_dir,
     assert confirmed["finished"] and len(confirmed["runs"]) == 2
     runs = [json.loads(line) for line in (root / "cells.jsonl").read_text().splitlines()]
     assert [r["cell"] for r in runs] == ["rte/kd"] and runs[0]["done"] and "search_spaces/fixed/kd.py" in runs[0]["command"]
+    assert "--train-fraction 0.04" in runs[0]["command"]
     dev = [r["dev_accuracy"] for r in confirmed["runs"]]
     table = (root / "README.md").read_text()
     row = next(line for line in table.splitlines() if line.startswith("| rte"))

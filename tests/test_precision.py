@@ -7,15 +7,16 @@ import numpy as np
 import pytest
 import torch
 
-from raykd import distill, precision
-from raykd.algorithms import schedule
-from raykd.batches import Collator
-from raykd.cache import TeacherOutputs, compute_outputs
-from raykd.config import DistillConfig
+from raykd import distill
 from raykd.data import DataSource, load_split, tokenize
+from raykd.method.algorithms import schedule
+from raykd.method.config import DistillConfig
+from raykd.method.objective import stage_loss
 from raykd.models import build_student
-from raykd.objective import stage_loss
 from raykd.tasks import get_task
+from raykd.teacher_outputs.cache import TeacherOutputs, compute_outputs
+from raykd.training import precision
+from raykd.training.batches import Collator
 from conftest import tiny_bert
 
 CPU = torch.device("cpu")

@@ -4,8 +4,8 @@ worker, the global batch split exactly, deterministic per (seed, epoch), and muc
 import pytest
 
 from raykd.data import DataSource, load_split, tokenize
-from raykd.sampling import LengthGroupedBatches
 from raykd.tasks import get_task
+from raykd.training.sampling import LengthGroupedBatches
 
 
 @pytest.fixture(scope="module")

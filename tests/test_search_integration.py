@@ -25,7 +25,7 @@ def experiment(ray_cluster, tiny_teacher_dir, glue_dir, tmp_path_factory):
     argv = ["--task", "rte", "--space", str(root / "space.py"), "--data-dir", str(glue_dir),
             "--teacher", str(tiny_teacher_dir), "--num-samples", "3", "--max-epochs", "2",
             "--train-fraction", "0.04", "--max-seq-length", "64", "--workers-per-trial", "2", "--confirm-top", "0",
-            "--out", str(root / "results"), "--name", "tiny", "--cache-dir", str(root / "cache")]
+            "--export-formats", "hf", "--out", str(root / "results"), "--name", "tiny", "--cache-dir", str(root / "cache")]
     summary = search.main(argv)
     return root, argv, summary
 
@@ -48,7 +48,7 @@ def test_best_student_loads_and_reproduces_its_metric(experiment, glue_dir):
     model = AutoModelForSequenceClassification.from_pretrained(best)
     assert model.config.num_hidden_layers == 2 and "raykd student for rte" in (best / "README.md").read_text()
     assert dev_metric_of(best, glue_dir, 64, root / "cache") == pytest.approx(summary["best_dev_value"])
-    again = export.main([str(root / "results" / "rte" / "tiny"), "--out", str(root / "exported")])
+    again = export.main([str(root / "results" / "rte" / "tiny"), "--out", str(root / "exported"), "--format", "hf"])
     assert again["dev_accuracy"] == pytest.approx(summary["best_dev_value"])
 
 
@@ -104,3 +104,8 @@ def test_a_trial_stopped_by_asha_releases_its_workers(ray_cluster, tiny_teacher_
     assert len(table) == 4 and set(table["status"]) == {"TERMINATED"}
     assert table["cls_epochs_run"].tolist()[stopped[0]] < 3 and "completed" in reasons
     assert summary["stopped_by_asha"] == len(stopped)
+    # One rule for "best" with the space's own metric and mode: the lowest train_loss of any epoch is exported.
+    losses = table[[c for c in table.columns if c.startswith("train_loss@")]]
+    assert summary["best_value"] == pytest.approx(losses.min().min())
+    exported = json.loads((tmp_path / "results" / "rte" / "asha" / "best" / "metrics.json").read_text())
+    assert exported["train_loss"] == pytest.approx(losses.min().min())

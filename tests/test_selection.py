@@ -15,9 +15,9 @@ import pytest
 
 from raykd import search
 from raykd.data import DataSource, hold_out, load_split, load_task_data
-from raykd.disk_cache import DiskCache, cache_key, ensure
 from raykd.errors import RaykdError
 from raykd.tasks import get_task
+from raykd.teacher_outputs.disk_cache import DiskCache, cache_key, ensure
 from test_distill_integration import dev_metric_of
 from test_field_cases import fails
 

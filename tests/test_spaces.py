@@ -3,7 +3,7 @@
 import pytest
 
 from raykd.errors import RaykdError
-from raykd.spaces import load_space
+from raykd.tuning.spaces import load_space
 from conftest import REPO
 
 

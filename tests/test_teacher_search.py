@@ -5,7 +5,8 @@ import json
 
 import pytest
 
-from raykd import finetune, teacher
+from raykd import teacher
+from raykd.training import finetune
 
 SPACE = """
 from ray import tune

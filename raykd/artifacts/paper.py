@@ -1,0 +1,289 @@
+"""The paper's table (Aguilar et al., AAAI 2020, Table 2) and the low-data study, filled cell by cell:
+
+    python -m raykd.report paper --data-dir ../shared/data/glue --tasks rte mrpc cola sst2 stsb --seeds 3
+
+A cell is one raykd command, run in a subprocess; its command line and its folder under
+`results/paper/<task>/` are its record. A finished cell is never run again, an interrupted one is
+resumed, and the table is rebuilt from the folders every time, so it fills over several runs of the
+command; `--plan` prints what is done and what remains without running anything.
+
+Per task:
+- `teacher`: the teacher's recipe searched (`raykd.teacher --space search_spaces/teacher.py`).
+- `finetune`, `kd`, `all`, `pid`, `sid`: `raykd.search` over `search_spaces/fixed/<method>.py` (the
+  paper's settings, only the learning rate searched, the same number of trials for every method, so
+  the baselines are tuned as much as the methods), its best configuration confirmed with `--seeds`
+  seeds (`--confirm-top 1`): mean +- std on GLUE dev, selected on a split held out from training.
+- `search`: `raykd.search --space search_spaces/internal.py` (algorithm, weights, temperature, layer
+  map searched), its top 3 confirmed with `--seeds` seeds each.
+- with `--fractions`: kd, sid and the search again on that share of the training set (the low-data study).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from raykd.files import atomic_savefig
+from raykd.tasks import get_task
+
+METHODS = ("finetune", "kd", "all", "pid", "sid")
+LOW_DATA_METHODS = ("kd", "sid", "search")
+# Tokens per example: CoLA's and SST-2's longest training examples have 47 and 66 tokens (4 of SST-2's
+# 67,349 are cut at 64); RTE, MRPC and STS-B need 128. SST-2 is subsampled (seeded) to about 10k rows.
+TASK_FLAGS = {"rte": ["--max-seq-length", "128"], "mrpc": ["--max-seq-length", "128"],
+              "stsb": ["--max-seq-length", "128"], "cola": ["--max-seq-length", "64"],
+              "sst2": ["--max-seq-length", "64", "--train-fraction", "0.15"]}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The paper run's settings (the `raykd.report paper` flags): the GLUE folder, the results root, where
+    teachers' weights go, and seeds, trials and epochs per cell."""
+    data_dir: str
+    root: Path                 # results/paper
+    teacher_cache: Path        # where teachers' weights go (never committed)
+    seeds: int = 3
+    trials: int = 4            # learning rates tried per fixed method
+    search_trials: int = 12
+    max_epochs: int = 3
+    teacher_trials: int = 8
+    precision: str = "auto"
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One cell of the table: a task, a method (teacher, one of METHODS, or search) and a share of the
+    training set."""
+    task: str
+    method: str                # teacher, one of METHODS, or search
+    fraction: float = 1.0
+
+    @property
+    def name(self) -> str:
+        """The cell's folder name: the method, with `-f<fraction>` for a share below the whole training set."""
+        return self.method if self.fraction == 1.0 else f"{self.method}-f{self.fraction:g}"
+
+    def folder(self, s: Settings) -> Path:
+        """`<root>/<task>/<name>`: the cell's records."""
+        return s.root / self.task / self.name
+
+    def teacher_dir(self, s: Settings) -> Path:
+        """The task's teacher folder, `<teacher_cache>/paper-<task>` (absolute), shared by the task's cells."""
+        return (s.teacher_cache / f"paper-{self.task}").resolve()
+
+    def done(self, s: Settings) -> bool:
+        """True when the cell has finished: a teacher cell's summary.md, a student cell's confirm.json with
+        `finished`."""
+        if self.method == "teacher":
+            return (self.folder(s) / "summary.md").is_file()
+        record = self.folder(s) / "confirm.json"
+        return record.is_file() and json.loads(record.read_text()).get("finished", False)
+
+    def command(self, s: Settings) -> list[str]:
+        """The argv that runs the cell: raykd.teacher's recipe search, or raykd.search with its confirmation
+        (`--resume` when the cell's experiment.json exists)."""
+        flags = list(TASK_FLAGS.get(self.task, []))
+        if self.fraction != 1.0:  # replaces the task's own fraction: a share of the whole training set
+            if "--train-fraction" in flags:
+                del flags[flags.index("--train-fraction"):flags.index("--train-fraction") + 2]
+            flags += ["--train-fraction", f"{self.fraction:g}"]
+        data = ["--task", self.task, "--data-dir", s.data_dir, *flags]
+        if self.method == "teacher":
+            return [sys.executable, "-m", "raykd.teacher", *data, "--space", "search_spaces/teacher.py",
+                    "--num-samples", str(s.teacher_trials), "--name", self.name, "--records", str(s.root),
+                    "--out", str(self.teacher_dir(s))]
+        space, trials, top = ((f"search_spaces/fixed/{self.method}.py", s.trials, 1) if self.method in METHODS
+                              else ("search_spaces/internal.py", s.search_trials, 3))
+        command = [sys.executable, "-m", "raykd.search", *data, "--teacher", str(self.teacher_dir(s)),
+                   "--space", space, "--num-samples", str(trials), "--max-epochs", str(s.max_epochs),
+                   "--confirm-top", str(top), "--confirm-seeds", str(s.seeds), "--precision", s.precision,
+                   "--export-formats", "hf", "--out", str(s.root), "--name", self.name]
+        if (self.folder(s) / "experiment.json").is_file():  # started before: continue it
+            command.append("--resume")
+        return command
+
+
+def cells(tasks: list[str], fractions: list[float], methods: tuple[str, ...] = (*METHODS, "search")) -> list[Cell]:
+    """Every cell of `methods`, teachers first (the students need them), then the table, then the
+    low-data study (its methods that are among `methods`)."""
+    out = [Cell(t, "teacher") for t in tasks]
+    out += [Cell(t, m) for t in tasks for m in methods]
+    out += [Cell(t, m, f) for f in fractions if f != 1.0 for t in tasks for m in LOW_DATA_METHODS if m in methods]
+    return out
+
+
+LOG = "cells.jsonl"
+
+
+def run(todo: list[Cell], s: Settings, log) -> None:
+    """Run the cells that are not done, in order; a failed cell is reported and the next one runs.
+    A student cell whose teacher is missing is skipped with the reason. Each run is appended to
+    `<root>/cells.jsonl` (command, machine, start, seconds, exit code): the table's compute record."""
+    for cell in todo:
+        if cell.done(s):
+            continue
+        if cell.method != "teacher" and not (cell.teacher_dir(s) / "teacher.json").is_file():
+            log(f"skip {cell.task}/{cell.name}: its teacher {cell.teacher_dir(s)} is missing (the teacher cell runs first; "
+                f"if its weights were lost, move results/paper/{cell.task}/teacher away to search it again)")
+            continue
+        command = cell.command(s)
+        log(f"run {cell.task}/{cell.name}: {' '.join(command[1:])}")
+        started, start_time = time.perf_counter(), time.strftime("%Y-%m-%dT%H:%M:%S")
+        code = subprocess.call(command)
+        entry = {"cell": f"{cell.task}/{cell.name}", "command": " ".join(["python", *command[1:]]), "exit": code,
+                 "done": cell.done(s), "start": start_time, "seconds": round(time.perf_counter() - started, 1),
+                 "machine": f"{platform.node()}, {os.cpu_count()} CPUs, {'GPU' if torch.cuda.is_available() else 'no GPU'}"}
+        s.root.mkdir(parents=True, exist_ok=True)
+        with open(s.root / LOG, "a") as f:
+            f.write(json.dumps(entry) + "\n")
+        log(f"{'done' if entry['done'] else f'not finished (exit {code})'}: {cell.task}/{cell.name} in {entry['seconds'] / 60:.1f} min")
+
+
+def compute_record(s: Settings) -> list[dict]:
+    """Every cell run so far (cells.jsonl), oldest first."""
+    path = s.root / LOG
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+
+
+def result(cell: Cell, s: Settings) -> dict | None:
+    """A finished cell's numbers: the teacher's dev metric, or the chosen configuration's dev mean, std
+    and seed count, with its selection mean and the student's and teacher's sizes; None when not done."""
+    if not cell.done(s):
+        return None
+    task = get_task(cell.task)
+    if cell.method == "teacher":
+        record = json.loads((cell.teacher_dir(s) / "teacher.json").read_text()) \
+            if (cell.teacher_dir(s) / "teacher.json").is_file() else {}
+        return {"dev_mean": record.get(f"dev_{task.main_metric}"), "dev_std": None, "n": 1}
+    confirmed = json.loads((cell.folder(s) / "confirm.json").read_text())
+    winner = confirmed["chosen"] and next(c for c in confirmed["configs"]
+                                          if c["candidate"] == confirmed["chosen"]["candidate"])
+    if not winner:
+        return None
+    experiment = json.loads((cell.folder(s) / "experiment.json").read_text())
+    dev, sel = confirmed["dev_metric"], confirmed["selection_metric"]
+    devs = [r[dev] for r in confirmed["runs"] if r["candidate"] == winner["candidate"] and r[dev] is not None]
+    return {"dev_mean": winner[f"{dev}_mean"], "dev_std": winner[f"{dev}_std"], "n": winner["n"], "dev_runs": devs,
+            "selection_mean": winner[f"{sel}_mean"], "config": winner["config"],
+            "student_params": experiment["sizes"]["student_params_total"],
+            "teacher_params": experiment["teacher_info"]["teacher_params_total"], "command": experiment["command"]}
+
+
+def _cell_text(r: dict | None) -> str:
+    if r is None or r["dev_mean"] is None:
+        return "-"
+    if r["dev_std"] is None:
+        return f"{100 * r['dev_mean']:.2f} (n={r['n']})"
+    return f"{100 * r['dev_mean']:.2f} +- {100 * r['dev_std']:.2f}"
+
+
+def table(tasks: list[str], s: Settings) -> tuple[str, dict]:
+    """The paper table as markdown, and every cell's numbers {(task, name): result}."""
+    numbers = {(c.task, c.name): result(c, s) for c in cells(tasks, [])}
+    head = ["task (metric)", "teacher", *METHODS, "best fixed", "search, confirmed", "gap closed by best fixed / search",
+            "student / teacher params"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for t in tasks:
+        task = get_task(t)
+        row = {m: numbers[(t, m)] for m in (*METHODS, "search")}
+        fixed = {m: r for m, r in row.items() if m in METHODS and r and r["selection_mean"] is not None}
+        best = max(fixed, key=lambda m: fixed[m]["selection_mean"]) if fixed else None  # chosen on validation
+        teacher, base = numbers[(t, "teacher")], row["finetune"]
+
+        def gap(r):
+            """The share of the finetune-to-teacher gap that `r` closes, as "N%" of the dev means; "-" when undefined."""
+            if not (r and teacher and base and teacher["dev_mean"] is not None) or teacher["dev_mean"] == base["dev_mean"]:
+                return "-"
+            return f"{100 * (r['dev_mean'] - base['dev_mean']) / (teacher['dev_mean'] - base['dev_mean']):.0f}%"
+
+        sizes = next((r for r in row.values() if r), None)
+        lines.append("| " + " | ".join([
+            f"{t} ({task.main_metric})", _cell_text(teacher), *[_cell_text(row[m]) for m in METHODS],
+            f"{best}: {_cell_text(fixed[best])}" if best else "-", _cell_text(row["search"]),
+            f"{gap(fixed.get(best))} / {gap(row['search'])}",
+            f"{sizes['student_params'] / 1e6:.1f}M / {sizes['teacher_params'] / 1e6:.1f}M" if sizes else "-"]) + " |")
+    return "\n".join(lines), numbers
+
+
+def plot(tasks: list[str], numbers: dict, path: Path) -> bool:
+    """The table as grouped bars (one group per task, one bar per method, error bars = std over seeds);
+    False when no cell is finished yet."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    methods = ["teacher", *METHODS, "search"]
+    if not any(numbers.get((t, m)) for t in tasks for m in methods):
+        return False
+    fig, ax = plt.subplots(figsize=(1.8 * len(tasks) + 3, 4))
+    width = 0.8 / len(methods)
+    for i, m in enumerate(methods):
+        values = [numbers.get((t, m)) for t in tasks]
+        ax.bar([k + i * width for k in range(len(tasks))],
+               [100 * v["dev_mean"] if v and v["dev_mean"] is not None else 0 for v in values], width,
+               yerr=[100 * (v["dev_std"] or 0) if v else 0 for v in values], label=m, capsize=2)
+    ax.set_xticks([k + 0.4 - width / 2 for k in range(len(tasks))], [f"{t}\n({get_task(t).main_metric})" for t in tasks])
+    ax.set_ylabel("GLUE dev (mean over seeds)")
+    ax.legend(ncol=4, fontsize=8)
+    fig.tight_layout()
+    atomic_savefig(fig, path)
+    plt.close(fig)
+    return True
+
+
+def low_data(tasks: list[str], fractions: list[float], s: Settings) -> tuple[str, dict]:
+    """The low-data study: kd, sid and the search against the share of the training set."""
+    numbers = {(t, m, f): result(Cell(t, m, f), s) for t in tasks for m in LOW_DATA_METHODS for f in fractions}
+    lines = ["| task | method | " + " | ".join(f"{f:g} of train" for f in fractions) + " |",
+             "|---|---|" + "---|" * len(fractions)]
+    for t in tasks:
+        for m in LOW_DATA_METHODS:
+            lines.append(f"| {t} | {m} | " + " | ".join(_cell_text(numbers[(t, m, f)]) for f in fractions) + " |")
+    return "\n".join(lines), numbers
+
+
+def plot_low_data(tasks, fractions, numbers, path: Path) -> bool:
+    """The low-data study as one panel per task (dev metric, mean +- std over seeds, against the share of the
+    training set on a log axis), saved as PNG at `path`; False when no cell is finished yet."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not any(numbers.values()):
+        return False
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4 * len(tasks), 3.5), squeeze=False)
+    for ax, t in zip(axes[0], tasks):
+        for m in LOW_DATA_METHODS:
+            points = [(f, numbers[(t, m, f)]) for f in fractions if numbers[(t, m, f)]]
+            if points:
+                ax.errorbar([f for f, _ in points], [100 * r["dev_mean"] for _, r in points],
+                            yerr=[100 * (r["dev_std"] or 0) for _, r in points], label=m, marker="o", capsize=3)
+        ax.set_xscale("log")
+        ax.set_title(t)
+        ax.set_xlabel("share of the training set")
+        ax.set_ylabel(f"dev {get_task(t).main_metric}")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    atomic_savefig(fig, path)
+    plt.close(fig)
+    return True
+
+
+def spread_note(numbers: dict) -> str:
+    """Which differences exceed the seed-to-seed std, stated per task (internal methods against kd)."""
+    notes = []
+    for (t, m), r in numbers.items():
+        kd = numbers.get((t, "kd"))
+        if m in ("all", "pid", "sid") and r and kd and r["dev_std"] is not None and kd["dev_std"] is not None:
+            diff, spread = r["dev_mean"] - kd["dev_mean"], max(r["dev_std"], kd["dev_std"])
+            verdict = "better than" if diff > spread else "worse than" if diff < -spread else "no difference from"
+            notes.append(f"- {t}: {m} is {verdict} kd ({100 * diff:+.2f} points, larger std {100 * spread:.2f})")
+    return "\n".join(notes)

@@ -1,0 +1,492 @@
+"""An experiment's results, read from Tune's experiment folder: trials.csv, summary.md, a plot of every
+trial's metric over epochs, and the best student exported to best/ with a model card.
+
+Every file is written to a temporary name and renamed, so an interrupted write never leaves half a file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from ray.tune import ExperimentAnalysis
+
+from raykd.errors import RaykdError
+from raykd.files import atomic_savefig, atomic_write, publish_dir
+from raykd.method.plan import FILE as PLAN_FILE
+from raykd.tasks import Task, get_task
+from raykd.training.driver import export_checkpoint
+from raykd.training.worker import NOT_ELIGIBLE
+
+
+EXPERIMENT = "experiment.json"
+CONFIRM = "confirm.json"  # the multi-seed confirmation (raykd.tuning.confirm)
+
+
+def trial_rows(exp_dir: Path) -> list[tuple]:
+    """(trial, its per-epoch dataframe) for every trial Tune knows of."""
+    analysis = ExperimentAnalysis(str(exp_dir / "ray" / "tune"))
+    frames = analysis.trial_dataframes
+    return [(trial, frames.get(trial.trial_id, pd.DataFrame())) for trial in analysis.trials]
+
+
+def stop_reason(trial, frame: pd.DataFrame, planned_epochs: int) -> str:
+    if trial.status == "ERROR":
+        return "error"
+    if frame.empty:
+        return "not started" if trial.status == "PENDING" else "no report"
+    last = frame.iloc[-1]
+    if isinstance(last.get("stop_reason"), str):
+        return last["stop_reason"]
+    if last.get("cls_epoch", 0) >= planned_epochs:
+        return "completed"
+    return "stopped by ASHA" if trial.status == "TERMINATED" else "interrupted"
+
+
+def trials_table(exp_dir: Path, metric: str, max_epochs: int) -> pd.DataFrame:
+    """One row per trial: its configuration, `metric` at every epoch (and, when the metric is measured
+    on the validation split, `val_<m>`, the same metric on GLUE dev), status, stop reason, seconds."""
+    dev = "dev_" + metric[len("val_"):] if metric.startswith("val_") else None
+    rows = []
+    for trial, frame in trial_rows(exp_dir):
+        planned = min(int(trial.config.get("epochs", max_epochs)), max_epochs)
+        row = {"trial": trial.trial_id, "status": trial.status, **trial.config,
+               "stop_reason": stop_reason(trial, frame, planned)}
+        if not frame.empty:
+            for _, epoch in frame.iterrows():
+                row[f"{metric}@{int(epoch['epoch'])}"] = round(float(epoch[metric]), 4)
+                if dev and dev in epoch:
+                    row[f"{dev}@{int(epoch['epoch'])}"] = round(float(epoch[dev]), 4)
+            row["epochs_run"] = int(frame["epoch"].max())
+            row["cls_epochs_run"] = int(frame["cls_epoch"].max())
+            row["best_score"] = float(frame["score"].max())
+            row["seconds"] = round(float(frame["time_total_s"].max()), 1)
+            if "seconds_to_first_step" in frame:  # start-up: worker group, model, teacher outputs
+                row["seconds_to_first_step"] = round(float(frame["seconds_to_first_step"].dropna().iloc[0]), 1)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def best_checkpoint(exp_dir: Path, confirmed: bool = True) -> tuple[str, dict, str, dict]:
+    """(trial id, metrics, checkpoint folder, configuration) of the experiment's student: with
+    `confirmed` and a finished multi-seed confirmation (confirm.json's "chosen", raykd.tuning.confirm), the run
+    it chose; else the epoch of any search trial with the highest `score`.
+
+    `score` is the one rule for "best": each worker reports the search's metric there, negated for
+    mode "min", and NOT_ELIGIBLE for internal-stage epochs and non-finite values (raykd.training.worker); Ray
+    Train keeps checkpoints by the same column. Rows come from Tune's ExperimentAnalysis: the
+    checkpoints belong to each trial's inner TorchTrainer, so ResultGrid's own best_checkpoints is empty.
+    Raises RuntimeError when no trial saved a classification checkpoint yet."""
+    chosen = confirmed_choice(exp_dir) if confirmed else None
+    if chosen:
+        return chosen["trial"], chosen["metrics"], chosen["checkpoint"], chosen["config"]
+    best = None
+    for trial, frame in trial_rows(exp_dir):
+        if frame.empty or "checkpoint_path" not in frame:
+            continue
+        score = pd.to_numeric(frame["score"], errors="coerce")
+        eligible = frame[(score > NOT_ELIGIBLE) & np.isfinite(score)].dropna(subset=["checkpoint_path"])
+        for _, row in eligible.iterrows():
+            if (best is None or row["score"] > best[1]["score"]) and Path(row["checkpoint_path"]).is_dir():
+                best = (trial.trial_id, row.to_dict(), row["checkpoint_path"], dict(trial.config))
+    if best is None:
+        raise RuntimeError(f"no trial of {exp_dir} saved a classification checkpoint yet")
+    return best
+
+
+def confirmed_choice(exp_dir: Path) -> dict | None:
+    """The run a finished confirmation chose (confirm.json's "chosen") when its checkpoint still
+    exists, else None."""
+    path = Path(exp_dir) / CONFIRM
+    if not path.is_file():
+        return None
+    chosen = json.loads(path.read_text()).get("chosen")
+    return chosen if chosen and chosen.get("checkpoint") and Path(chosen["checkpoint"]).is_dir() else None
+
+
+def read_plan(checkpoint: Path) -> dict:
+    """The plan a checkpoint's run trained with (`plan.json`, raykd.method.plan.RunPlan.to_dict: "config", the
+    sizes, the layer map, the stages). Raises RaykdError for a checkpoint without one (written before
+    raykd recorded plans: run the search again)."""
+    path = Path(checkpoint) / PLAN_FILE
+    if not path.is_file():
+        raise RaykdError(f"checkpoint {checkpoint} has no {PLAN_FILE} (an older raykd wrote it); run the search again")
+    return json.loads(path.read_text())
+
+
+def dev_columns(info: dict, tokenizer, data_dir: str | None = None) -> dict:
+    """The experiment's dev set (its settings' data source, or `data_dir` instead), tokenized with
+    `tokenizer` at its max length: raykd.data.as_columns. Raises RaykdError when the data cannot be read."""
+    from raykd.data import DEFAULT_CACHE, DataSource, as_columns, load_split, tokenize
+
+    settings = info.get("settings") or {}
+    source = DataSource(data_dir=data_dir or settings.get("data_dir"), dev_file=None if data_dir else settings.get("dev_file"),
+                        text_columns=tuple(c for c in (settings.get("text_columns") or "").split(",") if c),
+                        label_column=settings.get("label_column") or "label")
+    dev = load_split(info["task"], "dev", source)
+    return as_columns(tokenize(dev, tokenizer, settings.get("max_seq_length") or 128,
+                               Path(settings.get("cache_dir") or DEFAULT_CACHE)))
+
+
+def check_data(info: dict, data_dir: str | None = None) -> None:
+    """Before any compute: the dev data an export checks on exists. Raises RaykdError naming the fix."""
+    settings = info.get("settings") or {}
+    task = info["task"]
+    if data_dir or settings.get("data_dir"):
+        path = Path(data_dir or settings["data_dir"]) / task.tsv_dir / f"{task.dev_split}.tsv"
+        if not path.is_file():
+            raise RaykdError(f"the dev set {path} is not there (the search's --data-dir is taken from the folder it ran "
+                             "in); pass --data-dir with the GLUE folder")
+    elif settings.get("dev_file") and not Path(settings["dev_file"]).is_file():
+        raise RaykdError(f"the dev file {settings['dev_file']} is not there; pass --data-dir with the GLUE folder")
+
+
+def export_best(exp_dir: Path, out: Path, task: Task, teacher_dir: str, formats: tuple[str, ...] | None = None,
+                data_dir: str | None = None, latency_examples: int = 100) -> dict:
+    """Copy the best student to `out` (replaced as a whole, via a temporary folder, only once every format
+    passed its check) with its label names and a Hub model card (raykd.artifacts.card).
+
+    `formats` (raykd.artifacts.deploy.FORMATS): the ONNX files to add, each checked on the dev set against the PyTorch
+    model (raykd.artifacts.deploy.check_exports), and, with `latency_examples` > 0, the teacher's and the student's
+    latency in each format; None exports the Hugging Face folder alone, unchecked. Returns {"trial", the
+    epoch's metrics, "config", "recipe", "layer_map", "checks", "latency"}. Raises RuntimeError when no
+    trial saved a classification checkpoint, RaykdError when a format fails its check.
+    """
+    from raykd.artifacts import card, deploy
+
+    info = experiment_info(exp_dir)
+    trial_id, _, checkpoint, config = best_checkpoint(exp_dir)
+    plan = read_plan(Path(checkpoint))  # the model card is rendered from the run's own plan
+    recipe = plan["config"]
+    with publish_dir(out) as tmp:
+        metrics = export_checkpoint(Path(checkpoint), tmp)
+        deploy.set_label_names(tmp, task)
+        checks = measured = None
+        if formats:
+            from transformers import AutoTokenizer
+
+            columns = dev_columns(info, AutoTokenizer.from_pretrained(tmp), data_dir)
+            checks = deploy.export(tmp, task, formats, columns)
+            main = f"dev_{task.main_metric}"
+            if recipe.get("precision") == "fp32" and metrics.get(main) is not None and \
+                    abs(checks["hf"]["value"] - metrics[main]) > deploy.METRIC_TOLERANCE:
+                raise RaykdError(f"the exported student's {main} recomputed in PyTorch is {checks['hf']['value']:.4f}, but "
+                                 f"the trial reported {metrics[main]:.4f}; check that --data-dir is the data the search ran on")
+            if latency_examples:
+                with tempfile.TemporaryDirectory(dir=out.parent, prefix=".latency.") as scratch:
+                    models = {"student": tmp}
+                    if (Path(teacher_dir) / "config.json").is_file():
+                        models = {"teacher": deploy.teacher_copy(Path(teacher_dir), Path(scratch) / "teacher", formats),
+                                  **models}
+                    measured = deploy.measure(models, columns, examples=latency_examples)
+        confirmation = None
+        confirm_path = Path(exp_dir) / CONFIRM
+        if confirm_path.is_file():
+            done = json.loads(confirm_path.read_text())
+            chosen = done.get("chosen")
+            stats = chosen and next((c for c in done.get("configs", []) if c.get("candidate") == chosen.get("candidate")), None)
+            if stats:
+                dev = done.get("dev_metric", f"dev_{task.main_metric}")
+                confirmation = {"seeds": stats.get("seeds", []), "metric": dev, "mean": stats.get(f"{dev}_mean"),
+                                "std": stats.get(f"{dev}_std")}
+        best = {"trial": trial_id, **metrics, "searched": values_of(config)}
+        text = card.model_card(task, f"raykd-{task.name}-{Path(exp_dir).name}", best, recipe, plan,
+                               card.teacher_record(teacher_dir), info, checks,
+                               deploy.latency_table(measured) if measured else None, confirmation)
+        atomic_write(tmp / "README.md", text)
+        record = {"task": task.name, "formats": list(formats or ("hf",)), "checks": checks, "latency": measured,
+                  "recipe": recipe, "layer_map": plan["layer_map"], "trial": trial_id}
+        deploy.write_record(tmp, record)
+    return {"trial": trial_id, **metrics, "config": config, "recipe": recipe, "layer_map": plan["layer_map"],
+            "checks": checks, "latency": measured}
+
+
+def values_of(config: dict) -> dict:
+    """A trial's own values (a confirmation run's are under "confirm")."""
+    return config["confirm"]["values"] if "confirm" in config else config
+
+
+def deploy_lines(best: dict | None) -> list[str]:
+    """summary.md's section on the exported formats: their dev check and the latency table."""
+    from raykd.artifacts import deploy
+
+    if not best or not best.get("checks"):
+        return []
+    checks = best["checks"]
+    lines = ["## Exported formats (`best/`)", "", f"| format | {checks['metric']} on {checks['examples']} dev examples "
+             "| against PyTorch fp32 | largest logit difference |", "|---|---|---|---|"]
+    for fmt in deploy.FORMATS:
+        if fmt in checks:
+            c = checks[fmt]
+            lines.append(f"| {deploy.FORMAT_NAMES[fmt]} | {c['value']:.4f} | {-c['drop']:+.4f} | {c['max_logit_diff']:.2g} |")
+    if best.get("latency"):
+        lines += ["", *deploy.latency_table(best["latency"])]
+    return lines + [""]
+
+
+def plot(table_frames: list[tuple], metric: str, path: Path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for trial, frame in table_frames:
+        if not frame.empty:
+            ax.plot(frame["epoch"], frame[metric], marker="o", label=f"{trial.trial_id} {trial.config.get('algorithm', '')}")
+    ax.set_xlabel("epoch (internal stages included)")
+    ax.set_ylabel(metric)
+    if ax.lines:  # no trial reported (all failed, say): an empty plot, no legend warning
+        ax.legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    atomic_savefig(fig, path)
+    plt.close(fig)
+
+
+def experiment_info(exp_dir: Path) -> dict:
+    """What the search wrote at its start (experiment.json): task, metric, mode, teacher, sizes, command,
+    settings. Raises RaykdError when the file is missing or damaged."""
+    path = Path(exp_dir) / EXPERIMENT
+    if not path.is_file():
+        raise RaykdError(f"{exp_dir} is not a raykd experiment (no {EXPERIMENT}); pass the folder a search created")
+    try:
+        info = json.loads(path.read_text())
+        info["task"] = get_task(info["task"])
+    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        raise RaykdError(f"{path} is damaged ({type(err).__name__}: {err}); restore it, or run the search again "
+                         "under another --name") from None
+    return info
+
+
+def _best_line(best: dict | None, metric: str, teacher_value, dev_metric: str | None = None) -> str:
+    """The search's best; with `dev_metric` (selection on the validation split) its GLUE dev number too."""
+    teacher = "unknown" if teacher_value is None else f"{teacher_value:.4f}"
+    if best is None:
+        return f"- no trial has finished a classification epoch yet (continue with --resume); teacher: {teacher}"
+    dev = ""
+    if dev_metric and best.get(dev_metric) is not None:
+        dev = f"; the same student on GLUE dev: {dev_metric} **{best[dev_metric]:.4f}** (reported only, never used to select)"
+    return f"- best {metric}: **{best[metric]:.4f}** (trial {best['trial']}, epoch {best['epoch']}){dev}; teacher (dev): {teacher}"
+
+
+def selection_info(info: dict) -> dict:
+    """How the experiment selects (experiment.json's "selection"): {"select_on": "validation" or "dev",
+    "validation_fraction", "validation_rows", "train_rows", "data_seed"}; an experiment from before
+    held-out selection existed selected on dev."""
+    return info.get("selection") or {"select_on": "dev"}
+
+
+def _selection_line(selection: dict, trials: int) -> str:
+    if selection["select_on"] == "validation":
+        return (f"- selection: on a validation split held out from the training set ({selection['validation_fraction']:g}, "
+                f"{selection['validation_rows']} rows, seed {selection['data_seed']}; the trials trained on the other "
+                f"{selection['train_rows']} rows); GLUE dev is used only to report the chosen student")
+    return (f"- selection: **GLUE dev was used for selection** (`--select-on dev`), so the best dev number is the best of "
+            f"{trials} trials on the very set it is reported on and is optimistically biased (the winner's curse); "
+            "the default, a validation split held out from the training set, avoids it")
+
+
+def plus_minus(mean, std) -> str:
+    """'0.5415 +- 0.0123'; 'n/a' without a mean; a single seed has no std."""
+    if mean is None:
+        return "n/a"
+    return f"{mean:.4f} +- {std:.4f}" if std is not None else f"{mean:.4f} (one seed)"
+
+
+def _confirmation_lines(confirm: dict, exp_name: str) -> list[str]:
+    sel, dev = confirm["selection_metric"], confirm["dev_metric"]
+    same = sel == dev
+    lines = ["## Multi-seed confirmation", "",
+             f"The top {len(confirm['configs'])} configurations of the search by {sel}, each run again with fresh seeds "
+             "(the searched seed + 1, + 2, ...) at its full epoch budget, no early stopping (Tune grid in `ray/confirm`); "
+             "each run counts with its best classification epoch; mean +- sample std over the seeds "
+             "(`confirm.json`, `confirm.csv`).", "",
+             f"| # | search trial | search {sel} | seeds (n) | {sel} |" + ("" if same else f" {dev} |") + " configuration |",
+             "|---|---|---|---|---|" + ("" if same else "---|") + "---|"]
+    for c in confirm["configs"]:
+        score = "" if c.get("search_score") is None else f"{c['search_score']:.4f}"
+        row = (f"| {c['candidate']} | {c.get('search_trial') or ''} | {score} | {', '.join(map(str, c['seeds']))} ({c['n']}) | "
+               f"{plus_minus(c[f'{sel}_mean'], c[f'{sel}_std'])} |")
+        if not same:
+            row += f" {plus_minus(c[f'{dev}_mean'], c[f'{dev}_std'])} |"
+        lines.append(row + f" `{json.dumps(c['config'], default=str)}` |")
+    chosen = confirm.get("chosen")
+    lines.append("")
+    if chosen:
+        dev_part = "" if same else f", {dev} {chosen[dev]:.4f}"
+        lines.append(f"Chosen: configuration #{chosen['candidate']} (the best mean {sel}). Exported to `best/`: its seed "
+                     f"{chosen['seed']} (trial {chosen['trial']}, epoch {chosen['epoch']}), the seed whose {sel} is closest to "
+                     f"the mean ({chosen[sel]:.4f} against {chosen['mean']:.4f}){dev_part}: a typical run, not the luckiest.")
+    elif not confirm["finished"]:
+        done = sum(r["status"] != "error" and r["epoch"] is not None for r in confirm["runs"])
+        lines.append(f"The confirmation is unfinished ({done} of {len(confirm['runs'])} runs have a result): continue with "
+                     f"`--resume --name {exp_name}`; until then `best/` holds the search's best trial.")
+    else:
+        lines.append("No confirmation run reached a usable classification epoch; `best/` holds the search's best trial.")
+    return lines
+
+
+def first_error(exp_dir: Path) -> str | None:
+    """The last line of the first errored trial's error (its exception and message), or None."""
+    for trial, _ in trial_rows(exp_dir):
+        if trial.status == "ERROR":
+            text = Path(trial.error_file).read_text() if trial.error_file and Path(trial.error_file).is_file() else ""
+            lines = [line.strip() for line in text.splitlines() if line.strip()]
+            return lines[-1] if lines else "no message"
+    return None
+
+
+def write(exp_dir: Path, seconds: float, formats: tuple[str, ...] | None = None, latency_examples: int = 100) -> dict:
+    """trials.csv, best/, trials.png, summary.md and summary.json of an experiment, finished or not.
+    `formats` and `latency_examples`: export_best's; a format that fails its check leaves best/ in the
+    Hugging Face format alone, with the failure in summary.md ("export_error")."""
+    info = experiment_info(exp_dir)
+    task, metric, max_epochs = info["task"], info["metric"], info["max_epochs"]
+    teacher_info, sizes = info["teacher_info"], info["sizes"]
+    selection = selection_info(info)
+    dev_metric = f"dev_{task.main_metric}" if selection["select_on"] == "validation" else None
+    table = trials_table(exp_dir, metric, max_epochs)
+    atomic_write(exp_dir / "trials.csv", table.to_csv(index=False))
+    export_error = None
+    try:
+        search_trial, search_metrics, _, search_config = best_checkpoint(exp_dir, confirmed=False)
+        search_best = {"trial": search_trial, **search_metrics, "config": search_config}
+        try:
+            best = export_best(exp_dir, exp_dir / "best", task, info["teacher_dir"], formats,
+                               latency_examples=latency_examples)
+        except RaykdError as err:  # an ONNX format failed its check: the search's student still ships
+            export_error = str(err)
+            print(f"warning: {export_error}; best/ holds the Hugging Face folder only", flush=True)
+            best = export_best(exp_dir, exp_dir / "best", task, info["teacher_dir"])
+    except RuntimeError:  # interrupted before any classification epoch
+        search_best = best = None
+    confirm = json.loads((exp_dir / CONFIRM).read_text()) if (exp_dir / CONFIRM).is_file() else None
+    plot(trial_rows(exp_dir), metric, exp_dir / "trials.png")
+    teacher_json = Path(info["teacher_dir"]) / "teacher.json"
+    teacher_metric = "dev_" + metric[len("val_"):] if metric.startswith("val_") else metric  # the teacher's dev number
+    teacher_value = json.loads(teacher_json.read_text()).get(teacher_metric) if teacher_json.is_file() else None
+    per_algorithm = table.groupby("algorithm")["best_score"].max() if "best_score" in table and "algorithm" in table else {}
+    main_dev = f"dev_{task.main_metric}"
+    summary = {"best_trial": best and best["trial"], "best_value": best and best.get(metric),
+               "best_epoch": best and best["epoch"], "best_dev_value": best and best.get(main_dev),
+               "search_best": search_best and {k: search_best.get(k) for k in ("trial", "epoch", metric, main_dev)},
+               "selection": selection, "confirmation": confirm and {k: v for k, v in confirm.items() if k != "runs"},
+               "teacher_value": teacher_value, "trials": len(table),
+               "seconds": round(seconds, 1), "stopped_by_asha": int((table["stop_reason"] == "stopped by ASHA").sum())}
+    summary["failed_trials"] = int((table["status"] == "ERROR").sum()) if "status" in table else 0
+    summary["all_failed"] = bool(len(table)) and summary["failed_trials"] == len(table)
+    summary["first_error"] = first_error(exp_dir) if summary["failed_trials"] else None
+    if summary["all_failed"]:
+        best_line = (f"- **every trial failed** ({len(table)} of {len(table)} ended in ERROR), so there is no best "
+                     f"student; the first error: `{summary['first_error']}`")
+    else:
+        best_line = _best_line(search_best, metric, teacher_value, dev_metric) + "\n" + _selection_line(selection, len(table))
+        chosen = confirm and confirm.get("chosen")
+        if chosen:
+            stats = next(c for c in confirm["configs"] if c["candidate"] == chosen["candidate"])
+            sel, dev = confirm["selection_metric"], confirm["dev_metric"]
+            means = plus_minus(stats[f"{sel}_mean"], stats[f"{sel}_std"]) + (
+                "" if sel == dev else f", {dev} {plus_minus(stats[f'{dev}_mean'], stats[f'{dev}_std'])}")
+            best_line += (f"\n- exported student (`best/`): confirmed configuration #{chosen['candidate']}, seed {chosen['seed']}: "
+                          f"{sel} **{chosen[sel]:.4f}**" + ("" if sel == dev else f", {dev} **{chosen[dev]:.4f}**") +
+                          f"; over its {stats['n']} seeds {sel} {means} (below)")
+        if summary["failed_trials"]:
+            best_line += f"\n- failed trials: {summary['failed_trials']}; the first error: `{summary['first_error']}`"
+    main = f"val_{task.main_metric}" if dev_metric else main_dev
+    lines = [f"# {task.name}: {exp_dir.name}", "", f"Command: `{info['command']}`", "",
+             best_line,
+             f"- trials: {len(table)}, stopped by ASHA: {summary['stopped_by_asha']}, wall time of this command: {seconds / 60:.1f} min",
+             f"- teacher: {teacher_info['layers']} layers, {teacher_info['teacher_params_total']:,} parameters "
+             f"({teacher_info['teacher_params_non_embedding']:,} non-embedding); student: {sizes['student_layers']} layers, "
+             f"{sizes['student_params_total']:,} ({sizes['student_params_non_embedding']:,} non-embedding)", "",
+             "Best per algorithm (the soft-label baseline is `kd`, plain fine-tuning `finetune`):", "",
+             f"| algorithm | best {main} |", "|---|---|",
+             *[f"| {a} | {v:.4f} |" for a, v in dict(per_algorithm).items()], "",
+             *(_confirmation_lines(confirm, exp_dir.name) + [""] if confirm else []),
+             *deploy_lines(best), *([f"Export of the other formats failed: `{export_error}`", ""] if export_error else []),
+             "Best trial of the search:", "", "```json", json.dumps(search_best, indent=2, default=str), "```", "",
+             "Files: `trials.csv` (every trial, metric per epoch, stop reason), `trials.png`, `best/` (the student), "
+             + ("`confirm.json`/`confirm.csv` (the confirmation runs), " if confirm else "") +
+             "`optuna.db` (optuna-dashboard sqlite:///optuna.db)."]
+    atomic_write(exp_dir / "summary.md", "\n".join(lines) + "\n")
+    atomic_write(exp_dir / "summary.json", json.dumps(summary, indent=2, default=str))
+    return summary
+
+
+# The flags a search starts with, kept in experiment.json: --resume uses them (ASHA's max_t, the trials'
+# epochs, the data...) and refuses a flag that says otherwise.
+SETTINGS = ("num_samples", "max_epochs", "grace_period", "reduction_factor", "seed", "max_concurrent_trials",
+            "workers", "cpus_per_worker", "gpus_per_worker", "max_failures", "precision", "data_dir", "train_file",
+            "dev_file", "text_columns", "label_column", "max_seq_length", "train_fraction", "data_seed",
+            "teacher_cache_memory", "teacher_cache_disk", "live_teacher", "cache_dir", "select_on", "validation_fraction",
+            "confirm_top", "confirm_seeds")
+# What an experiment started before a setting existed did, for --resume (it selected on GLUE dev).
+LEGACY = {"select_on": "dev"}
+FLAGS = {"workers": "--workers-per-trial"}
+SPACE_COPY = "space.py"
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def search_settings(args) -> dict:
+    """The settings to store in experiment.json: the flags in SETTINGS and the space file's SHA-256."""
+    settings = {n: getattr(args, n) for n in SETTINGS if hasattr(args, n)}
+    return {**{n: str(v) if isinstance(v, Path) else v for n, v in settings.items()}, "space_sha256": _sha256(args.space)}
+
+
+def keep_space(exp_dir: Path, space: Path):
+    """A copy of the space file in the experiment, to say what changed when a resume finds another."""
+    shutil.copyfile(space, Path(exp_dir) / SPACE_COPY)
+
+
+def resume_settings(exp_dir: Path, args, argv: list[str]):
+    """For --resume: set `args` to the settings the experiment started with (experiment.json).
+
+    Raises RaykdError when a flag typed in `argv` contradicts one of them, when --teacher is another
+    teacher, or when the space file is not the one the experiment started with (saying which line
+    changed). An experiment from before settings were stored is resumed with the flags as given.
+    """
+    info = experiment_info(exp_dir)
+    stored = info.get("settings")
+    if not stored:
+        return
+    typed = {t.split("=")[0] for t in argv if t.startswith("--") and t != "--"}
+    for name, value in stored.items():
+        if name not in SETTINGS:
+            continue
+        flag = FLAGS.get(name, "--" + name.replace("_", "-"))
+        value = Path(value) if isinstance(getattr(args, name), Path) else value
+        if any(flag.startswith(t) for t in typed) and getattr(args, name) != value:  # argparse takes prefixes
+            raise RaykdError(f"{flag} {getattr(args, name)} contradicts experiment {exp_dir.name}, which started with "
+                             f"{flag} {value}; drop the flag to resume with {value}, or start a new experiment with another --name")
+        setattr(args, name, value)
+    for name, value in LEGACY.items():
+        if name not in stored:
+            setattr(args, name, value)
+    if args.teacher and str(Path(args.teacher).resolve()) != info["teacher_dir"]:
+        raise RaykdError(f"--teacher {args.teacher} is not the teacher experiment {exp_dir.name} started with "
+                         f"({info['teacher_dir']}); drop --teacher to resume with it, or start a new experiment")
+    if Path(args.space).is_file() and _sha256(args.space) != stored["space_sha256"]:
+        raise RaykdError(f"the space file {args.space} changed since experiment {exp_dir.name} started "
+                         f"({_first_change(Path(exp_dir) / SPACE_COPY, Path(args.space))}); resume with the space it "
+                         f"started with (a copy: {Path(exp_dir) / SPACE_COPY}), or start a new experiment with another --name")
+
+
+def _first_change(old: Path, new: Path) -> str:
+    """The first line that differs between two versions of a file, as a phrase."""
+    def shown(line: str | None) -> str:
+        return "nothing" if line is None else repr(line.strip()[:80])
+
+    if old.is_file():
+        before, after = old.read_text().splitlines(), new.read_text().splitlines()
+        for number, (a, b) in enumerate(itertools.zip_longest(before, after), start=1):
+            if a != b:
+                return f"line {number} was {shown(a)}, is now {shown(b)}"
+    return "its SHA-256 differs"

@@ -1,0 +1,99 @@
+"""Preparing runs against one teacher and data set, shared by `distill` (one run) and `search` (many):
+the data loaded once into the object store, the teacher-output plan (what is cached, its size, what is
+computed live) and its cache built in the driver, the TeacherService started, and each configuration's
+plan (raykd.method.plan) turned into the worker loop's job (raykd.training.worker)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+from tqdm import tqdm
+
+from raykd import models
+from raykd.data import load_task_data
+from raykd.method.plan import RunPlan
+from raykd.run import cli, cluster
+from raykd.tasks import Task
+from raykd.teacher_outputs.cache import estimate_bytes
+from raykd.teacher_outputs.disk_cache import DiskCache, cache_key, ensure, parse_size
+from raykd.teacher_outputs.service import TeacherService
+
+# What a search caches up front for the whole experiment; a trial that needs full hidden states adds them once.
+SHARED_FIELDS = ("logits", "attentions", "cls")
+
+
+@dataclass
+class Prepared:
+    """What every run against one teacher and data set shares."""
+    task: Task
+    teacher_dir: str
+    teacher_info: dict
+    data_ref: ray.ObjectRef
+    train_examples: int
+    service: ray.actor.ActorHandle
+    live_teacher: bool = False
+    live_fields: tuple[str, ...] = ()  # computed by each worker: the cache would exceed its disk budget
+    validation_examples: int = 0  # rows held out from the training set to select on (none: selection on dev)
+
+
+def prepare(task: Task, teacher_dir: str, teacher, tokenizer, args, fields=(), layers=None,
+            validation_fraction: float = 0.0) -> Prepared:
+    """Load and tokenize the data, build the teacher-output cache for `fields` of the teacher layers
+    `layers` (None: all; here, in the driver, with a progress bar on the console; nothing when it is
+    warm), start Ray and the TeacherService. Prints the cache plan. Call before any run.
+    With `validation_fraction` > 0 that share of the training set is held out to select on
+    (raykd.data.hold_out); the cache, keyed by the tokenized training inputs, then holds the outputs
+    of the remaining training rows only. Raises RaykdError for bad data or an unwritable cache."""
+    data = load_task_data(task, cli.data_source(args), tokenizer, args.max_seq_length, args.train_fraction,
+                          args.data_seed, args.cache_dir, validation_fraction)
+    budget = parse_size(args.teacher_cache_memory, "--teacher-cache-memory")
+    key = cache_key(teacher_dir, data["train"], args.max_seq_length)
+    cache = DiskCache(Path(args.cache_dir).resolve(), key)
+    live_fields = ()
+    if fields and not args.live_teacher:
+        layers = sorted(layers or range(1, teacher.config.num_hidden_layers + 1))
+        sizes = estimate_bytes(teacher.config, [len(x) for x in data["train"]["input_ids"]], fields, layers)
+        disk = parse_size(args.teacher_cache_disk, "--teacher-cache-disk")
+        if sum(sizes.values()) > disk and "attentions" in sizes:  # the maps are nearly all of it
+            live_fields = ("attentions",)
+            print(f"teacher-output plan: the attention maps would take {sizes['attentions'] / 2**30:.1f} GiB, over "
+                  f"--teacher-cache-disk {args.teacher_cache_disk}: each worker computes them live", flush=True)
+        cached = sorted(set(fields) - set(live_fields))
+        print(f"teacher-output plan: cache {', '.join(cached)} of teacher layers {layers} for "
+              f"{len(data['train']['input_ids'])} examples, {sum(sizes[f] for f in cached) / 2**20:.0f} MiB "
+              f"({', '.join(f'{f} {sizes[f] / 2**20:.0f}' for f in cached)}) in {cache.dir}", flush=True)
+        _, seconds = ensure(cache, teacher, data["train"], cached, progress=tqdm, layers=layers)
+        if seconds:
+            print(f"teacher outputs ({', '.join(sorted(fields))}) computed in {seconds:.1f} s into {cache.dir}", flush=True)
+    cluster.connect(args.address, verbose=getattr(args, "verbose", True))
+    # One service per (teacher, data): a second run in the same cluster reuses its objects. It lives on
+    # the driver's node: the objects it puts die with it, and a lost worker node must not take them.
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+    service = TeacherService.options(name=f"teacher-{key}", get_if_exists=True, scheduling_strategy=here).remote(
+        str(teacher_dir), task.name, cache, budget,
+        max(1, int(args.cpus_per_worker * args.workers)))
+    info = {"layers": teacher.config.num_hidden_layers, "heads": teacher.config.num_attention_heads,
+            **{f"teacher_params_{k}": v for k, v in models.parameter_counts(teacher).items()}}
+    return Prepared(task, str(teacher_dir), info, ray.put(data), len(data["train"]["labels"]), service,
+                    args.live_teacher, live_fields, len(data.get("validation", {}).get("labels", ())))
+
+
+def make_job(prep: Prepared, run: RunPlan, selection: dict | None = None) -> dict:
+    """The worker loop's `job` (raykd.training.worker) for one configuration's plan: the teacher outputs of the
+    layers its layer map reads, from the TeacherService (which extends the cache if they are missing).
+    `selection` {"metric", "mode"}: the search's metric, which each epoch's `score` holds (None: the
+    task's main metric on the selection split)."""
+    submitted = time.time()  # the run's start, for the time to its first step (before the cache is read)
+    refs = None
+    cached = set(run.teacher_fields) - set(prep.live_fields)
+    live = set(run.teacher_fields) if prep.live_teacher else set(run.teacher_fields) & set(prep.live_fields)
+    if cached and not prep.live_teacher:
+        refs = ray.get(prep.service.outputs.remote(prep.data_ref, sorted(cached), sorted(set(run.layer_map))))
+    return {"hparams": run.config.to_dict(), "plan": run, "task": prep.task.name,
+            "model": {"kind": "student", "teacher_dir": prep.teacher_dir},
+            "data": prep.data_ref, "teacher_outputs": refs, "tokenizer_dir": prep.teacher_dir,
+            "live_teacher": sorted(live) or None, "submitted_at": submitted, "selection": selection}

@@ -1,0 +1,113 @@
+"""Running the worker loop on Ray Train, and taking the best model out of the result."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+from ray.train.torch import TorchTrainer
+from ray.train.v2.api.callback import UserCallback
+
+from raykd.errors import RaykdError
+from raykd.training.worker import NOT_ELIGIBLE, TRAIN_STATE, train_loop_per_worker
+
+
+CONTROLLER_RETRIES = 2
+
+
+@dataclass(frozen=True)
+class Scaling:
+    """The resources of one Ray Train run (ScalingConfig): `workers` DDP workers of `cpus_per_worker` CPUs
+    and `gpus_per_worker` GPUs each."""
+    workers: int = 2
+    cpus_per_worker: float = 1.0
+    gpus_per_worker: float = 0.0
+
+    @property
+    def threads(self) -> int:
+        """Torch threads per worker: its whole CPUs, at least 1."""
+        return max(1, int(self.cpus_per_worker))
+
+
+class EpochLog(UserCallback):
+    """Appends every epoch's reported metrics to a JSON-lines file. Ray keeps the metrics of kept
+    checkpoints only; this keeps them all. Runs in the Train controller, on the head node."""
+
+    def __init__(self, path: Path):
+        self.path = str(path)
+
+    def after_report(self, run_context, metrics, checkpoint):
+        """Ray Train's UserCallback hook after each report: append worker 0's metrics (`metrics[0]`) as one JSON line."""
+        with open(self.path, "a") as f:
+            f.write(json.dumps(metrics[0], default=str) + "\n")
+
+
+def epoch_log(storage_path: Path, name: str) -> Path:
+    """`<storage_path>/<name>.epochs.jsonl` (absolute): the file EpochLog appends to and `history` reads."""
+    return Path(storage_path).resolve() / f"{name}.epochs.jsonl"
+
+
+def history(path: Path) -> list[dict]:
+    """Every epoch's metrics in order; an epoch reported again after a restart counts once (the last)."""
+    if not Path(path).is_file():
+        return []
+    by_epoch = {}
+    for line in Path(path).read_text().splitlines():
+        record = json.loads(line)
+        by_epoch[record["epoch"]] = record
+    return [by_epoch[e] for e in sorted(by_epoch)]
+
+
+def fit(job: dict, scaling: Scaling, storage_path: Path, name: str, callbacks=(), max_failures: int = 0):
+    """One Ray Train run of `job` (see raykd.training.worker). DDP uses gloo on CPU and nccl on GPU.
+    Every epoch's metrics are appended to `<storage_path>/<name>.epochs.jsonl`. Returns Ray Train's
+    Result (its `error` set when the run failed)."""
+    storage_path = Path(storage_path).resolve()
+    storage_path.mkdir(parents=True, exist_ok=True)
+    callbacks = [*callbacks, EpochLog(epoch_log(storage_path, name))]
+    resources = {"CPU": scaling.cpus_per_worker}
+    if scaling.gpus_per_worker:
+        resources["GPU"] = scaling.gpus_per_worker
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config={**job, "threads": scaling.threads},
+        scaling_config=ScalingConfig(num_workers=scaling.workers, use_gpu=scaling.gpus_per_worker > 0,
+                                     resources_per_worker=resources),
+        run_config=RunConfig(
+            name=name, storage_path=str(storage_path), callbacks=callbacks,
+            # The best two by score: the export, and a fallback to resume from after a worker dies.
+            checkpoint_config=CheckpointConfig(num_to_keep=2, checkpoint_score_attribute="score"),
+            # Worker deaths are retried max_failures times; a worker group that cannot start (its
+            # placement group still pending after RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S, 60 s, e.g.
+            # a node was lost) is retried twice, then the run fails instead of waiting forever.
+            failure_config=FailureConfig(max_failures=max_failures, controller_failure_limit=CONTROLLER_RETRIES)),
+    )
+    return trainer.fit()
+
+
+def export_checkpoint(checkpoint_dir: Path, out: Path) -> dict:
+    """Copy a checkpoint's Hugging Face files (not the optimizer state) to `out`; its metrics."""
+    out.mkdir(parents=True, exist_ok=True)
+    for f in Path(checkpoint_dir).iterdir():
+        if f.name != TRAIN_STATE:
+            shutil.copy2(f, out / f.name)
+    return json.loads((out / "metrics.json").read_text())
+
+
+def export_best(result, out: Path) -> dict:
+    """Export the best checkpoint by score to `out` (export_checkpoint); its metrics. Raises RaykdError
+    when the run reported no checkpoint, or its best has no usable score (no classification epoch, or a
+    non-finite loss or dev metric)."""
+    checkpoint = result.get_best_checkpoint(metric="score", mode="max")
+    if checkpoint is None:
+        raise RaykdError(f"the run reported no checkpoint ({result.error}); see the Ray logs under {out.parent}")
+    with checkpoint.as_directory() as folder:
+        metrics = json.loads((Path(folder) / "metrics.json").read_text())
+        if metrics["score"] <= NOT_ELIGIBLE:
+            reason = metrics.get("stop_reason", "it ended before its classification stage")
+            raise RaykdError(f"the run produced no usable model: {reason} at epoch {metrics['epoch']}; "
+                             "lower the learning rate, or raise the temperature or the epochs")
+        return export_checkpoint(Path(folder), out)

@@ -1,0 +1,109 @@
+"""Fine-tuning a teacher on Ray Train, and where fine-tuned teachers live.
+
+A teacher folder holds the weights (`save_pretrained`), the tokenizer and `teacher.json`, the record
+of the run that made it. The record is written last, so a folder counts as a usable teacher only when
+it has all three (`is_usable`); a folder left by a kill, or whose weights were deleted, is never
+mistaken for one.
+
+Teachers that raykd fine-tunes on its own (`python -m raykd.teacher` without `--out`, or a search
+without `--teacher`) live in the cache, `<cache-dir>/teachers/<task>-<base>-<recipe key>/`, keyed by
+everything that decides the weights: base model, hyperparameters, and the tokenized train and dev
+sets. A second search with the same recipe reuses the teacher; a changed recipe gets its own. The
+results folder receives only a copy of the record (`<results>/teachers/<name>.json`): records are
+committed, weights are not, and no committed file can make a folder look like a teacher.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+from datasets.fingerprint import Hasher
+
+from raykd import files, models
+from raykd.errors import RaykdError
+from raykd.method.config import DistillConfig
+from raykd.tasks import Task
+from raykd.training.driver import Scaling, epoch_log, export_best, fit, history
+from raykd.training.progress import EpochProgress
+
+RECORD = "teacher.json"
+# The teacher's recipe: the hyperparameters `python -m raykd.teacher` takes as flags, and their defaults.
+FIELDS = ("epochs", "learning_rate", "warmup_ratio", "weight_decay", "batch_size", "seed", "precision",
+          "group_by_length")
+DEFAULTS = DistillConfig(algorithm="finetune", epochs=6, learning_rate=5e-5)
+
+
+def is_usable(folder: Path) -> bool:
+    """True when `folder` holds a finished teacher: config, weights and the run record."""
+    folder = Path(folder)
+    has_weights = any(folder.glob("*.safetensors")) or any(folder.glob("*.bin"))
+    return (folder / "config.json").is_file() and has_weights and (folder / RECORD).is_file()
+
+
+def recipe_dir(cache_dir: Path, task: Task, base: str, cfg: DistillConfig, data: dict, max_seq_length: int) -> Path:
+    """`<cache-dir>/teachers/<task>-<base>-<key>`: the key hashes (with datasets' Hasher) the base,
+    the hyperparameters, the tokenized train and dev sets and the max length."""
+    key = Hasher.hash([base, cfg.to_dict(), data["train"], data["dev"], max_seq_length])[:12]
+    return Path(cache_dir).resolve() / "teachers" / f"{task.name}-{Path(base).name}-{key}"
+
+
+def job(task: Task, base: str, cfg: DistillConfig, data_ref, tokenizer_dir) -> dict:
+    """The worker loop's job (raykd.training.worker) that fine-tunes `base` on the task with recipe `cfg`;
+    `data_ref` is the ObjectRef of load_task_data's dict, `tokenizer_dir` a folder all workers can read."""
+    return {"hparams": cfg.to_dict(), "task": task.name, "model": {"kind": "base", "base": models.resolve_base(base)},
+            "data": data_ref, "teacher_outputs": None, "tokenizer_dir": str(tokenizer_dir)}
+
+
+def finetune_teacher(task: Task, base: str, cfg: DistillConfig, data_ref, train_examples: int, scaling: Scaling,
+                     out: Path, tokenizer, command: str, max_failures: int = 1, replace: bool = False) -> dict:
+    """Fine-tune `base` (a name for `models.resolve_base`) on the task with the worker loop of
+    raykd.training.worker and save its best dev epoch to `out` with its record; returns the record.
+
+    The run goes to `.<out>.partial` (raykd.files.publish_dir) and is renamed to `out` only when finished, so an interrupted run
+    never leaves a folder that looks usable. `replace` lets it replace an unusable `out` (a cache
+    entry whose weights were deleted). Prints one line per epoch.
+
+    Raises RaykdError when the run fails or produces no usable epoch.
+    """
+    out = Path(out).resolve()
+    name = f"teacher-{task.name}"
+    try:
+        with files.publish_dir(out, replace=replace, keep_on_error=True) as partial:
+            tokenizer.save_pretrained(partial / "ray" / "tokenizer")
+            spec = job(task, base, cfg, data_ref, partial / "ray" / "tokenizer")
+            started = time.perf_counter()
+            with EpochProgress(epoch_log(partial / "ray", name), f"teacher {task.name}", cfg.epochs, task.main_metric):
+                result = fit(spec, scaling, partial / "ray", name, max_failures=max_failures)
+            if result.error:
+                raise RaykdError(f"teacher fine-tuning failed: {result.error}; see the Ray logs under {partial / 'ray'}")
+            best = export_best(result, partial)
+            record = {"task": task.name, "base": base, "best_epoch": best["epoch"],
+                      **{k: v for k, v in best.items() if k.startswith("dev_")},
+                      "history": history(epoch_log(partial / "ray", name)), "config": cfg.to_dict(),
+                      "train_examples": train_examples, "seconds": round(time.perf_counter() - started, 1),
+                      "command": command}
+            shutil.rmtree(partial / "ray")  # checkpoints: the best one is exported, the rest are not needed
+            files.atomic_json(partial / RECORD, record)
+    except FileExistsError:
+        raise RaykdError(f"{out} appeared while the teacher was fine-tuned; choose another --out") from None
+    return record
+
+
+def copy_record(record: dict, folder: Path, records_root: Path) -> Path:
+    """Copy a teacher's record to `<records_root>/teachers/<folder name>-<time>.json` (never overwriting)."""
+    target = Path(records_root) / "teachers" / f"{Path(folder).name}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target, "x") as f:  # exclusive: an existing record is never replaced
+        json.dump({**record, "folder": str(folder)}, f, indent=2, default=str)
+    return target
+
+
+def describe(folder: Path, task: Task) -> str:
+    """One line naming a teacher folder and its dev score from its record."""
+    record = json.loads((Path(folder) / RECORD).read_text())
+    metric = f"dev_{task.main_metric}"
+    score = f"dev {task.main_metric} {record[metric]:.4f}" if metric in record else "no dev score recorded"
+    return f"{folder} ({record.get('base', '?')}, {score}, epoch {record.get('best_epoch', '?')})"

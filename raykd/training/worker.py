@@ -1,0 +1,272 @@
+"""The loop each Ray Train worker runs: one student (or teacher being fine-tuned) in DDP, the
+schedule's stages epoch by epoch, the dev metric and a checkpoint reported after every epoch.
+
+`job` (the `train_loop_config`) holds plain values and object refs:
+  hparams          DistillConfig.to_dict()
+  plan             the student's raykd.method.plan.RunPlan (depth, layer map, stages, teacher shape), or None when
+                   fine-tuning a base model; written into every checkpoint as plan.json
+  task             task name
+  model            {"kind": "student", "teacher_dir": ...} or {"kind": "base", "base": ...}
+  data             ref to {"train": columns, "dev": columns} (raykd.data.as_columns), and "validation" when
+                   models are selected on a split held out from the training set
+  selection        {"metric", "mode"}: what `score` holds (the search's metric, negated for "min"); default
+                   the task's main metric on the validation split when there is one, else on dev, "max"
+  teacher_outputs  {array name: ref or memory-mapped file} from the TeacherService, or None
+  live_teacher     the teacher fields to compute at every step (all of them: the benchmark's baseline; the
+                   attention maps: a cache over its disk budget), or None
+  submitted_at     time.time() when the run was submitted, for `seconds_to_first_step`
+  tokenizer_dir    folder of the tokenizer to pad with and save beside the model
+  threads          torch threads per worker
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import ray
+import ray.train
+import ray.train.torch
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader
+from transformers import AutoTokenizer, get_linear_schedule_with_warmup
+
+from raykd import metrics, models
+from raykd.method.algorithms import Stage, epoch_plan, schedule
+from raykd.method.config import DistillConfig
+from raykd.method.objective import stage_loss
+from raykd.method.plan import FILE as PLAN_FILE
+from raykd.tasks import get_task
+from raykd.teacher_outputs.cache import LiveTeacher, MergedTeacher, TeacherOutputs
+from raykd.teacher_outputs.disk_cache import open_placed
+from raykd.training import precision
+from raykd.training.batches import Collator
+from raykd.training.sampling import LengthGroupedBatches
+
+# Checkpoints of internal stages are kept for recovery but never chosen as the best model.
+NOT_ELIGIBLE = -1e6
+TRAIN_STATE = "train_state.pt"
+
+
+def build_model(job: dict, task, cfg: DistillConfig):
+    """(model, teacher): the student of the job's plan with the teacher it copies, or the base model to
+    fine-tune and no teacher. The student holds copies of the teacher's weights, so the teacher can still
+    run live beside it."""
+    spec = job["model"]
+    if spec["kind"] == "base":
+        return models.load_base_for_finetuning(spec["base"], task), None
+    teacher, _ = models.load_teacher(spec["teacher_dir"], task)
+    run = job["plan"]
+    return models.build_student(teacher, run.student_layers, run.layer_map, cfg.student_init), teacher
+
+
+def make_optimizer(model, cfg: DistillConfig, stage: Stage, steps_per_epoch: int):
+    """AdamW with linear warm-up and decay, fresh for every stage (each stage is its own problem)."""
+    no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
+    named = list(model.named_parameters())
+    groups = [{"params": [p for n, p in named if not n.endswith(no_decay)], "weight_decay": cfg.weight_decay},
+              {"params": [p for n, p in named if n.endswith(no_decay)], "weight_decay": 0.0}]
+    optimizer = torch.optim.AdamW(groups, lr=cfg.learning_rate)
+    total = stage.epochs * steps_per_epoch
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total), total)
+    return optimizer, scheduler
+
+
+def frozen_parameters(model, stage: Stage) -> list[torch.nn.Parameter]:
+    """The parameters of the layers `stage` does not train (groups of raykd.models.layer_parameters:
+    0 embeddings, 1..N blocks, N+1 pooler and classifier); train_epoch drops their gradients."""
+    groups = models.layer_parameters(model)
+    return [p for i, group in enumerate(groups) if i not in stage.trainable for p in group]
+
+
+def train_epoch(model, loader, stage, cfg, optimizer, scheduler, frozen, device, scaler) -> float:
+    """One epoch of `stage` over `loader` (batches already on `device`); the mean loss over all workers.
+    The forward pass runs under cfg.precision's autocast, the loss in fp32 (raykd.method.objective); `scaler`
+    scales fp16 losses and is a no-op otherwise."""
+    model.train()
+    losses = []
+    for batch in loader:
+        loss, _ = stage_loss(model, batch, stage, cfg.temperature, precision.autocast(cfg.precision, device))
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        for p in frozen:  # AdamW skips parameters without a gradient: no update, no weight decay
+            p.grad = None
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step()
+        losses.append(float(loss.detach()))
+    return _mean_over_workers(float(np.mean(losses)) if losses else 0.0, device)
+
+
+def _nodes_of_workers() -> int:
+    """How many Ray nodes this run's workers are on."""
+    node = ray.get_runtime_context().get_node_id()
+    if not dist.is_initialized():
+        return 1
+    nodes = [None] * dist.get_world_size()
+    dist.all_gather_object(nodes, node)
+    return len(set(nodes))
+
+
+def _mean_over_workers(value: float, device: torch.device) -> float:
+    if not dist.is_initialized():
+        return value
+    t = torch.tensor([value], dtype=torch.float64, device=device)  # nccl reduces only device tensors
+    dist.all_reduce(t)
+    return float(t) / dist.get_world_size()
+
+
+@torch.no_grad()
+def predict(model, collate: Collator, indices: list[int], device: torch.device, precision_name: str = "fp32",
+            batch_size: int = 64) -> np.ndarray:
+    """Logits [len(indices), C] (float32, on the CPU) of the examples `indices`, in that order."""
+    model.eval()
+    chunks = []
+    for s in range(0, len(indices), batch_size):
+        batch = collate(indices[s:s + batch_size])
+        with precision.autocast(precision_name, device):
+            out = model(**{k: batch[k].to(device) for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch})
+        chunks.append(out.logits.float().cpu())
+    return torch.cat(chunks).numpy() if chunks else np.zeros((0, 1), np.float32)
+
+
+def evaluate(model, task, columns: dict, collate: Collator, rank: int, world: int, device: torch.device,
+             precision_name: str = "fp32", prefix: str = "dev") -> dict[str, float]:
+    """Each worker predicts every world-th example of `columns`; the predictions are gathered and
+    scored, named `<prefix>_<metric>` (raykd.metrics.compute)."""
+    mine = list(range(rank, len(columns["labels"]), world))
+    shard = (mine, predict(model, collate, mine, device, precision_name))
+    shards = [shard]
+    if dist.is_initialized():
+        shards = [None] * world
+        dist.all_gather_object(shards, shard)
+    order = np.concatenate([np.asarray(i, dtype=np.int64) for i, _ in shards])
+    logits = np.concatenate([p for _, p in shards])[np.argsort(order)]
+    return metrics.compute(task, logits, np.asarray(columns["labels"]), prefix)
+
+
+def save_checkpoint(folder: Path, model, tokenizer, state: dict):
+    """Write a checkpoint into `folder`: model (safetensors) and tokenizer by save_pretrained, and `state`
+    (epoch, optimizer and scheduler state) as train_state.pt."""
+    model.save_pretrained(folder)  # safetensors
+    tokenizer.save_pretrained(folder)
+    torch.save(state, folder / TRAIN_STATE)
+
+
+def restore(model) -> dict | None:
+    """Load the last reported checkpoint when Ray restarts a failed run; its train state, or None."""
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is None:
+        return None
+    with checkpoint.as_directory() as folder:
+        from safetensors.torch import load_file
+        model.load_state_dict(load_file(Path(folder) / "model.safetensors"), strict=False)
+        return torch.load(Path(folder) / TRAIN_STATE, weights_only=False)
+
+
+def train_loop_per_worker(job: dict):
+    """What every Ray Train worker runs (TorchTrainer's train_loop_per_worker; the `job` keys are in the
+    module docstring): builds the model, wraps it in DDP on this worker's device (`get_device`: a GPU
+    when the worker has one, else the CPU with gloo), then trains the schedule's stages epoch by epoch
+    and reports each epoch's metrics and a checkpoint (rank 0 writes it). Resumes from the last
+    checkpoint when Ray restarts the run. Returns early after an epoch whose loss is not finite."""
+    cfg, task = DistillConfig.from_dict(job["hparams"]), get_task(job["task"])
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    device = ray.train.torch.get_device()
+    torch.set_num_threads(job.get("threads", 1))
+    torch.manual_seed(cfg.seed)  # the same initial weights on every worker
+    data = ray.get(job["data"])
+    tokenizer = AutoTokenizer.from_pretrained(job["tokenizer_dir"])
+    model, teacher_model = build_model(job, task, cfg)
+    run = job.get("plan")
+    stages = list(run.stages) if run else schedule(cfg, model.config.num_hidden_layers)
+    mapping = run.layer_map if run else ()
+    plan = epoch_plan(stages)
+    state = restore(model)
+    first_epoch = state["epoch"] + 1 if state else 0
+    bare = model
+    # Internal stages leave the pooler and classifier (and frozen blocks) without gradients; DDP must
+    # then look for unused parameters, an extra graph traversal per step that the other schedules skip.
+    unused = any(not stage.classification for stage in stages)
+    model = ray.train.torch.prepare_model(model, parallel_strategy_kwargs={"find_unused_parameters": unused})  # moves it to `device`
+    torch.manual_seed(cfg.seed + 1 + rank + 1000 * first_epoch)  # dropout differs across workers
+
+    views = []  # the teacher's outputs: cached, computed live, or cached small fields + live attention maps
+    if job.get("teacher_outputs"):
+        views.append(TeacherOutputs(open_placed(job["teacher_outputs"], ray.get), run.teacher_depth, run.teacher_heads))
+    if job.get("live_teacher"):
+        views.append(LiveTeacher(teacher_model.to(device), data["train"], set(job["live_teacher"]),
+                                 tokenizer.pad_token_id, precision.autocast(cfg.precision, device)))
+    teacher = (views[0] if len(views) == 1 else MergedTeacher(*views)) if views else None
+    del teacher_model  # unless it runs live, the student no longer needs it
+    train_collate = Collator(tokenizer, data["train"], task.is_regression, teacher, mapping)
+    dev_collate = Collator(tokenizer, data["dev"], task.is_regression)
+    # Selection: on the validation split held out from the training set when there is one, else on dev.
+    selection = job.get("selection") or {"metric": f"{'val' if 'validation' in data else 'dev'}_{task.main_metric}",
+                                         "mode": "max"}
+    sign = 1.0 if selection["mode"] == "max" else -1.0
+    validation_collate = Collator(tokenizer, data["validation"], task.is_regression) if "validation" in data else None
+    lengths = [len(ids) for ids in data["train"]["input_ids"]]
+    sampler = LengthGroupedBatches(lengths, cfg.batch_size, rank, world, cfg.seed, group=cfg.group_by_length)
+    # Ray's wrapper moves every tensor of a batch (the teacher's outputs included) to the worker's device.
+    loader = ray.train.torch.prepare_data_loader(
+        DataLoader(range(len(lengths)), batch_sampler=sampler, collate_fn=train_collate),
+        add_dist_sampler=False, move_to_device=True)
+    scaler = precision.grad_scaler(cfg.precision, device)
+
+    optimizer = scheduler = None
+    cls_epochs = sum(1 for stage, _ in plan[:first_epoch] if stage.classification)
+    for epoch in range(first_epoch, len(plan)):
+        stage, epoch_in_stage = plan[epoch]
+        if optimizer is None or epoch_in_stage == 0:
+            optimizer, scheduler = make_optimizer(model, cfg, stage, len(loader))
+            if state and epoch_in_stage > 0:  # resumed inside a stage: keep its optimizer state
+                optimizer.load_state_dict(state["optimizer"])
+                scheduler.load_state_dict(state["scheduler"])
+        sampler.set_epoch(epoch)
+        timing = {}
+        if epoch == first_epoch and "submitted_at" in job:  # everything loaded: the first step comes next
+            timing["seconds_to_first_step"] = time.time() - job["submitted_at"]
+        started = time.perf_counter()
+        loss = train_epoch(model, loader, stage, cfg, optimizer, scheduler, frozen_parameters(bare, stage), device, scaler)
+        timing["epoch_seconds"] = time.perf_counter() - started
+        timing["examples_per_second"] = len(data["train"]["labels"]) / timing["epoch_seconds"]
+        if epoch == first_epoch:
+            timing["worker_nodes"] = _nodes_of_workers()
+        cls_epochs += stage.classification
+        result = {"epoch": epoch + 1, "cls_epoch": cls_epochs, "stage": stage.name, "train_loss": loss, **timing,
+                  **evaluate(bare, task, data["dev"], dev_collate, rank, world, device, cfg.precision)}
+        if validation_collate:
+            result.update(evaluate(bare, task, data["validation"], validation_collate, rank, world, device,
+                                   cfg.precision, "val"))
+        result["score"] = sign * result[selection["metric"]] if stage.classification else NOT_ELIGIBLE
+        if not math.isfinite(loss):  # the weights are no longer usable: never export them
+            result.update(score=NOT_ELIGIBLE, stop_reason="non-finite loss")
+        elif not math.isfinite(result["score"]):  # NaN would win Ray's max over checkpoints
+            result.update(score=NOT_ELIGIBLE, stop_reason="non-finite dev metric")
+        _report(result, bare, tokenizer, rank, {"epoch": epoch, "optimizer": optimizer.state_dict(),
+                                                "scheduler": scheduler.state_dict()}, run)
+        if not math.isfinite(loss):
+            return
+
+
+def _report(result: dict, model, tokenizer, rank: int, state: dict, run=None):
+    """Report the epoch's metrics to Ray Train with a checkpoint (rank 0 writes it): the model, the
+    tokenizer, the train state, metrics.json and, for a student, its plan.json (raykd.method.plan)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        checkpoint = None
+        if rank == 0:
+            save_checkpoint(Path(tmp), model, tokenizer, state)
+            (Path(tmp) / "metrics.json").write_text(json.dumps(result))
+            if run is not None:
+                (Path(tmp) / PLAN_FILE).write_text(json.dumps(run.to_dict()))
+            checkpoint = ray.train.Checkpoint.from_directory(tmp)
+        ray.train.report(result, checkpoint=checkpoint)

@@ -1,0 +1,180 @@
+"""Multi-seed confirmation of a search's best configurations (`--confirm-top K --confirm-seeds S`).
+
+After the search, the K best distinct configurations by the selection score (each trial's best
+classification epoch's `score`: the metric on the validation split held out from the training set, or on
+dev with `--select-on dev`) run again with S fresh seeds each at their full epoch budget. The K x S runs
+are one Ray Tune experiment, `<exp>/ray/confirm`: a grid through the search's own trainable with no search
+algorithm and a FIFO scheduler (no run is stopped early), so they run in parallel on a cluster and show in
+the dashboard, and `--resume` restores it like the search (a finished run is never run again).
+
+The configuration with the best mean selection score is chosen; the student exported to `best/` is its
+run whose selection score is closest to that mean (a typical seed, not the luckiest one; ties go to the
+lower seed). `confirm.json` and `confirm.csv` hold every run and mean +- sample std (ddof 1) per configuration.
+
+The seeds: a configuration searched with seed s (DistillConfig's `seed`, 42 unless the space sets it) is
+confirmed with seeds s+1 .. s+S, never s itself, so the luck that made it win the search does not count twice.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from ray import tune
+from ray.tune import ResultGrid
+from ray.tune.schedulers import FIFOScheduler
+
+from raykd.artifacts.results import CONFIRM
+from raykd.files import atomic_write
+from raykd.training.worker import NOT_ELIGIBLE
+from raykd.tuning import tuner
+
+TUNE_NAME = "confirm"
+CSV = "confirm.csv"
+
+
+def _key(config: dict) -> str:
+    """A configuration's identity, its seed left out (confirmation replaces the seed)."""
+    return json.dumps({k: v for k, v in config.items() if k != "seed"}, sort_keys=True, default=str)
+
+
+def _eligible(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows whose score is a classification epoch's finite metric (internal stages and NaN never count)."""
+    if frame.empty or "score" not in frame:
+        return frame.iloc[0:0]
+    score = pd.to_numeric(frame["score"], errors="coerce")
+    return frame[(score > NOT_ELIGIBLE) & np.isfinite(score)]
+
+
+def top_configs(grid: ResultGrid, k: int) -> list[dict]:
+    """The k best distinct configurations of a finished search, best first.
+
+    `grid` is the search's ResultGrid; each trial counts with its best classification epoch by `score`
+    (Tune's `get_dataframe(filter_metric="score", filter_mode="max")`). Configurations that differ only
+    in `seed` count once. Returns [{"candidate": rank (1-based), "search_trial": trial id,
+    "search_score": float, "config": the trial's searched values}], fewer than k when fewer trials
+    reached a classification epoch.
+    """
+    configs = {r.metrics["trial_id"]: dict(r.config) for r in grid if r.metrics and "trial_id" in r.metrics}
+    frame = _eligible(grid.get_dataframe(filter_metric="score", filter_mode="max"))
+    chosen, seen = [], set()
+    # Ties go to the lower trial id, so that the ranking does not depend on the order Tune lists trials in.
+    for _, row in frame.sort_values(["score", "trial_id"], ascending=[False, True]).iterrows():
+        config = configs.get(row["trial_id"])
+        if config is None or _key(config) in seen:
+            continue
+        seen.add(_key(config))
+        chosen.append({"candidate": len(chosen) + 1, "search_trial": row["trial_id"],
+                       "search_score": float(row["score"]), "config": config})
+        if len(chosen) == k:
+            break
+    return chosen
+
+
+def seeds_for(base_seed: int, count: int) -> list[int]:
+    """The confirmation seeds of a configuration searched with `base_seed`: base+1 .. base+count."""
+    return [int(base_seed) + 1 + i for i in range(count)]
+
+
+def started(exp_dir: Path) -> bool:
+    """True when the confirmation experiment `<exp_dir>/ray/confirm` exists (to be restored, not rebuilt)."""
+    return tune.Tuner.can_restore(str(Path(exp_dir) / "ray" / TUNE_NAME))
+
+
+def build_tuner(trainable, exp_dir: Path, candidates: list[dict] | None, max_concurrent: int) -> tune.Tuner:
+    """The confirmation experiment `<exp_dir>/ray/confirm`: restored when it exists (finished runs are
+    kept, unfinished and errored ones continue from their last checkpoint; `candidates` is then not
+    used), else a new grid of one trial per (candidate, seed) of `candidates` ({"candidate",
+    "search_trial", "search_score", "config", "seeds"}). Each trial's config is {"confirm": {"candidate",
+    "search_trial", "search_score", "values": {**config, "seed": seed}}}, so the grid itself records what
+    it confirms; raykd.search.Experiment.config reads "values". FIFO scheduler, no search algorithm:
+    every run goes to its full epoch budget."""
+    if started(exp_dir):
+        return tuner.restore(trainable, exp_dir, TUNE_NAME)
+    runs = [{"candidate": c["candidate"], "search_trial": c["search_trial"], "search_score": c["search_score"],
+             "values": {**c["config"], "seed": seed}} for c in candidates for seed in c["seeds"]]
+    return tune.Tuner(
+        trainable, param_space={"confirm": tune.grid_search(runs)},
+        tune_config=tune.TuneConfig(metric="score", mode="max", scheduler=FIFOScheduler(),
+                                    max_concurrent_trials=max_concurrent),
+        run_config=tune.RunConfig(name=TUNE_NAME, storage_path=str(Path(exp_dir) / "ray")))
+
+
+def _mean_std(values: pd.Series) -> tuple[float | None, float | None]:
+    values = values.dropna()
+    if values.empty:
+        return None, None
+    std = float(values.std(ddof=1)) if len(values) > 1 else None
+    return float(values.mean()), std
+
+
+def summarize(grid: ResultGrid, selection_metric: str, dev_metric: str, mode: str = "max") -> dict:
+    """confirm.json's content from the confirmation's ResultGrid.
+
+    Every run counts with its best classification epoch by `score` (the checkpoint it would export),
+    from Tune's `get_dataframe(filter_metric="score", filter_mode="max")`; a run that failed or reached
+    no usable classification epoch has no value and is left out of its configuration's mean. Returns
+    {"selection_metric", "dev_metric", "finished" (every run ended), "runs": [per run: candidate, seed,
+    trial, status, epoch, the two metrics, checkpoint], "configs": [per candidate: config, search trial
+    and score, seeds, n, mean and sample std of both metrics], "chosen": the exported run (only when
+    finished and some run has a value), "rule"}. `selection_metric` and `mode` are the search's (each run's
+    `score`, raykd.training.worker): the best mean is the highest, or the lowest for "min". The configurations and their search trials come from
+    the grid's own trial configs (build_tuner), never recomputed.
+    """
+    by_rank = {}
+    frame = grid.get_dataframe(filter_metric="score", filter_mode="max")
+    best = {row["trial_id"]: row for _, row in _eligible(frame).iterrows()}
+    runs = []
+    for result in grid:
+        run = result.config["confirm"]
+        trial = result.metrics.get("trial_id") if result.metrics else None
+        row = best.get(trial)
+        runs.append({"candidate": run["candidate"], "seed": run["values"]["seed"], "trial": trial,
+                     "status": "error" if result.error else ("ok" if row is not None else "no usable epoch"),
+                     "epoch": None if row is None else int(row["epoch"]),
+                     selection_metric: None if row is None else float(row[selection_metric]),
+                     dev_metric: None if row is None else float(row[dev_metric]),
+                     "checkpoint": None if row is None else row.get("checkpoint_path"),
+                     "values": run["values"]})
+        by_rank.setdefault(run["candidate"], {"search_trial": run.get("search_trial"), "search_score": run.get("search_score"),
+                                              "config": {k: v for k, v in run["values"].items() if k != "seed"}})
+    table = pd.DataFrame(runs)
+    configs = []
+    for rank in sorted(by_rank):
+        mine = table[table["candidate"] == rank] if len(table) else table
+        sel_mean, sel_std = _mean_std(pd.to_numeric(mine.get(selection_metric, pd.Series(dtype=float)), errors="coerce"))
+        dev_mean, dev_std = _mean_std(pd.to_numeric(mine.get(dev_metric, pd.Series(dtype=float)), errors="coerce"))
+        c = by_rank[rank]
+        configs.append({"candidate": rank, "search_trial": c.get("search_trial"), "search_score": c.get("search_score"),
+                        "config": c["config"], "seeds": sorted(int(s) for s in mine.get("seed", [])),
+                        "n": int(mine[selection_metric].notna().sum()) if selection_metric in mine else 0,
+                        f"{selection_metric}_mean": sel_mean, f"{selection_metric}_std": sel_std,
+                        f"{dev_metric}_mean": dev_mean, f"{dev_metric}_std": dev_std})
+    finished = len(grid) > 0 and grid.num_terminated + grid.num_errors == len(grid)
+    summary = {"selection_metric": selection_metric, "dev_metric": dev_metric, "finished": finished,
+               "rule": "the configuration with the best mean selection score; its seed closest to that mean is exported",
+               "configs": configs, "runs": runs, "chosen": None}
+    scored = [c for c in configs if c[f"{selection_metric}_mean"] is not None]
+    if finished and scored:
+        sign = 1 if mode == "max" else -1
+        winner = max(scored, key=lambda c: (sign * c[f"{selection_metric}_mean"], -c["candidate"]))
+        mean = winner[f"{selection_metric}_mean"]
+        mine = [r for r in runs if r["candidate"] == winner["candidate"] and r[selection_metric] is not None]
+        run = min(mine, key=lambda r: (abs(r[selection_metric] - mean), r["seed"]))
+        summary["chosen"] = {**run, "config": run["values"], "mean": mean,
+                             "metrics": {"epoch": run["epoch"], selection_metric: run[selection_metric],
+                                         dev_metric: run[dev_metric]}}
+    return summary
+
+
+def write(exp_dir: Path, summary: dict):
+    """confirm.json (the whole summary) and confirm.csv (one row per run) in the experiment folder,
+    each written to a temporary name and renamed."""
+    exp_dir = Path(exp_dir)
+    atomic_write(exp_dir / CONFIRM, json.dumps(summary, indent=2, default=str))
+    rows = [{k: v for k, v in r.items() if k != "values"} | {f"config/{k}": v for k, v in r["values"].items()}
+            for r in summary["runs"]]
+    atomic_write(exp_dir / CSV, pd.DataFrame(rows).to_csv(index=False))
+

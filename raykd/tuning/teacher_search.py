@@ -1,0 +1,113 @@
+"""Searching a teacher's fine-tuning recipe with the search's own machinery: Ray Tune proposes recipes
+with Optuna (TPE), each trial is a Ray Train fine-tuning run (raykd.training.finetune's job), and ASHA stops
+weak recipes by epoch. The best trial's best epoch becomes the teacher.
+
+A distillation result is only as good as its teacher; one fixed recipe left all-MiniLM-L6-v2 near
+chance on RTE. Seeds are a searched field like any other: restarts are how small GLUE sets are won
+(TinyBERT's authors "just fine-tuned a few more times").
+
+The teacher is chosen on GLUE dev, the only held-out set its record reports: its dev score is therefore
+optimistic by the winner's curse, and says how strong a teacher the students were given, not a result.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ray import tune
+from ray.tune.integration.ray_train import TuneReportCallback
+
+from raykd import files
+from raykd.artifacts import results
+from raykd.errors import RaykdError
+from raykd.tasks import Task, get_task
+from raykd.training import finetune
+from raykd.training.driver import Scaling, export_checkpoint, fit
+from raykd.tuning import tuner
+from raykd.tuning.spaces import SearchSpace
+
+
+def check_space(space: SearchSpace) -> None:
+    """Raises RaykdError when the space names anything but a teacher recipe field (finetune.FIELDS)."""
+    names = set(space.fixed) | (set(space.space) if isinstance(space.space, dict) else set())
+    unknown = sorted(names - set(finetune.FIELDS))
+    if unknown:
+        raise RaykdError(f"{space.path}: {', '.join(unknown)} cannot be searched for a teacher; "
+                         f"a teacher space may name {', '.join(finetune.FIELDS)}")
+
+
+@dataclass
+class Setup:
+    """What every teacher trial needs; shipped once to the trials by tune.with_parameters."""
+    task: str
+    base: str
+    fixed: dict
+    data_ref: object
+    tokenizer_dir: str
+    scaling: Scaling
+    trials_dir: str
+    max_failures: int
+
+
+def run_trial(values: dict, setup: Setup):
+    """The Tune function trainable: one fine-tuning run of the recipe `values` (over `setup.fixed`,
+    over finetune.DEFAULTS). Raises the run's error, so the trial ends as ERROR and the search goes on."""
+    cfg = finetune.DEFAULTS.replace(**{**setup.fixed, **values})
+    job = finetune.job(get_task(setup.task), setup.base, cfg, setup.data_ref, setup.tokenizer_dir)
+    name = f"trial-{tune.get_context().get_trial_id()}"  # deterministic: a restored trial finds its checkpoints
+    result = fit(job, setup.scaling, Path(setup.trials_dir), name, callbacks=[TuneReportCallback()],
+                 max_failures=setup.max_failures)
+    if result.error:
+        raise result.error
+
+
+def search(task: Task, base: str, space: SearchSpace, data_ref, train_examples: int, scaling: Scaling,
+           exp_dir: Path, out: Path, tokenizer, command: str, num_samples: int, max_epochs: int,
+           grace_period: int = 2, seed: int = 0, max_failures: int = 1) -> dict:
+    """Search the teacher recipe over `space` (num_samples trials, ASHA on epochs up to max_epochs) and
+    save the best epoch of the best trial by dev metric to `out` (a teacher folder, finetune.is_usable)
+    with its record; the search's trials.csv and summary.md go to `exp_dir`. Returns the record.
+
+    Raises RaykdError when no trial produced a checkpoint, or when `out` appeared meanwhile.
+    """
+    exp_dir, out = Path(exp_dir).resolve(), Path(out).resolve()
+    metric = f"dev_{task.main_metric}"
+    tokenizer_dir = exp_dir / "ray" / "tokenizer"
+    tokenizer.save_pretrained(tokenizer_dir)
+    setup = Setup(task.name, base, space.fixed, data_ref, str(tokenizer_dir), scaling,
+                  str(exp_dir / "ray" / "trials"), max_failures)
+    searcher = tuner.optuna_searcher(space.space, metric, "max", seed, exp_dir, space.points_to_evaluate)
+    started = time.perf_counter()
+    grid = tuner.tuner(tuner.trainable(run_trial, setup=setup), exp_dir, metric, "max", searcher,
+                       tuner.asha(max_epochs, grace_period), num_samples, tuner.concurrency(scaling)).fit()
+    table = results.trials_table(exp_dir, metric, max_epochs)
+    files.atomic_write(exp_dir / "trials.csv", table.to_csv(index=False))
+    try:
+        trial_id, metrics, checkpoint, config = results.best_checkpoint(exp_dir)
+    except RuntimeError:
+        errors = [str(e).strip().splitlines()[-1] for e in grid.errors if str(e).strip()]
+        raise RaykdError(f"no teacher trial reported an epoch{f' (first error: {errors[0]})' if errors else ''}; "
+                         f"see {exp_dir / 'trials.csv'}") from None
+    recipe = finetune.DEFAULTS.replace(**{**space.fixed, **config})
+    try:
+        with files.publish_dir(out, replace=False) as partial:
+            best = export_checkpoint(Path(checkpoint), partial)
+            record = {"task": task.name, "base": base, "best_epoch": best["epoch"],
+                      **{k: v for k, v in best.items() if k.startswith("dev_")}, "config": recipe.to_dict(),
+                      "train_examples": train_examples, "seconds": round(time.perf_counter() - started, 1),
+                      "command": command, "search": {"experiment": exp_dir.name, "trial": trial_id, "trials": len(table),
+                                                     "space": str(space.path), "selected_on": metric}}
+            files.atomic_json(partial / finetune.RECORD, record)
+    except FileExistsError:
+        raise RaykdError(f"{out} appeared while the teacher search ran; choose another --out") from None
+    shown = [c for c in ("trial", "status", *finetune.FIELDS, "epochs_run", "best_score", "stop_reason") if c in table]
+    files.atomic_write(exp_dir / "summary.md", "\n".join([
+        f"# Teacher search: {task.name}", "", f"Command: `{command}`", "",
+        f"Best: trial {trial_id}, epoch {best['epoch']}, {metric} {best[metric]:.4f}, selected on GLUE dev "
+        "(the teacher's dev score is optimistic: it is also what chose it). Saved to the teacher folder "
+        f"`{out.name}`.", "", "| " + " | ".join(shown) + " |", "|" + "---|" * len(shown),
+        *("| " + " | ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in row) + " |"
+          for row in table[shown].itertuples(index=False)), ""]))
+    return record

@@ -1,0 +1,69 @@
+"""The Ray Tune set-up every raykd search shares (the student search, the teacher search and the
+multi-seed confirmation): where a trial runs, how many run at once, Optuna as the searcher and ASHA
+counted in classification epochs.
+
+A trial is a function trainable that calls Ray Train's `fit` (Ray 2.60: Train inside Tune is a function,
+see Ray's train_tune_interop example); its workers hold the CPUs and GPUs, the trial itself none.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import ray
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler
+from ray.tune.search.optuna import OptunaSearch
+
+from raykd.training.driver import Scaling
+
+TUNE_NAME = "tune"  # <experiment>/ray/tune: Tune's own experiment folder
+
+
+def trainable(function, **parameters):
+    """`function(config, **parameters)` as a Tune trainable with a trial's own resources: none but a
+    little memory, on the head node. The Ray Train workers it starts hold the CPUs. The trial's driver
+    (and with it Ray Train's controller, which Ray puts on the caller's node) stays on the head node, the
+    one node whose loss ends the search anyway. `parameters` go through the object store once
+    (tune.with_parameters), not once per trial."""
+    return tune.with_resources(tune.with_parameters(function, **parameters), tune.PlacementGroupFactory(
+        [{"CPU": 0, "memory": 256 * 2**20, "node:__internal_head__": 0.001}]))
+
+
+def concurrency(scaling: Scaling, requested: int | None = None) -> int:
+    """Trials at once: `requested`, else as many as the cluster's CPUs hold trials of `scaling` (at least 1).
+    Needs a connected Ray cluster."""
+    if requested:
+        return requested
+    return max(1, int(ray.cluster_resources().get("CPU", 1) // (scaling.workers * scaling.cpus_per_worker)))
+
+
+def asha(max_epochs: int, grace_period: int, reduction_factor: int = 2) -> ASHAScheduler:
+    """ASHA (Li et al., MLSys 2020) whose time is the classification epoch (`cls_epoch`): PID's and SID's
+    internal stages report cls_epoch 0, so a staged schedule is first judged at its first classification
+    epoch, like every other trial at its own (tests/test_asha_fairness.py)."""
+    return ASHAScheduler(time_attr="cls_epoch", max_t=max_epochs, grace_period=grace_period,
+                         reduction_factor=reduction_factor)
+
+
+def optuna_searcher(space, metric: str, mode: str, seed: int, exp_dir: Path, points_to_evaluate=None) -> OptunaSearch:
+    """Optuna's TPE over `space` (a Tune dict or a define-by-run function), seeded, its study kept in
+    `<exp_dir>/optuna.db` (SQLite) under the experiment's name, so optuna-dashboard can show it."""
+    return OptunaSearch(space, metric=metric, mode=mode, seed=seed, points_to_evaluate=points_to_evaluate or None,
+                        study_name=Path(exp_dir).name,
+                        storage=optuna.storages.RDBStorage(f"sqlite:///{Path(exp_dir) / 'optuna.db'}"))
+
+
+def tuner(trainable, exp_dir: Path, metric: str, mode: str, searcher, scheduler, num_samples: int,
+          max_concurrent: int) -> tune.Tuner:
+    """A new Tuner writing to `<exp_dir>/ray/tune`."""
+    return tune.Tuner(trainable, tune_config=tune.TuneConfig(
+        metric=metric, mode=mode, search_alg=searcher, scheduler=scheduler, num_samples=num_samples,
+        max_concurrent_trials=max_concurrent), run_config=tune.RunConfig(name=TUNE_NAME, storage_path=str(Path(exp_dir) / "ray")))
+
+
+def restore(trainable, exp_dir: Path, name: str = TUNE_NAME) -> tune.Tuner:
+    """The Tuner of `<exp_dir>/ray/<name>`, restored: finished trials are kept, unfinished and errored
+    ones continue from their last checkpoint."""
+    return tune.Tuner.restore(str(Path(exp_dir) / "ray" / name), trainable, resume_unfinished=True, resume_errored=True)
