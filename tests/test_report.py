@@ -1,0 +1,35 @@
+"""python -m raykd.report: the teacher, student and fp32/bf16 parity tables built from run records."""
+
+import json
+
+from raykd import report
+
+
+def record(path, **values):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(values))
+
+
+def test_tables_are_built_from_the_records_and_parity_says_no_difference_within_the_std(tmp_path):
+    teacher = tmp_path / "teachers" / "rte-minilm"
+    record(teacher / "teacher.json", task="rte", base="minilm", dev_accuracy=0.6931, best_epoch=1,
+           config={"epochs": 3}, history=[{"dev_accuracy": 0.6931}, {"dev_accuracy": 0.66}], train_examples=2241,
+           seconds=600, command="python -m raykd.teacher --task rte")
+    record(tmp_path / "runs" / "rte-sid" / "result.json", task="rte", teacher=str(teacher), config={"algorithm": "sid"},
+           best={"dev_accuracy": 0.5993, "epoch": 5}, history=[{}] * 5, student_layers=3, layer_map=[2, 4, 6],
+           student_params_total=17390594, student_params_non_embedding=5472002, seconds=900,
+           command="python -m raykd.distill --task rte --algorithm sid")
+    for precision, scores in (("fp32", (0.55, 0.56, 0.54)), ("bf16", (0.54, 0.56, 0.55))):
+        for seed, score in enumerate(scores, start=1):
+            record(tmp_path / "parity" / f"rte-kd-{precision}-s{seed}" / "result.json", task="rte",
+                   config={"algorithm": "kd", "precision": precision, "seed": seed},
+                   best={"dev_accuracy": score}, history=[{"epoch_seconds": 50.0}])
+    report.main(["--results", str(tmp_path)])
+    report.main(["parity", "--results", str(tmp_path)])
+    teachers = (tmp_path / "teachers.md").read_text()
+    assert "| rte | minilm | accuracy 69.31 | 1 / 3 | 69.31 66.00 | 2241 | 10.0 |" in teachers
+    students = (tmp_path / "students.md").read_text()
+    assert "| rte | sid | accuracy 59.93 | 5 / 5 | 69.31 | 3 [2, 4, 6] | 17,390,594 (5,472,002) | 15.0 |" in students
+    parity = (tmp_path / "parity.md").read_text()
+    assert "| rte | kd | fp32 | 1, 2, 3 | 55.00 56.00 54.00 | 55.00 +- 1.00 | 50 |" in parity
+    assert "| rte | kd | 3 | 55.00 | 55.00 | +0.00 | no difference |" in parity
