@@ -135,6 +135,9 @@ def paper(args) -> None:
              "| cell | done | hours | machine | command |", "|---|---|---|---|---|",
              *[f"| {r['cell']} | {r['done']} | {r['seconds'] / 3600:.2f} | {r['machine']} | `{r['command']}` |" for r in record],
              "", f"Remaining: {', '.join(f'{c.task}/{c.name}' for c in every if not c.done(s)) or 'none'}.", ""]
+    notes = s.root / "notes.md"  # hand-written: where the results disagree with the paper, with their numbers
+    if notes.is_file():
+        lines += ["## Notes", "", notes.read_text().strip(), ""]
     atomic_write(s.root / "README.md", "\n".join(lines))
     print(main_table)
     print(f"wrote {s.root / 'README.md'}")
