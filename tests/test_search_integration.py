@@ -105,7 +105,7 @@ def test_a_trial_stopped_by_asha_releases_its_workers(ray_cluster, tiny_teacher_
     assert table["cls_epochs_run"].tolist()[stopped[0]] < 3 and "completed" in reasons
     assert summary["stopped_by_asha"] == len(stopped)
     # One rule for "best" with the space's own metric and mode: the lowest train_loss of any epoch is exported.
-    losses = table[[c for c in table.columns if c.startswith("train_loss@")]]
-    assert summary["best_value"] == pytest.approx(losses.min().min())
+    losses = table[[c for c in table.columns if c.startswith("train_loss@")]]  # rounded to 4 decimals in trials.csv
+    assert summary["best_value"] == pytest.approx(losses.min().min(), abs=1e-4)
     exported = json.loads((tmp_path / "results" / "rte" / "asha" / "best" / "metrics.json").read_text())
-    assert exported["train_loss"] == pytest.approx(losses.min().min())
+    assert exported["train_loss"] == pytest.approx(losses.min().min(), abs=1e-4)
