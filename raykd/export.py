@@ -16,7 +16,7 @@ from pathlib import Path
 from raykd.artifacts import deploy
 from raykd.artifacts.results import check_data, experiment_info, export_best
 from raykd.errors import RaykdError, exits_cleanly
-from raykd.run import cli
+from raykd.run import checks, cli
 
 
 @exits_cleanly
@@ -34,8 +34,7 @@ def main(argv=None):
                    help="dev examples timed one at a time for the latency table; 0 skips the table (default: 100)")
     args = p.parse_args(argv)
     formats = deploy.parse_formats(args.format)
-    if args.latency_examples < 0:
-        raise RaykdError(f"--latency-examples {args.latency_examples} is negative; pass 0 to skip the latency table")
+    checks.check_latency_examples(args.latency_examples)
     if not args.experiment.is_dir():
         raise RaykdError(f"experiment folder {args.experiment} does not exist; pass <out>/<task>/<name> of a search")
     info = experiment_info(args.experiment)
@@ -48,10 +47,10 @@ def main(argv=None):
                            args.latency_examples)
     except RuntimeError as err:
         raise RaykdError(f"{err}; let the search run at least one classification epoch") from None
-    checks = best["checks"]
-    done = ", ".join(f"{deploy.FORMAT_NAMES[f]} {checks[f]['value']:.4f}" for f in formats)
+    measured = best["checks"]
+    done = ", ".join(f"{deploy.FORMAT_NAMES[f]} {measured[f]['value']:.4f}" for f in formats)
     print(f"exported trial {best['trial']} ({info['metric']} {best[info['metric']]:.4f}) to {out}: "
-          f"{checks['metric']} recomputed as {done}")
+          f"{measured['metric']} recomputed as {done}")
     if best["latency"]:
         print("\n".join(deploy.latency_table(best["latency"])))
     return best

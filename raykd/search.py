@@ -115,6 +115,9 @@ def parse_args(argv=None):
     p.add_argument("--export-formats", default=",".join(deploy.FORMATS),
                    help="formats of best/, each checked on the dev set, with the latency table in its card: hf, onnx, "
                         "onnx-int8 (hf is always written; default: hf,onnx,onnx-int8)")
+    p.add_argument("--latency-examples", type=int, default=100,
+                   help="dev examples timed one at a time for the latency table of best/'s card; 0 skips the table "
+                        "(default: 100)")
     cli.add_teacher_cache_arguments(p)
     cli.add_ray_arguments(p, workers_flag="--workers-per-trial")
     return p.parse_args(argv)
@@ -254,14 +257,15 @@ def main(argv=None):
     confirming = bool(args.confirm_top and args.confirm_seeds) and search_finished(grid, args.num_samples)
     # The serving formats (ONNX export, checks, latency: minutes) are made once, for the student that ships:
     # after the confirmation when one follows; the interim records hold the Hugging Face folder only.
-    summary = results.write(exp_dir, time.perf_counter() - started, ("hf",) if confirming else args.export_formats)
+    summary = results.write(exp_dir, time.perf_counter() - started, ("hf",) if confirming else args.export_formats,
+                            args.latency_examples)
     if len(grid) and grid.num_errors == len(grid):
         first = str(grid.errors[0]).strip().splitlines()
         raise RaykdError(f"all {len(grid)} trials failed; the first with: {first[-1] if first else 'no message'}; "
                          f"see {exp_dir / 'ray-workers.log'} and {exp_dir / 'trials.csv'}")
     if confirming:
         run_confirmation(args, experiment, exp_dir, grid, task)
-        summary = results.write(exp_dir, time.perf_counter() - started, args.export_formats)
+        summary = results.write(exp_dir, time.perf_counter() - started, args.export_formats, args.latency_examples)
     elif args.confirm_top and args.confirm_seeds:
         print(f"the search is unfinished: the confirmation starts once it is; continue with --resume --name {exp_dir.name}")
     stats = ray.get(prep.service.stats.remote())

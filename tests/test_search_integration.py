@@ -1,5 +1,8 @@
-"""A real 2-trial search on a local Ray cluster: Optuna + ASHA, 2 Train workers per trial, a tiny
-teacher and real RTE rows; results files, the exported best student, export again, and resume."""
+"""Real searches on a local Ray cluster: Optuna + ASHA over Ray Train runs of a tiny teacher's student on
+real RTE rows. One search (2 trials, then the top 2 configurations x 2 seeds) serves most tests: its
+results files, honest selection (a validation split held out from the training rows; GLUE dev only
+reports), the confirmation's mean +- std, the exported student, export again, determinism and resume.
+Apart: ASHA stopping trials (2 workers each, one trial at a time) and `--select-on dev`."""
 
 import json
 
@@ -11,73 +14,147 @@ from raykd import export, search
 from test_distill_integration import dev_metric_of
 
 SPACE = '''
-def space(trial):
-    algorithm = trial.suggest_categorical("algorithm", ["kd", "sid"])
-    trial.suggest_float("temperature", 1.0, 4.0)
-    trial.suggest_float("learning_rate", 1e-4, 1e-3, log=True)
+from ray import tune
+fixed = {"batch_size": 8}
+space = {"algorithm": tune.choice(["kd", "sid"]), "temperature": tune.uniform(1.0, 4.0),
+         "learning_rate": tune.loguniform(1e-4, 1e-3)}
+points_to_evaluate = [{"algorithm": "sid", "temperature": 2.0, "learning_rate": 1e-3},
+                      {"algorithm": "kd", "temperature": 3.0, "learning_rate": 2e-4}]
 '''
 
 
-@pytest.fixture(scope="module")
-def experiment(ray_cluster, tiny_teacher_dir, glue_dir, tmp_path_factory):
-    root = tmp_path_factory.mktemp("search")
+def search_argv(root, teacher, glue_dir, name, *extra):
+    """2 trials of one classification epoch on 4% of RTE (100 rows, 10 held out), 1 worker each (so two
+    at a time on 2 CPUs), exporting the Hugging Face folder only; `extra` flags override these."""
     (root / "space.py").write_text(SPACE)
-    argv = ["--task", "rte", "--space", str(root / "space.py"), "--data-dir", str(glue_dir),
-            "--teacher", str(tiny_teacher_dir), "--num-samples", "2", "--max-epochs", "2",
-            "--train-fraction", "0.04", "--max-seq-length", "64", "--workers-per-trial", "2", "--confirm-top", "0",
-            "--export-formats", "hf", "--out", str(root / "results"), "--name", "tiny", "--cache-dir", str(root / "cache")]
+    return [str(a) for a in ["--task", "rte", "--space", root / "space.py", "--data-dir", glue_dir, "--teacher", teacher,
+                             "--num-samples", "2", "--max-epochs", "1", "--train-fraction", "0.04",
+                             "--max-seq-length", "64", "--workers-per-trial", "1", "--out", root / "results",
+                             "--name", name, "--cache-dir", root / "cache", "--export-formats", "hf", *extra]]
+
+
+@pytest.fixture(scope="module")
+def confirmed(ray_cluster, tiny_teacher_dir, glue_dir, tmp_path_factory):
+    """2 trials, then the top 2 configurations x 2 seeds (4 runs of one epoch), selection on 10%
+    of the 100 training rows. (experiment folder, argv, summary)."""
+    root = tmp_path_factory.mktemp("search")
+    argv = search_argv(root, tiny_teacher_dir, glue_dir, "c", "--confirm-top", "2", "--confirm-seeds", "2")
     summary = search.main(argv)
-    return root, argv, summary
+    return root / "results" / "rte" / "c", argv, summary
 
 
-def test_trials_table_and_summary(experiment):
-    root, _, summary = experiment
-    exp = root / "results" / "rte" / "tiny"
+def test_trials_table_and_summary(confirmed):
+    exp, _, summary = confirmed
     table = pd.read_csv(exp / "trials.csv")
     assert len(table) == 2 and set(table["status"]) == {"TERMINATED"}
     assert set(table["stop_reason"]) <= {"completed", "stopped by ASHA"}
     assert {"algorithm", "temperature", "learning_rate", "dev_accuracy@1", "seconds"} <= set(table.columns)
-    assert summary["best_value"] == pytest.approx(table["best_score"].max())  # metric = the main score here
-    assert "best val_accuracy: **" in (exp / "summary.md").read_text()  # selected on the held-out validation split
+    assert summary["search_best"]["val_accuracy"] == pytest.approx(table["best_score"].max())
     assert (exp / "trials.png").stat().st_size > 1000 and (exp / "optuna.db").is_file()
 
 
-def test_best_student_loads_and_reproduces_its_metric(experiment, glue_dir):
-    root, _, summary = experiment
-    best = root / "results" / "rte" / "tiny" / "best"
-    model = AutoModelForSequenceClassification.from_pretrained(best)
-    assert model.config.num_hidden_layers == 2 and "raykd student for rte" in (best / "README.md").read_text()
-    assert dev_metric_of(best, glue_dir, 64, root / "cache") == pytest.approx(summary["best_dev_value"])
-    again = export.main([str(root / "results" / "rte" / "tiny"), "--out", str(root / "exported"), "--format", "hf"])
+def test_the_search_selects_on_validation_and_reports_dev(confirmed):
+    exp, _, summary = confirmed
+    info = json.loads((exp / "experiment.json").read_text())
+    assert info["metric"] == "val_accuracy"
+    assert info["selection"] == {"select_on": "validation", "validation_fraction": 0.1, "validation_rows": 10,
+                                 "train_rows": 90, "data_seed": 42}
+    table = pd.read_csv(exp / "trials.csv")
+    assert {"val_accuracy@1", "dev_accuracy@1"} <= set(table.columns)
+    assert table["best_score"].tolist() == table["val_accuracy@1"].tolist()  # the score ASHA and Optuna saw: validation
+    search_best = summary["search_best"]
+    assert search_best["val_accuracy"] == table["best_score"].max()
+    text = (exp / "summary.md").read_text()
+    assert f"best val_accuracy: **{search_best['val_accuracy']:.4f}**" in text
+    assert f"on GLUE dev: dev_accuracy **{search_best['dev_accuracy']:.4f}** (reported only" in text
+    assert "GLUE dev is used only to report the chosen student" in text and "was used for selection" not in text
+
+
+def test_the_confirmation_reports_mean_and_std_and_exports_the_seed_closest_to_the_mean(confirmed, glue_dir):
+    exp, _, summary = confirmed
+    result = json.loads((exp / "confirm.json").read_text())
+    assert result["finished"] and len(result["configs"]) == 2 and len(result["runs"]) == 4
+    lrs = sorted(c["config"]["learning_rate"] for c in result["configs"])
+    assert lrs == pytest.approx([2e-4, 1e-3])  # both configurations of the search, each once
+    runs = pd.read_csv(exp / "confirm.csv")
+    assert sorted(runs["seed"]) == [43, 43, 44, 44] and set(runs["status"]) == {"ok"}  # fresh seeds: 42 + 1, 42 + 2
+    trials = pd.read_csv(exp / "trials.csv").set_index("trial")
+    for c in result["configs"]:  # every run confirms its own candidate's configuration, that of its search trial
+        assert set(runs[runs["candidate"] == c["candidate"]]["config/learning_rate"]) == {c["config"]["learning_rate"]}
+        assert trials.loc[c["search_trial"], "learning_rate"] == c["config"]["learning_rate"]
+        assert trials.loc[c["search_trial"], "best_score"] == c["search_score"]
+    assert [c["search_score"] for c in result["configs"]] == sorted(trials["best_score"], reverse=True)
+    text = (exp / "summary.md").read_text()
+    for c in result["configs"]:
+        mine = runs[runs["candidate"] == c["candidate"]]
+        for metric in ("val_accuracy", "dev_accuracy"):
+            assert c[f"{metric}_mean"] == pytest.approx(mine[metric].mean())
+            assert c[f"{metric}_std"] == pytest.approx(mine[metric].std(ddof=1))
+            assert f"{c[f'{metric}_mean']:.4f} +- {c[f'{metric}_std']:.4f}" in text
+    chosen = result["chosen"]
+    best_mean = max(c["val_accuracy_mean"] for c in result["configs"])
+    winner = next(c for c in result["configs"] if c["candidate"] == chosen["candidate"])
+    assert winner["val_accuracy_mean"] == best_mean
+    mine = runs[runs["candidate"] == chosen["candidate"]]
+    distance = (mine["val_accuracy"] - best_mean).abs()
+    assert abs(chosen["val_accuracy"] - best_mean) == pytest.approx(distance.min())
+    assert f"its seed {chosen['seed']}" in text and "closest to the mean" in text
+    # best/ is that run's student: its dev metric, measured again from the folder
+    assert summary["best_trial"] == chosen["trial"] and summary["best_dev_value"] == pytest.approx(chosen["dev_accuracy"])
+    assert dev_metric_of(exp / "best", glue_dir, 64, exp.parents[2] / "cache") == pytest.approx(chosen["dev_accuracy"])
+
+
+def test_the_best_student_loads_and_exports_again_with_its_metric(confirmed, glue_dir, tmp_path):
+    exp, _, summary = confirmed
+    model = AutoModelForSequenceClassification.from_pretrained(exp / "best")
+    assert model.config.num_hidden_layers == 2 and "raykd student for rte" in (exp / "best" / "README.md").read_text()
+    again = export.main([str(exp), "--out", str(tmp_path / "exported"), "--format", "hf"])
     assert again["dev_accuracy"] == pytest.approx(summary["best_dev_value"])
+    assert dev_metric_of(tmp_path / "exported", glue_dir, 64, exp.parents[2] / "cache") == pytest.approx(summary["best_dev_value"])
 
 
-def test_same_command_and_seed_give_the_same_trials(experiment):
-    """Determinism on CPU: the same search again (another name) proposes and scores the same trials."""
-    root, argv, summary = experiment
-    again = search.main([*argv[:-4], "--name", "tiny-again", *argv[-2:]])
+def test_same_command_and_seed_give_the_same_trials(confirmed, tiny_teacher_dir, glue_dir):
+    """Determinism on CPU: the same search again (another name; the confirmation, which follows the
+    search, left out) proposes and scores the same trials, epoch by epoch."""
+    exp, _, summary = confirmed
+    root = exp.parents[2]
+    again = search.main(search_argv(root, tiny_teacher_dir, glue_dir, "again", "--confirm-top", "0"))
     tables = [pd.read_csv(root / "results" / "rte" / n / "trials.csv").drop(columns=["trial", "seconds", "seconds_to_first_step"])
-              for n in ("tiny", "tiny-again")]
+              for n in ("c", "again")]
     pd.testing.assert_frame_equal(tables[0], tables[1])
     losses = []
-    for name in ("tiny", "tiny-again"):
-        exp = root / "results" / "rte" / name
-        ids = pd.read_csv(exp / "trials.csv")["trial"]
-        losses.append([[json.loads(line)["train_loss"] for line in (exp / "ray" / "trials" / f"trial-{t}.epochs.jsonl").read_text().splitlines()]
+    for name in ("c", "again"):
+        folder = root / "results" / "rte" / name
+        ids = pd.read_csv(folder / "trials.csv")["trial"]
+        losses.append([[json.loads(line)["train_loss"] for line in (folder / "ray" / "trials" / f"trial-{t}.epochs.jsonl").read_text().splitlines()]
                        for t in ids])
     assert losses[0] == losses[1] and all(losses[0])
-    assert again["best_value"] == summary["best_value"]
+    ignore_id = lambda best: {k: v for k, v in best.items() if k != "trial"}
+    assert ignore_id(again["search_best"]) == ignore_id(summary["search_best"])
 
 
-def test_resume_does_not_rerun_finished_trials(experiment):
-    root, argv, summary = experiment
-    exp = root / "results" / "rte" / "tiny"
-    logs = sorted((exp / "ray" / "trials").glob("*.epochs.jsonl"))
-    before = {p.name: p.read_text() for p in logs}
+def test_a_resumed_search_runs_no_finished_trial_or_confirmation_again(confirmed):
+    exp, argv, summary = confirmed
+    logs = lambda: {p.relative_to(exp): p.read_text() for p in sorted((exp / "ray").glob("*/*.epochs.jsonl"))}
+    before = logs()
+    assert len(before) == 6  # 2 search trials, 4 confirmation runs
     resumed = search.main([*argv, "--resume"])
-    after = {p.name: p.read_text() for p in sorted((exp / "ray" / "trials").glob("*.epochs.jsonl"))}
-    assert after == before  # no trial trained again
-    assert resumed["best_value"] == summary["best_value"] and resumed["trials"] == 2
+    assert logs() == before  # nothing trained again
+    assert resumed["confirmation"]["chosen"] == summary["confirmation"]["chosen"] and resumed["trials"] == 2
+
+
+def test_select_on_dev_says_so_in_the_summary(ray_cluster, tiny_teacher_dir, glue_dir, tmp_path):
+    argv = search_argv(tmp_path, tiny_teacher_dir, glue_dir, "d", "--select-on", "dev", "--confirm-top", "0",
+                       "--num-samples", "1")
+    summary = search.main(argv)
+    exp = tmp_path / "results" / "rte" / "d"
+    info = json.loads((exp / "experiment.json").read_text())
+    assert info["metric"] == "dev_accuracy" and info["selection"]["select_on"] == "dev"
+    assert info["selection"]["train_rows"] == 100 and info["selection"]["validation_rows"] == 0
+    text = (exp / "summary.md").read_text()
+    assert "**GLUE dev was used for selection** (`--select-on dev`)" in text and "optimistically biased" in text
+    assert not (exp / "confirm.json").exists() and summary["confirmation"] is None
+    assert "val_accuracy@1" not in pd.read_csv(exp / "trials.csv").columns
 
 
 ASHA_SPACE = '''

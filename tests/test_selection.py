@@ -1,12 +1,8 @@
-"""Honest selection and multi-seed confirmation (issue 9, items 2 and 3).
+"""Honest selection (issue 9, item 2): the validation split held out from the training set (real RTE
+rows, a user's CSV), the teacher-output cache of the training part, and the selection and confirmation
+flags checked before anything runs. The real searches that select and confirm are in
+test_search_integration.py."""
 
-The validation split held out from the training set (real RTE rows, a user's CSV), the teacher-output
-cache of the training part, the flags checked before anything runs, and real searches on a local Ray
-cluster with a tiny teacher: both numbers in the summary, the confirmation's mean +- std per
-configuration, the exported seed, a resume that runs nothing again, and `--select-on dev`.
-"""
-
-import json
 import math
 
 import numpy as np
@@ -18,7 +14,6 @@ from raykd.data import DataSource, hold_out, load_split, load_task_data
 from raykd.errors import RaykdError
 from raykd.tasks import get_task
 from raykd.teacher_outputs.disk_cache import DiskCache, cache_key, ensure
-from test_distill_integration import dev_metric_of
 from test_field_cases import fails
 
 RTE = get_task("rte")
@@ -92,6 +87,7 @@ def test_the_teacher_outputs_are_those_of_the_training_part(glue_dir, tiny_teach
     (["--confirm-top", "-1"], "--confirm-top -1 is negative; pass the number of configurations"),
     (["--confirm-seeds", "-2"], "--confirm-seeds -2 is negative"),
     (["--train-fraction", "0.002"], "cannot hold out 0.1 of the 5 training rows for validation"),
+    (["--latency-examples", "-1"], "--latency-examples -1 is negative; pass 0 to skip the latency table"),
 ])
 def test_bad_selection_flags_fail_before_anything_runs(tmp_path, tiny_teacher_dir, glue_dir, capsys, extra, message):
     (tmp_path / "space.py").write_text('from ray import tune\nfixed = {"algorithm": "kd"}\n'
@@ -100,106 +96,3 @@ def test_bad_selection_flags_fail_before_anything_runs(tmp_path, tiny_teacher_di
             "--train-fraction", "0.02", "--num-samples", "2", "--max-epochs", "1", "--workers-per-trial", "1",
             "--out", tmp_path / "results", "--cache-dir", tmp_path / "cache", *extra]
     fails(capsys, search.main, argv, message, out=tmp_path / "results")
-
-
-# Real searches -------------------------------------------------------------------------------------------
-
-SPACE = '''
-from ray import tune
-fixed = {"algorithm": "kd", "batch_size": 8}
-space = {"learning_rate": tune.loguniform(1e-4, 1e-3)}
-points_to_evaluate = [{"learning_rate": 1e-3}, {"learning_rate": 2e-4}]
-'''
-
-
-def search_argv(root, teacher, glue_dir, name, *extra):
-    (root / "space.py").write_text(SPACE)
-    return [str(a) for a in ["--task", "rte", "--space", root / "space.py", "--data-dir", glue_dir, "--teacher", teacher,
-                             "--num-samples", "2", "--max-epochs", "1", "--train-fraction", "0.04",
-                             "--max-seq-length", "64", "--workers-per-trial", "1", "--out", root / "results",
-                             "--name", name, "--cache-dir", root / "cache", "--export-formats", "hf", *extra]]
-
-
-@pytest.fixture(scope="module")
-def confirmed(ray_cluster, tiny_teacher_dir, glue_dir, tmp_path_factory):
-    """2 trials, then the top 2 configurations x 2 seeds (4 runs of one epoch), selection on 10%
-    of the 100 training rows."""
-    root = tmp_path_factory.mktemp("confirm")
-    argv = search_argv(root, tiny_teacher_dir, glue_dir, "c", "--confirm-top", "2", "--confirm-seeds", "2")
-    summary = search.main(argv)
-    return root / "results" / "rte" / "c", argv, summary
-
-
-def test_the_search_selects_on_validation_and_reports_dev(confirmed):
-    exp, _, summary = confirmed
-    info = json.loads((exp / "experiment.json").read_text())
-    assert info["metric"] == "val_accuracy"
-    assert info["selection"] == {"select_on": "validation", "validation_fraction": 0.1, "validation_rows": 10,
-                                 "train_rows": 90, "data_seed": 42}
-    table = pd.read_csv(exp / "trials.csv")
-    assert {"val_accuracy@1", "dev_accuracy@1"} <= set(table.columns)
-    assert table["best_score"].tolist() == table["val_accuracy@1"].tolist()  # the score ASHA and Optuna saw: validation
-    search_best = summary["search_best"]
-    assert search_best["val_accuracy"] == table["best_score"].max()
-    text = (exp / "summary.md").read_text()
-    assert f"best val_accuracy: **{search_best['val_accuracy']:.4f}**" in text
-    assert f"on GLUE dev: dev_accuracy **{search_best['dev_accuracy']:.4f}** (reported only" in text
-    assert "GLUE dev is used only to report the chosen student" in text and "was used for selection" not in text
-
-
-def test_the_confirmation_reports_mean_and_std_and_exports_the_seed_closest_to_the_mean(confirmed, glue_dir):
-    exp, _, summary = confirmed
-    result = json.loads((exp / "confirm.json").read_text())
-    assert result["finished"] and len(result["configs"]) == 2 and len(result["runs"]) == 4
-    lrs = sorted(c["config"]["learning_rate"] for c in result["configs"])
-    assert lrs == pytest.approx([2e-4, 1e-3])  # both configurations of the search, each once
-    runs = pd.read_csv(exp / "confirm.csv")
-    assert sorted(runs["seed"]) == [43, 43, 44, 44] and set(runs["status"]) == {"ok"}  # fresh seeds: 42 + 1, 42 + 2
-    trials = pd.read_csv(exp / "trials.csv").set_index("trial")
-    for c in result["configs"]:  # every run confirms its own candidate's configuration, that of its search trial
-        assert set(runs[runs["candidate"] == c["candidate"]]["config/learning_rate"]) == {c["config"]["learning_rate"]}
-        assert trials.loc[c["search_trial"], "learning_rate"] == c["config"]["learning_rate"]
-        assert trials.loc[c["search_trial"], "best_score"] == c["search_score"]
-    assert [c["search_score"] for c in result["configs"]] == sorted(trials["best_score"], reverse=True)
-    text = (exp / "summary.md").read_text()
-    for c in result["configs"]:
-        mine = runs[runs["candidate"] == c["candidate"]]
-        for metric in ("val_accuracy", "dev_accuracy"):
-            assert c[f"{metric}_mean"] == pytest.approx(mine[metric].mean())
-            assert c[f"{metric}_std"] == pytest.approx(mine[metric].std(ddof=1))
-            assert f"{c[f'{metric}_mean']:.4f} +- {c[f'{metric}_std']:.4f}" in text
-    chosen = result["chosen"]
-    best_mean = max(c["val_accuracy_mean"] for c in result["configs"])
-    winner = next(c for c in result["configs"] if c["candidate"] == chosen["candidate"])
-    assert winner["val_accuracy_mean"] == best_mean
-    mine = runs[runs["candidate"] == chosen["candidate"]]
-    distance = (mine["val_accuracy"] - best_mean).abs()
-    assert abs(chosen["val_accuracy"] - best_mean) == pytest.approx(distance.min())
-    assert f"its seed {chosen['seed']}" in text and "closest to the mean" in text
-    # best/ is that run's student: its dev metric, measured again from the folder
-    assert summary["best_trial"] == chosen["trial"] and summary["best_dev_value"] == pytest.approx(chosen["dev_accuracy"])
-    assert dev_metric_of(exp / "best", glue_dir, 64, exp.parents[2] / "cache") == pytest.approx(chosen["dev_accuracy"])
-
-
-def test_a_resumed_search_runs_no_finished_confirmation_again(confirmed):
-    exp, argv, summary = confirmed
-    logs = lambda: {p.name: p.read_text() for p in sorted((exp / "ray" / "confirm-trials").glob("*.epochs.jsonl"))}
-    before = logs()
-    assert len(before) == 4
-    resumed = search.main([*argv, "--resume"])
-    assert logs() == before  # no confirmation run trained again
-    assert resumed["confirmation"]["chosen"] == summary["confirmation"]["chosen"]
-
-
-def test_select_on_dev_says_so_in_the_summary(ray_cluster, tiny_teacher_dir, glue_dir, tmp_path):
-    argv = search_argv(tmp_path, tiny_teacher_dir, glue_dir, "d", "--select-on", "dev", "--confirm-top", "0",
-                       "--num-samples", "1")
-    summary = search.main(argv)
-    exp = tmp_path / "results" / "rte" / "d"
-    info = json.loads((exp / "experiment.json").read_text())
-    assert info["metric"] == "dev_accuracy" and info["selection"]["select_on"] == "dev"
-    assert info["selection"]["train_rows"] == 100 and info["selection"]["validation_rows"] == 0
-    text = (exp / "summary.md").read_text()
-    assert "**GLUE dev was used for selection** (`--select-on dev`)" in text and "optimistically biased" in text
-    assert not (exp / "confirm.json").exists() and summary["confirmation"] is None
-    assert "val_accuracy@1" not in pd.read_csv(exp / "trials.csv").columns

@@ -20,7 +20,7 @@ def test_teacher_search_keeps_the_best_trial_as_a_usable_teacher(ray_cluster, ti
     record = teacher.main(["--task", "rte", "--data-dir", str(glue_dir), "--train-fraction", "0.04",
                            "--max-seq-length", "64", "--cache-dir", str(tmp_path / "cache"),
                            "--teacher-base", str(tiny_teacher_dir), "--space", str(tmp_path / "space.py"),
-                           "--num-samples", "3", "--max-epochs", "2", "--grace-period", "1", "--name", "s",
+                           "--num-samples", "3", "--max-epochs", "2", "--grace-period", "1", "--name", "s", "--workers", "1",
                            "--records", str(tmp_path / "results"), "--out", str(tmp_path / "best")])
     assert finetune.is_usable(tmp_path / "best")
     kept = json.loads((tmp_path / "best" / finetune.RECORD).read_text())

@@ -70,7 +70,14 @@ def check_search_arguments(args):
     if getattr(args, "confirm_seeds", 0) < 0:
         raise RaykdError(f"--confirm-seeds {args.confirm_seeds} is negative; pass the seeds per confirmed configuration "
                          "(default 3), or 0 to skip the confirmation")
+    check_latency_examples(getattr(args, "latency_examples", 0))
     check_arguments(args)
+
+
+def check_latency_examples(examples: int):
+    """--latency-examples of search and export. Raises RaykdError when it is negative."""
+    if examples < 0:
+        raise RaykdError(f"--latency-examples {examples} is negative; pass 0 to skip the latency table")
 
 
 def check_data(task: Task, args, validation_fraction: float = 0.0):
