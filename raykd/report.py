@@ -106,7 +106,7 @@ def paper(args) -> None:
     for name in args.tasks:
         get_task(name)
     s = table.Settings(args.data_dir, args.results / "paper", args.cache_dir / "teachers", args.seeds, args.trials,
-                       args.search_trials, args.max_epochs, args.teacher_trials)
+                       args.search_trials, args.max_epochs, args.teacher_trials, address=args.address)
     fractions = sorted({*args.fractions, 1.0})
     every = table.cells(args.tasks, fractions, tuple(args.methods))
     remaining = [c for c in every if not c.done(s)]
@@ -166,6 +166,8 @@ def main(argv=None):
     g.add_argument("--max-epochs", type=int, default=3, help="classification epochs per run (default: 3)")
     g.add_argument("--teacher-trials", type=int, default=8, help="recipes tried by each teacher search (default: 8)")
     g.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help=f"teachers' weights go to <cache-dir>/teachers (default: {DEFAULT_CACHE})")
+    g.add_argument("--address", help="address of a running Ray cluster for every cell's command (default: each command "
+                                      "starts a local cluster of its own)")
     g.add_argument("--plan", action="store_true", help="print what is done and what remains, rebuild the table, run nothing")
     args = p.parse_args(argv)
     if args.table == "paper":

@@ -6,6 +6,7 @@ import json
 import pytest
 
 from raykd import distill, search, teacher
+from raykd.run import cli
 from raykd.training import finetune
 
 SPACE = '''
@@ -71,8 +72,11 @@ def test_recipe_dir_is_keyed_by_everything_that_decides_the_weights(tmp_path):
 def test_search_without_teacher_fine_tunes_once_and_again_after_the_weights_are_deleted(
         ray_cluster, tiny_teacher_dir, glue_dir, tmp_path, capsys):
     """A fresh machine: the search fine-tunes its teacher (on the user's own --train-file, through every
-    data flag); a second search reuses it; deleting its weights makes the teacher command redo it."""
+    data flag); a second search's teacher lookup (the function the search calls) reuses it; deleting its
+    weights makes the teacher command redo it."""
     import pandas as pd
+
+    from raykd.tasks import get_task
 
     (tmp_path / "space.py").write_text(SPACE)
     rows = pd.read_csv(glue_dir / "RTE" / "train.tsv", sep="\t", quoting=3).head(100)
@@ -82,19 +86,20 @@ def test_search_without_teacher_fine_tunes_once_and_again_after_the_weights_are_
             "--text-columns", "sentence1,sentence2", "--max-seq-length", "64", "--cache-dir", str(tmp_path / "cache")]
     argv = [*data, "--space", str(tmp_path / "space.py"), "--teacher-base", str(tiny_teacher_dir),
             "--teacher-epochs", "1", "--teacher-learning-rate", "1e-3", "--num-samples", "1", "--max-epochs", "1",
-            "--confirm-top", "0", "--export-formats", "hf", "--out", str(tmp_path / "results")]
+            "--workers-per-trial", "1", "--confirm-top", "0", "--export-formats", "hf", "--out", str(tmp_path / "results")]
     search.main([*argv, "--name", "first"])
     folders = list((tmp_path / "cache" / "teachers").iterdir())
     assert len(folders) == 1 and finetune.is_usable(folders[0])
     record = json.loads((folders[0] / finetune.RECORD).read_text())
     assert record["train_examples"] == 100 and record["config"]["epochs"] == 1  # the user's file, the flags
     assert "fine-tuning" in capsys.readouterr().out
-
-    search.main([*argv, "--name", "second"])
-    assert "fine-tuning" not in capsys.readouterr().out
-    assert len(list((tmp_path / "results" / "teachers").glob("*.json"))) == 1  # one teacher, one record
-    experiment = json.loads((tmp_path / "results" / "rte" / "second" / "experiment.json").read_text())
+    experiment = json.loads((tmp_path / "results" / "rte" / "first" / "experiment.json").read_text())
     assert experiment["teacher_dir"] == str(folders[0])
+
+    args = search.parse_args([*argv, "--name", "second"])
+    second = search.default_teacher(args, get_task("rte"), cli.scaling(args), tmp_path / "results", "second")
+    assert second == str(folders[0]) and "fine-tuning" not in capsys.readouterr().out
+    assert len(list((tmp_path / "results" / "teachers").glob("*.json"))) == 1  # one teacher, one record
 
     (folders[0] / "model.safetensors").unlink()
     again = teacher.main([*data, "--teacher-base", str(tiny_teacher_dir), "--epochs", "1", "--learning-rate", "1e-3",

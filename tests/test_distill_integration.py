@@ -26,22 +26,28 @@ def dev_metric_of(folder, glue_dir, max_len, cache, precision="fp32"):
     return metrics.compute(get_task("rte"), logits, np.array(dev["labels"]))["dev_accuracy"]
 
 
-def test_sid_distillation_on_two_workers(ray_cluster, tiny_teacher_dir, glue_dir, tmp_path):
+def test_sid_distillation_on_two_workers_in_bf16(ray_cluster, tiny_teacher_dir, glue_dir, tmp_path):
+    """SID's stages on two DDP workers, through the worker loop's device path (get_device, Ray's
+    device-moving data loader) with bf16 autocast: what a GPU run does, on the CPU. The saved student's
+    dev metric, recomputed in bf16 from its folder, is the one reported."""
     out = tmp_path / "run"
     record = distill.main(["--task", "rte", "--data-dir", str(glue_dir), "--teacher", str(tiny_teacher_dir),
                            "--algorithm", "sid", "--epochs", "2", "--train-fraction", "0.06", "--max-seq-length", "64",
-                           "--workers", "2", "--out", str(out), "--cache-dir", str(tmp_path / "cache")])
+                           "--workers", "2", "--batch-size", "15", "--precision", "bf16",
+                           "--out", str(out), "--cache-dir", str(tmp_path / "cache")])
     # 4-layer teacher -> 2-layer student on layers 2 and 4: two internal stages, then two classification epochs
     assert record["layer_map"] == [2, 4] and record["student_layers"] == 2
     assert [h["stage"] for h in record["history"]] == ["pair1", "pair2", "classify", "classify"]
     assert [h["cls_epoch"] for h in record["history"]] == [0, 0, 1, 2]
     assert all(np.isfinite(h["train_loss"]) and h["train_loss"] > 0 for h in record["history"])
-    assert record["best"]["stage"] == "classify"
+    assert record["best"]["stage"] == "classify" and record["config"]["precision"] == "bf16"
     saved = json.loads((out / "result.json").read_text())
     assert saved["best"]["dev_accuracy"] == record["best"]["dev_accuracy"]
+    assert saved["config"]["batch_size"] == 15  # split 8 + 7 over the workers, exactly
     student = AutoModelForSequenceClassification.from_pretrained(out / "student")
     assert student.config.num_hidden_layers == 2 and (out / "student" / "model.safetensors").is_file()
-    assert dev_metric_of(out / "student", glue_dir, 64, tmp_path / "cache") == pytest.approx(record["best"]["dev_accuracy"])
+    assert dev_metric_of(out / "student", glue_dir, 64, tmp_path / "cache", "bf16") == pytest.approx(
+        record["best"]["dev_accuracy"])
 
 
 def test_teacher_finetuning_keeps_best_epoch(ray_cluster, tokenizer, glue_dir, tmp_path):

@@ -57,11 +57,12 @@ points_to_evaluate = [{"temperature": 1e-45}, {"temperature": 2.0}]
 def run_search(root, glue_dir, teacher, name, space=SPACE, samples="2"):
     (root / "space.py").write_text(space)
     return search.main([*COMMON, "--space", str(root / "space.py"), "--data-dir", str(glue_dir), "--teacher", str(teacher),
-                        "--num-samples", samples, "--max-epochs", "2", "--workers-per-trial", "2", "--confirm-top", "0", "--export-formats", "hf",
+                        "--num-samples", samples, "--max-epochs", "2", "--workers-per-trial", "1", "--confirm-top", "0", "--export-formats", "hf",
                         "--out", str(root / "results"), "--name", name, "--cache-dir", str(root / "cache")])
 
 
 def test_non_finite_trial_is_stopped_and_the_search_goes_on(ray_cluster, tiny_teacher_dir, glue_dir, tmp_path):
+    """Two trials at once (1 worker each): the first is NaN from its first step and stops after one epoch."""
     summary = run_search(tmp_path, glue_dir, tiny_teacher_dir, "nan")
     table = pd.read_csv(tmp_path / "results" / "rte" / "nan" / "trials.csv")
     assert table["stop_reason"].tolist() == ["non-finite loss", "completed"]
@@ -78,14 +79,15 @@ def space(trial):
 
 
 def test_search_killed_then_resumed_without_rerunning_finished_trials(tiny_teacher_dir, glue_dir, tmp_path):
-    """SIGKILL the whole search process group once its first trial has finished, then --resume."""
+    """SIGKILL the whole search process group (its local cluster with it) once its first trial has
+    finished, then --resume. One trial at a time: its one worker holds both CPUs."""
     import subprocess
     import sys
 
     (tmp_path / "space.py").write_text(DETERMINISM_SPACE)
     args = [sys.executable, "-m", "raykd.search", *COMMON, "--space", str(tmp_path / "space.py"), "--data-dir", str(glue_dir),
-            "--teacher", str(tiny_teacher_dir), "--num-samples", "2", "--max-epochs", "2", "--workers-per-trial", "2",
-            "--confirm-top", "0", "--export-formats", "hf", "--out", str(tmp_path / "results"), "--name", "killed", "--cache-dir", str(tmp_path / "cache")]
+            "--teacher", str(tiny_teacher_dir), "--num-samples", "2", "--max-epochs", "2", "--workers-per-trial", "1",
+            "--cpus-per-worker", "2", "--confirm-top", "0", "--export-formats", "hf", "--out", str(tmp_path / "results"), "--name", "killed", "--cache-dir", str(tmp_path / "cache")]
     trials = tmp_path / "results" / "rte" / "killed" / "ray" / "trials"
     with open(tmp_path / "first.log", "w") as log:
         proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path, start_new_session=True)

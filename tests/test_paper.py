@@ -1,5 +1,6 @@
 """The paper table's runner (python -m raykd.report paper): a real cell, a real search with its
-confirmation on a real local Ray cluster (subprocesses), a tiny real teacher, real RTE rows."""
+confirmation in a subprocess that joins the session's local Ray cluster with --address (as cells do on
+a user's cluster), a tiny real teacher, real RTE rows."""
 
 import json
 import shutil
@@ -20,14 +21,15 @@ def test_a_cell_runs_once_and_fills_its_table_row(ray_cluster, tiny_teacher_dir,
     (tmp_path / "results" / "paper" / "rte" / "teacher").mkdir(parents=True)
     (tmp_path / "results" / "paper" / "rte" / "teacher" / "summary.md").write_text("# Teacher search: rte\n")
     argv = ["paper", "--data-dir", str(glue_dir), "--tasks", "rte", "--methods", "kd", "--seeds", "2", "--trials", "1",
-            "--max-epochs", "1", "--results", str(tmp_path / "results"), "--cache-dir", str(tmp_path / "cache")]
+            "--max-epochs", "1", "--results", str(tmp_path / "results"), "--cache-dir", str(tmp_path / "cache"),
+            "--address", ray_cluster.get_runtime_context().gcs_address]
     report.main(argv)
     root = tmp_path / "results" / "paper"
     confirmed = json.loads((root / "rte" / "kd" / "confirm.json").read_text())
     assert confirmed["finished"] and len(confirmed["runs"]) == 2
     runs = [json.loads(line) for line in (root / "cells.jsonl").read_text().splitlines()]
     assert [r["cell"] for r in runs] == ["rte/kd"] and runs[0]["done"] and "search_spaces/fixed/kd.py" in runs[0]["command"]
-    assert "--train-fraction 0.04" in runs[0]["command"]
+    assert "--train-fraction 0.04" in runs[0]["command"] and f"--address {argv[-1]}" in runs[0]["command"]
     dev = [r["dev_accuracy"] for r in confirmed["runs"]]
     table = (root / "README.md").read_text()
     row = next(line for line in table.splitlines() if line.startswith("| rte"))

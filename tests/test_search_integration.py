@@ -2,7 +2,7 @@
 real RTE rows. One search (2 trials, then the top 2 configurations x 2 seeds) serves most tests: its
 results files, honest selection (a validation split held out from the training rows; GLUE dev only
 reports), the confirmation's mean +- std, the exported student, export again, determinism and resume.
-Apart: ASHA stopping trials (2 workers each, one trial at a time) and `--select-on dev`."""
+Apart: ASHA stopping trials (one at a time, each holding both CPUs) and `--select-on dev`."""
 
 import json
 
@@ -167,13 +167,13 @@ from ray import tune
 
 
 def test_a_trial_stopped_by_asha_releases_its_workers(ray_cluster, tiny_teacher_dir, glue_dir, tmp_path):
-    """Trials run one at a time (2 workers on 2 CPUs): a trial after one that ASHA stopped can only
-    start if the stopped trial's Train workers were released."""
+    """Trials run one at a time (each trial's worker holds both CPUs): a trial after one that ASHA
+    stopped can only start if the stopped trial's Train worker was released."""
     (tmp_path / "space.py").write_text("from ray import tune\n" + ASHA_SPACE)
     summary = search.main(["--task", "rte", "--space", str(tmp_path / "space.py"), "--data-dir", str(glue_dir),
                            "--teacher", str(tiny_teacher_dir), "--num-samples", "4", "--max-epochs", "3",
-                           "--train-fraction", "0.04", "--max-seq-length", "64", "--workers-per-trial", "2",
-                           "--confirm-top", "0", "--export-formats", "hf", "--out", str(tmp_path / "results"), "--name", "asha", "--cache-dir", str(tmp_path / "cache")])
+                           "--train-fraction", "0.04", "--max-seq-length", "64", "--workers-per-trial", "1",
+                           "--cpus-per-worker", "2", "--confirm-top", "0", "--export-formats", "hf", "--out", str(tmp_path / "results"), "--name", "asha", "--cache-dir", str(tmp_path / "cache")])
     table = pd.read_csv(tmp_path / "results" / "rte" / "asha" / "trials.csv")  # in creation order
     reasons = table["stop_reason"].tolist()
     stopped = [i for i, reason in enumerate(reasons) if reason == "stopped by ASHA"]

@@ -56,6 +56,7 @@ class Settings:
     max_epochs: int = 3
     teacher_trials: int = 8
     precision: str = "auto"
+    address: str | None = None  # a running Ray cluster every cell's command joins; None: each starts its own
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,7 @@ class Cell:
             if "--train-fraction" in flags:
                 del flags[flags.index("--train-fraction"):flags.index("--train-fraction") + 2]
             flags += ["--train-fraction", f"{self.fraction:g}"]
-        data = ["--task", self.task, "--data-dir", s.data_dir, *flags]
+        data = ["--task", self.task, "--data-dir", s.data_dir, *flags, *(["--address", s.address] if s.address else [])]
         if self.method == "teacher":
             return [sys.executable, "-m", "raykd.teacher", *data, "--space", "search_spaces/teacher.py",
                     "--num-samples", str(s.teacher_trials), "--name", self.name, "--records", str(s.root),
