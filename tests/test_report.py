@@ -33,3 +33,17 @@ def test_tables_are_built_from_the_records_and_parity_says_no_difference_within_
     parity = (tmp_path / "parity.md").read_text()
     assert "| rte | kd | fp32 | 1, 2, 3 | 55.00 56.00 54.00 | 55.00 +- 1.00 | 50 |" in parity
     assert "| rte | kd | 3 | 55.00 | 55.00 | +0.00 | no difference |" in parity
+
+
+def test_a_trials_table_has_the_same_columns_whichever_trial_finished_first():
+    import pandas as pd
+    from raykd.artifacts.results import in_column_order
+    stopped = {"trial": "a", "status": "TERMINATED", "temperature": 2.0, "stop_reason": "stopped by ASHA",
+               "val_accuracy@1": 0.5, "dev_accuracy@1": 0.52, "epochs_run": 1, "best_score": 0.5}
+    finished = {"trial": "b", "status": "TERMINATED", "temperature": 4.0, "stop_reason": "completed",
+                "val_accuracy@1": 0.6, "dev_accuracy@1": 0.61, "epochs_run": 2, "best_score": 0.7,
+                "val_accuracy@2": 0.7, "dev_accuracy@2": 0.66}
+    tables = [in_column_order(pd.DataFrame(rows), "val_accuracy") for rows in ([stopped, finished], [finished, stopped])]
+    assert list(tables[0].columns) == list(tables[1].columns) == [
+        "trial", "status", "temperature", "stop_reason", "val_accuracy@1", "dev_accuracy@1", "val_accuracy@2",
+        "dev_accuracy@2", "epochs_run", "best_score"]

@@ -51,7 +51,9 @@ def stop_reason(trial, frame: pd.DataFrame, planned_epochs: int) -> str:
 
 def trials_table(exp_dir: Path, metric: str, max_epochs: int) -> pd.DataFrame:
     """One row per trial: its configuration, `metric` at every epoch (and, when the metric is measured
-    on the validation split, `val_<m>`, the same metric on GLUE dev), status, stop reason, seconds."""
+    on the validation split, `dev_<m>`, the same metric on GLUE dev), status, stop reason, seconds.
+    Columns: trial, status, configuration, stop_reason, then `<metric>@<epoch>` (and `dev_<m>@<epoch>`)
+    by epoch, then epochs_run, cls_epochs_run, best_score, seconds, seconds_to_first_step."""
     dev = "dev_" + metric[len("val_"):] if metric.startswith("val_") else None
     rows = []
     for trial, frame in trial_rows(exp_dir):
@@ -70,7 +72,18 @@ def trials_table(exp_dir: Path, metric: str, max_epochs: int) -> pd.DataFrame:
             if "seconds_to_first_step" in frame:  # start-up: worker group, model, teacher outputs
                 row["seconds_to_first_step"] = round(float(frame["seconds_to_first_step"].dropna().iloc[0]), 1)
         rows.append(row)
-    return pd.DataFrame(rows)
+    return in_column_order(pd.DataFrame(rows), metric)
+
+
+def in_column_order(table: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """`table` (a trials table) with its columns in a fixed order: those that are neither per-epoch nor
+    totals as they come, then `<m>@<epoch>` by epoch (`metric` before the others of an epoch), then
+    the totals. Trials that run at once finish in any order, and the table must not change with it."""
+    per_epoch = sorted((c for c in table.columns if "@" in c),
+                       key=lambda c: (int(c.rsplit("@", 1)[1]), not c.startswith(metric + "@")))
+    totals = [c for c in ("epochs_run", "cls_epochs_run", "best_score", "seconds", "seconds_to_first_step") if c in table]
+    first = [c for c in table.columns if c not in per_epoch and c not in totals]
+    return table[first + per_epoch + totals]
 
 
 def best_checkpoint(exp_dir: Path, confirmed: bool = True) -> tuple[str, dict, str, dict]:
