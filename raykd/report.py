@@ -99,6 +99,26 @@ def parity_table(root: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def given_teachers(pairs: list[str], tasks: list[str]) -> dict[str, str]:
+    """{task: folder} from `--teacher TASK=FOLDER` values. Raises RaykdError for a value without '=', a task
+    not among `tasks`, or a folder that is not a finished teacher of that task (raykd.training.finetune.is_usable)."""
+    from raykd.training.finetune import RECORD, is_usable
+
+    given = {}
+    for pair in pairs:
+        task, _, folder = pair.partition("=")
+        if not folder or task not in tasks:
+            raise RaykdError(f"--teacher {pair}: expected TASK=FOLDER with TASK among --tasks ({' '.join(tasks)})")
+        if not is_usable(Path(folder)):
+            raise RaykdError(f"--teacher {pair}: {folder} is not a finished teacher (config.json, weights and {RECORD}); "
+                             f"fine-tune one with python -m raykd.teacher --task {task}")
+        recorded = json.loads((Path(folder) / RECORD).read_text()).get("task")
+        if recorded != task:
+            raise RaykdError(f"--teacher {pair}: {folder} was fine-tuned on {recorded}, not {task}; give a {task} teacher")
+        given[task] = folder
+    return given
+
+
 def paper(args) -> None:
     """Run the paper table's missing cells (unless --plan), then write results/paper/README.md and its plots."""
     from raykd.artifacts import paper as table
@@ -106,7 +126,8 @@ def paper(args) -> None:
     for name in args.tasks:
         get_task(name)
     s = table.Settings(args.data_dir, args.results / "paper", args.cache_dir / "teachers", args.seeds, args.trials,
-                       args.search_trials, args.max_epochs, args.teacher_trials, address=args.address)
+                       args.search_trials, args.max_epochs, args.teacher_trials, address=args.address,
+                       teachers=tuple(given_teachers(args.teacher, args.tasks).items()))
     fractions = sorted({*args.fractions, 1.0})
     every = table.cells(args.tasks, fractions, tuple(args.methods))
     remaining = [c for c in every if not c.done(s)]
@@ -126,7 +147,8 @@ def paper(args) -> None:
              "(raykd.artifacts.paper explains the cells). GLUE dev, mean +- std over the confirmation seeds of each cell's "
              "chosen configuration (selected on a split held out from the training set); a cell shows '-' until it is done. "
              "3-layer students of a 6-layer all-MiniLM-L6-v2 teacher. 'Best fixed' is the fixed method with the best "
-             "validation mean; 'gap closed' is (student - finetune) / (teacher - finetune) on the dev means.", "",
+             "validation mean; 'gap closed' is (student - finetune) / (teacher - finetune) on the dev means."
+             + "".join(f" The {t} teacher was given, not searched: `--teacher {t}={folder}`." for t, folder in s.teachers), "",
              main_table, "", table.spread_note(numbers) or "No internal method has confirmed seeds beside kd yet.", "",
              *(["![the table](table.png)", ""] if has_bars else []),
              "## Low-data study", "", low, "", *(["![low data](low-data.png)", ""] if has_curves else []),
@@ -168,6 +190,9 @@ def main(argv=None):
     g.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help=f"teachers' weights go to <cache-dir>/teachers (default: {DEFAULT_CACHE})")
     g.add_argument("--address", help="address of a running Ray cluster for every cell's command (default: each command "
                                       "starts a local cluster of its own)")
+    g.add_argument("--teacher", action="append", default=[], metavar="TASK=FOLDER",
+                   help="use this teacher (a folder written by raykd.teacher) for TASK instead of searching one; repeatable "
+                        "(default: each task's teacher cell searches its recipe)")
     g.add_argument("--plan", action="store_true", help="print what is done and what remains, rebuild the table, run nothing")
     args = p.parse_args(argv)
     if args.table == "paper":

@@ -14,15 +14,13 @@ from raykd.artifacts import paper
 def test_a_cell_runs_once_and_fills_its_table_row(ray_cluster, tiny_teacher_dir, glue_dir, tmp_path, capsys, monkeypatch):
     # RTE's cell flags at test size (4% of the training set, 64 tokens): the cell's commands carry them.
     monkeypatch.setitem(paper.TASK_FLAGS, "rte", ["--max-seq-length", "64", "--train-fraction", "0.04"])
-    # A finished teacher cell: the tiny teacher where the runner keeps the task's teacher, and its search summary.
-    teacher = tmp_path / "cache" / "teachers" / "paper-rte"
+    # A fine-tuned teacher given with --teacher (the tiny one, with the record raykd.teacher writes): not searched.
+    teacher = tmp_path / "rte-teacher"
     shutil.copytree(tiny_teacher_dir, teacher)
     (teacher / "teacher.json").write_text(json.dumps({"task": "rte", "base": "tiny", "dev_accuracy": 0.6, "best_epoch": 1}))
-    (tmp_path / "results" / "paper" / "rte" / "teacher").mkdir(parents=True)
-    (tmp_path / "results" / "paper" / "rte" / "teacher" / "summary.md").write_text("# Teacher search: rte\n")
     argv = ["paper", "--data-dir", str(glue_dir), "--tasks", "rte", "--methods", "kd", "--seeds", "2", "--trials", "1",
             "--max-epochs", "1", "--results", str(tmp_path / "results"), "--cache-dir", str(tmp_path / "cache"),
-            "--address", ray_cluster.get_runtime_context().gcs_address]
+            "--teacher", f"rte={teacher}", "--address", ray_cluster.get_runtime_context().gcs_address]
     report.main(argv)
     root = tmp_path / "results" / "paper"
     confirmed = json.loads((root / "rte" / "kd" / "confirm.json").read_text())
@@ -35,6 +33,8 @@ def test_a_cell_runs_once_and_fills_its_table_row(ray_cluster, tiny_teacher_dir,
     row = next(line for line in table.splitlines() if line.startswith("| rte"))
     assert f"{100 * sum(dev) / 2:.2f} +- " in row and row.count(" - |") >= 3  # kd filled, other methods not run
     assert "| 60.00 (n=1) |" in row  # the teacher's dev score from its record
+    assert f"--teacher {teacher}" in runs[0]["command"] and f"`--teacher rte={teacher}`" in table
+    assert not (tmp_path / "cache" / "teachers").exists()  # no teacher was searched
     capsys.readouterr()
     report.main(argv)  # done cells are never run again
     assert len((root / "cells.jsonl").read_text().splitlines()) == 1
@@ -42,8 +42,16 @@ def test_a_cell_runs_once_and_fills_its_table_row(ray_cluster, tiny_teacher_dir,
 
 
 @pytest.mark.parametrize("flags, message", [(["--seeds", "1"], "needs at least 2 seeds"),
-                                            (["--fractions", "0"], "each must be in (0, 1]")])
-def test_paper_refuses_bad_flags(tmp_path, capsys, flags, message):
+                                            (["--fractions", "0"], "each must be in (0, 1]"),
+                                            (["--teacher", "rte"], "expected TASK=FOLDER"),
+                                            (["--teacher", "qqp=x"], "expected TASK=FOLDER"),
+                                            (["--teacher", "rte=."], "is not a finished teacher"),
+                                            (["--teacher", "rte={teacher}"], "was fine-tuned on mrpc, not rte")])
+def test_paper_refuses_bad_flags(tmp_path, tiny_teacher_dir, capsys, flags, message):
+    teacher = tmp_path / "mrpc-teacher"
+    shutil.copytree(tiny_teacher_dir, teacher)
+    (teacher / "teacher.json").write_text(json.dumps({"task": "mrpc", "dev_f1": 0.8}))
+    flags = [f.format(teacher=teacher) for f in flags]
     with pytest.raises(SystemExit) as exit_:
         report.main(["paper", "--plan", "--results", str(tmp_path), *flags])
     err = capsys.readouterr().err.strip()

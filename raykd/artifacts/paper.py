@@ -8,7 +8,8 @@ resumed, and the table is rebuilt from the folders every time, so it fills over 
 command; `--plan` prints what is done and what remains without running anything.
 
 Per task:
-- `teacher`: the teacher's recipe searched (`raykd.teacher --space search_spaces/teacher.py`).
+- `teacher`: the teacher's recipe searched (`raykd.teacher --space search_spaces/teacher.py`), unless a
+  fine-tuned teacher is given for the task (`--teacher TASK=FOLDER`, a folder written by raykd.teacher).
 - `finetune`, `kd`, `all`, `pid`, `sid`: `raykd.search` over `search_spaces/fixed/<method>.py` (the
   paper's settings, only the learning rate searched, the same number of trials for every method, so
   the baselines are tuned as much as the methods), its best configuration confirmed with `--seeds`
@@ -57,6 +58,7 @@ class Settings:
     teacher_trials: int = 8
     precision: str = "auto"
     address: str | None = None  # a running Ray cluster every cell's command joins; None: each starts its own
+    teachers: tuple[tuple[str, str], ...] = ()  # (task, folder) given with --teacher: used as they are, not searched
 
 
 @dataclass(frozen=True)
@@ -77,13 +79,16 @@ class Cell:
         return s.root / self.task / self.name
 
     def teacher_dir(self, s: Settings) -> Path:
-        """The task's teacher folder, `<teacher_cache>/paper-<task>` (absolute), shared by the task's cells."""
-        return (s.teacher_cache / f"paper-{self.task}").resolve()
+        """The task's teacher folder (absolute), shared by the task's cells: the one given for the task with
+        --teacher, else `<teacher_cache>/paper-<task>`, where the teacher cell's search puts its best."""
+        return Path(dict(s.teachers).get(self.task) or s.teacher_cache / f"paper-{self.task}").resolve()
 
     def done(self, s: Settings) -> bool:
         """True when the cell has finished: a teacher cell's summary.md, a student cell's confirm.json with
         `finished`."""
         if self.method == "teacher":
+            if self.task in dict(s.teachers):  # given, not searched
+                return (self.teacher_dir(s) / "teacher.json").is_file()
             return (self.folder(s) / "summary.md").is_file()
         record = self.folder(s) / "confirm.json"
         return record.is_file() and json.loads(record.read_text()).get("finished", False)
