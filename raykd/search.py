@@ -88,7 +88,7 @@ def parse_args(argv=None):
                    help=f"learning rate when a teacher must be fine-tuned first (default: {finetune.DEFAULTS.learning_rate:g})")
     p.add_argument("--precision", choices=precision.CHOICES,
                    help="autocast precision of every trial (unless the space searches it) and of a teacher fine-tuned "
-                        "first (default: the space's, else DistillConfig's)")
+                        "first (default: the space's, else auto for trials and fp32 for the teacher)")
     p.add_argument("--num-samples", type=int, default=12, help="trials to run (default: 12)")
     p.add_argument("--max-epochs", type=int, default=3, help="classification epochs per trial, ASHA's max_t (default: 3)")
     p.add_argument("--grace-period", type=int, default=1, help="classification epochs before ASHA may stop a trial (default: 1)")

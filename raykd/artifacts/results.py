@@ -187,7 +187,7 @@ def export_best(exp_dir: Path, out: Path, task: Task, teacher_dir: str, formats:
             columns = dev_columns(info, AutoTokenizer.from_pretrained(tmp), data_dir)
             checks = deploy.export(tmp, task, formats, columns)
             main = f"dev_{task.main_metric}"
-            if recipe.get("precision") == "fp32" and metrics.get(main) is not None and \
+            if metrics.get(main) is not None and \
                     abs(checks["hf"]["value"] - metrics[main]) > deploy.METRIC_TOLERANCE:
                 raise RaykdError(f"the exported student's {main} recomputed in PyTorch is {checks['hf']['value']:.4f}, but "
                                  f"the trial reported {metrics[main]:.4f}; check that --data-dir is the data the search ran on")

@@ -71,7 +71,7 @@ class DistillConfig:
     seed: int = _field(42, "seed of weights, data order and dropout", low=0)
     # speed
     precision: str = _field(
-        "fp32", "autocast precision of forward passes: auto (bf16 where the hardware runs it natively), fp32, "
+        "auto", "autocast precision of forward passes: auto (bf16 where the hardware runs it natively), fp32, "
         "bf16 or fp16; weights and losses stay fp32 (raykd.training.precision)", choices=CHOICES)
     group_by_length: bool = _field(
         True, "batches of examples of similar length (less padding; raykd.training.sampling); off = a plain shuffle")

@@ -242,11 +242,13 @@ def train_loop_per_worker(job: dict):
         if epoch == first_epoch:
             timing["worker_nodes"] = _nodes_of_workers()
         cls_epochs += stage.classification
+        # Evaluated in fp32 whatever the training's autocast: the reported metric is that of the fp32 weights
+        # that are saved and shipped (an exported model runs in fp32), and the export check can demand it.
         result = {"epoch": epoch + 1, "cls_epoch": cls_epochs, "stage": stage.name, "train_loss": loss, **timing,
-                  **evaluate(bare, task, data["dev"], dev_collate, rank, world, device, cfg.precision)}
+                  **evaluate(bare, task, data["dev"], dev_collate, rank, world, device, "fp32")}
         if validation_collate:
             result.update(evaluate(bare, task, data["validation"], validation_collate, rank, world, device,
-                                   cfg.precision, "val"))
+                                   "fp32", "val"))
         result["score"] = sign * result[selection["metric"]] if stage.classification else NOT_ELIGIBLE
         if not math.isfinite(loss):  # the weights are no longer usable: never export them
             result.update(score=NOT_ELIGIBLE, stop_reason="non-finite loss")
