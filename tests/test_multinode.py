@@ -103,7 +103,7 @@ def raylet_of(pid: int) -> psutil.Process:
     return process
 
 
-def kill_node_of_a_train_worker(nodes, epoch_logs: Path, killed: list, deadline_s: float = 300):
+def kill_node_of_a_train_worker(nodes, epoch_logs: Path, killed: list, deadline_s: float = 600):
     """Once the first trial has reported an epoch, SIGKILL the raylet (and its processes) of a worker
     node that runs one of the trial's Train workers."""
     head_raylets = {p.pid for p in psutil.Process(nodes["head"].pid).children(recursive=True) if "raylet" in p.name()}
