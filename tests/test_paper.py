@@ -35,6 +35,8 @@ def test_a_cell_runs_once_and_fills_its_table_row(ray_cluster, tiny_teacher_dir,
     assert "| 60.00 (n=1) |" in row  # the teacher's dev score from its record
     assert f"--teacher {teacher}" in runs[0]["command"] and f"`--teacher rte={teacher}`" in table
     assert not (tmp_path / "cache" / "teachers").exists()  # no teacher was searched
+    summary = (root / "rte" / "kd" / "summary.md").read_text()
+    assert "Algorithm: `kd` in every trial (fixed by the space)." in summary and "Best per algorithm" not in summary
     capsys.readouterr()
     report.main(argv)  # done cells are never run again
     assert len((root / "cells.jsonl").read_text().splitlines()) == 1

@@ -68,6 +68,7 @@ def test_the_search_selects_on_validation_and_reports_dev(confirmed):
     assert f"best val_accuracy: **{search_best['val_accuracy']:.4f}**" in text
     assert f"on GLUE dev: dev_accuracy **{search_best['dev_accuracy']:.4f}** (reported only" in text
     assert "GLUE dev is used only to report the chosen student" in text and "was used for selection" not in text
+    assert "| algorithm | best val_accuracy |" in text  # the space searches the algorithm: its best per algorithm
 
 
 def test_the_confirmation_reports_mean_and_std_and_exports_the_seed_closest_to_the_mean(confirmed, glue_dir):

@@ -417,9 +417,10 @@ def write(exp_dir: Path, seconds: float, formats: tuple[str, ...] | None = None,
              f"- teacher: {teacher_info['layers']} layers, {teacher_info['teacher_params_total']:,} parameters "
              f"({teacher_info['teacher_params_non_embedding']:,} non-embedding); student: {sizes['student_layers']} layers, "
              f"{sizes['student_params_total']:,} ({sizes['student_params_non_embedding']:,} non-embedding)", "",
-             "Best per algorithm (the soft-label baseline is `kd`, plain fine-tuning `finetune`):", "",
-             f"| algorithm | best {main} |", "|---|---|",
-             *[f"| {a} | {v:.4f} |" for a, v in dict(per_algorithm).items()], "",
+             *(["Best per algorithm (the soft-label baseline is `kd`, plain fine-tuning `finetune`):", "",
+                f"| algorithm | best {main} |", "|---|---|", *[f"| {a} | {v:.4f} |" for a, v in dict(per_algorithm).items()]]
+               if len(per_algorithm) else  # the space fixes the algorithm: no table of one row, say which
+               [f"Algorithm: `{best['recipe'].get('algorithm')}` in every trial (fixed by the space)." if best else ""]), "",
              *(_confirmation_lines(confirm, exp_dir.name) + [""] if confirm else []),
              *deploy_lines(best), *([f"Export of the other formats failed: `{export_error}`", ""] if export_error else []),
              "Best trial of the search:", "", "```json", json.dumps(search_best, indent=2, default=str), "```", "",
