@@ -11,12 +11,6 @@ from raykd.models import resolve_base
 
 REPO = Path(__file__).resolve().parents[1]
 
-# Ray Train's controller polls its workers every 2 s by default, so every run waits up to 2 s after it
-# reports and after it ends. The suite runs about fifty runs of a few seconds each, and this is where
-# polling shows. Set before any cluster starts, for the subprocess commands as well; Train passes it on to
-# its controller.
-os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.25")
-
 
 @pytest.fixture(scope="session")
 def glue_dir() -> Path:
