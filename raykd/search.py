@@ -166,12 +166,6 @@ def selection_metric(space: SearchSpace, task, select_on: str) -> str:
     return "val_" + metric[len("dev_"):] if select_on == "validation" and metric.startswith("dev_") else metric
 
 
-def search_finished(grid, num_samples: int) -> bool:
-    """True when the search's ResultGrid holds all `num_samples` trials and each ended (terminated or
-    errored): an interrupted search (Ctrl-C makes Tune's fit return) is not."""
-    return len(grid) >= num_samples and grid.num_terminated + grid.num_errors == len(grid)
-
-
 def run_confirmation(args, experiment: Experiment, exp_dir: Path, search_grid, task) -> dict | None:
     """The multi-seed confirmation (raykd.tuning.confirm) of a finished search: the top --confirm-top
     configurations by the selection score, --confirm-seeds fresh seeds each, as a Tune grid through
@@ -193,7 +187,8 @@ def run_confirmation(args, experiment: Experiment, exp_dir: Path, search_grid, t
     runner = dataclasses.replace(experiment, trials_dir=str(exp_dir / "ray" / "confirm-trials"))
     grid = confirm.build_tuner(tuner.trainable(run_trial, experiment=runner), exp_dir, candidates,
                                tuner.concurrency(experiment.scaling, args.max_concurrent_trials)).fit()
-    summary = confirm.summarize(grid, experiment.selection["metric"], f"dev_{task.main_metric}", experiment.selection["mode"])
+    summary = confirm.summarize(grid, experiment.selection["metric"], f"dev_{task.main_metric}",
+                                experiment.selection["mode"], finished=confirm.ended(exp_dir, grid))
     confirm.write(exp_dir, summary)
     return summary
 
@@ -254,7 +249,7 @@ def main(argv=None):
                             {"metric": metric, "mode": mode}, teacher_model.config)
     started = time.perf_counter()
     grid = build_tuner(args, space, experiment, exp_dir, metric, mode).fit()
-    confirming = bool(args.confirm_top and args.confirm_seeds) and search_finished(grid, args.num_samples)
+    confirming = bool(args.confirm_top and args.confirm_seeds) and tuner.ended(exp_dir, args.num_samples)
     # The serving formats (ONNX export, checks, latency: minutes) are made once, for the student that ships:
     # after the confirmation when one follows; the interim records hold the Hugging Face folder only.
     summary = results.write(exp_dir, time.perf_counter() - started, ("hf",) if confirming else args.export_formats,

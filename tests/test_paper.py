@@ -58,3 +58,16 @@ def test_paper_refuses_bad_flags(tmp_path, tiny_teacher_dir, capsys, flags, mess
         report.main(["paper", "--plan", "--results", str(tmp_path), *flags])
     err = capsys.readouterr().err.strip()
     assert exit_.value.code == 2 and err.startswith("error: ") and message in err
+
+
+def test_a_cell_whose_confirmation_lacks_runs_is_not_done(tmp_path):
+    """A confirm.json that says finished with fewer runs than confirm_top x seeds (written by an interrupted
+    confirmation before raykd.tuning.tuner.ended) leaves its cell to be run again."""
+    s = paper.Settings(data_dir=".", root=tmp_path, teacher_cache=tmp_path, seeds=3)
+    for method, planned in (("search", 9), ("kd", 3)):
+        cell = paper.Cell("mrpc", method)
+        cell.folder(s).mkdir(parents=True)
+        for runs, done in ((3 if method == "search" else 2, False), (planned, True)):
+            record = {"finished": True, "runs": [{"candidate": 1 + i // 3, "seed": 43 + i % 3} for i in range(runs)]}
+            (cell.folder(s) / "confirm.json").write_text(json.dumps(record))
+            assert cell.done(s) is done, (method, runs)

@@ -85,13 +85,23 @@ class Cell:
 
     def done(self, s: Settings) -> bool:
         """True when the cell has finished: a teacher cell's summary.md, a student cell's confirm.json with
-        `finished`."""
+        `finished` and all its confirm_top x seeds runs."""
         if self.method == "teacher":
             if self.task in dict(s.teachers):  # given, not searched
                 return (self.teacher_dir(s) / "teacher.json").is_file()
             return (self.folder(s) / "summary.md").is_file()
         record = self.folder(s) / "confirm.json"
-        return record.is_file() and json.loads(record.read_text()).get("finished", False)
+        if not record.is_file():
+            return False
+        record = json.loads(record.read_text())
+        # Every planned run, counted here too: records written before raykd knew an interrupted confirmation
+        # from a finished one (raykd.tuning.tuner.ended) say "finished" with runs missing.
+        return record.get("finished", False) and len(record["runs"]) >= self.confirm_top * s.seeds
+
+    @property
+    def confirm_top(self) -> int:
+        """Configurations the cell confirms: the search's top 3, a fixed method's best."""
+        return 3 if self.method == "search" else 1
 
     def command(self, s: Settings) -> list[str]:
         """The argv that runs the cell: raykd.teacher's recipe search, or raykd.search with its confirmation
@@ -106,8 +116,8 @@ class Cell:
             return [sys.executable, "-m", "raykd.teacher", *data, "--space", "search_spaces/teacher.py",
                     "--num-samples", str(s.teacher_trials), "--name", self.name, "--records", str(s.root),
                     "--out", str(self.teacher_dir(s))]
-        space, trials, top = ((f"search_spaces/fixed/{self.method}.py", s.trials, 1) if self.method in METHODS
-                              else ("search_spaces/internal.py", s.search_trials, 3))
+        space, trials, top = ((f"search_spaces/fixed/{self.method}.py", s.trials, self.confirm_top) if self.method in METHODS
+                              else ("search_spaces/internal.py", s.search_trials, self.confirm_top))
         command = [sys.executable, "-m", "raykd.search", *data, "--teacher", str(self.teacher_dir(s)),
                    "--space", space, "--num-samples", str(trials), "--max-epochs", str(s.max_epochs),
                    "--confirm-top", str(top), "--confirm-seeds", str(s.seeds), "--precision", s.precision,

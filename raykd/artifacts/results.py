@@ -337,7 +337,7 @@ def _confirmation_lines(confirm: dict, exp_name: str) -> list[str]:
                      f"the mean ({chosen[sel]:.4f} against {chosen['mean']:.4f}){dev_part}: a typical run, not the luckiest.")
     elif not confirm["finished"]:
         done = sum(r["status"] != "error" and r["epoch"] is not None for r in confirm["runs"])
-        lines.append(f"The confirmation is unfinished ({done} of {len(confirm['runs'])} runs have a result): continue with "
+        lines.append(f"The confirmation is unfinished ({done} of {confirm.get('planned_runs') or len(confirm['runs'])} runs have a result): continue with "
                      f"`--resume --name {exp_name}`; until then `best/` holds the search's best trial.")
     else:
         lines.append("No confirmation run reached a usable classification epoch; `best/` holds the search's best trial.")

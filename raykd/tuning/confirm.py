@@ -88,13 +88,14 @@ def build_tuner(trainable, exp_dir: Path, candidates: list[dict] | None, max_con
     kept, unfinished and errored ones continue from their last checkpoint; `candidates` is then not
     used), else a new grid of one trial per (candidate, seed) of `candidates` ({"candidate",
     "search_trial", "search_score", "config", "seeds"}). Each trial's config is {"confirm": {"candidate",
-    "search_trial", "search_score", "values": {**config, "seed": seed}}}, so the grid itself records what
-    it confirms; raykd.search.Experiment.config reads "values". FIFO scheduler, no search algorithm:
+    "search_trial", "search_score", "of" (the grid's number of runs), "values": {**config, "seed": seed}}},
+    so the grid itself records what it confirms; raykd.search.Experiment.config reads "values". FIFO scheduler, no search algorithm:
     every run goes to its full epoch budget."""
     if started(exp_dir):
         return tuner.restore(trainable, exp_dir, TUNE_NAME)
+    total = sum(len(c["seeds"]) for c in candidates)  # Tune creates grid trials lazily: an interrupted grid holds fewer
     runs = [{"candidate": c["candidate"], "search_trial": c["search_trial"], "search_score": c["search_score"],
-             "values": {**c["config"], "seed": seed}} for c in candidates for seed in c["seeds"]]
+             "of": total, "values": {**c["config"], "seed": seed}} for c in candidates for seed in c["seeds"]]
     return tune.Tuner(
         trainable, param_space={"confirm": tune.grid_search(runs)},
         tune_config=tune.TuneConfig(metric="score", mode="max", scheduler=FIFOScheduler(),
@@ -110,13 +111,27 @@ def _mean_std(values: pd.Series) -> tuple[float | None, float | None]:
     return float(values.mean()), std
 
 
-def summarize(grid: ResultGrid, selection_metric: str, dev_metric: str, mode: str = "max") -> dict:
+def planned_runs(grid: ResultGrid) -> int:
+    """The confirmation grid's number of runs, (candidates x seeds), as recorded in each run's config (`of`);
+    Tune creates grid trials lazily, so an interrupted grid may hold fewer. Grids recorded without it count
+    the runs they hold."""
+    return max((r.config["confirm"].get("of", 0) for r in grid), default=0) or len(grid)
+
+
+def ended(exp_dir: Path, grid: ResultGrid) -> bool:
+    """True when the confirmation `<exp_dir>/ray/confirm` holds all its planned runs and each ended, as Tune
+    saved it (raykd.tuning.tuner.ended: an interrupted run has not ended, though fit()'s ResultGrid says so)."""
+    return len(grid) > 0 and tuner.ended(exp_dir, planned_runs(grid), TUNE_NAME)
+
+
+def summarize(grid: ResultGrid, selection_metric: str, dev_metric: str, mode: str = "max", finished: bool = False) -> dict:
     """confirm.json's content from the confirmation's ResultGrid.
 
     Every run counts with its best classification epoch by `score` (the checkpoint it would export),
     from Tune's `get_dataframe(filter_metric="score", filter_mode="max")`; a run that failed or reached
     no usable classification epoch has no value and is left out of its configuration's mean. Returns
-    {"selection_metric", "dev_metric", "finished" (every run ended), "runs": [per run: candidate, seed,
+    {"selection_metric", "dev_metric", "finished" (the caller's `finished`: every run ended, see ended()), "planned_runs" (the grid's
+    size, of which an interrupted grid may hold fewer), "runs": [per run: candidate, seed,
     trial, status, epoch, the two metrics, checkpoint], "configs": [per candidate: config, search trial
     and score, seeds, n, mean and sample std of both metrics], "chosen": the exported run (only when
     finished and some run has a value), "rule"}. `selection_metric` and `mode` are the search's (each run's
@@ -152,8 +167,8 @@ def summarize(grid: ResultGrid, selection_metric: str, dev_metric: str, mode: st
                         "n": int(mine[selection_metric].notna().sum()) if selection_metric in mine else 0,
                         f"{selection_metric}_mean": sel_mean, f"{selection_metric}_std": sel_std,
                         f"{dev_metric}_mean": dev_mean, f"{dev_metric}_std": dev_std})
-    finished = len(grid) > 0 and grid.num_terminated + grid.num_errors == len(grid)
     summary = {"selection_metric": selection_metric, "dev_metric": dev_metric, "finished": finished,
+               "planned_runs": planned_runs(grid),
                "rule": "the configuration with the best mean selection score; its seed closest to that mean is exported",
                "configs": configs, "runs": runs, "chosen": None}
     scored = [c for c in configs if c[f"{selection_metric}_mean"] is not None]

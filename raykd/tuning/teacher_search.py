@@ -70,7 +70,8 @@ def search(task: Task, base: str, space: SearchSpace, data_ref, train_examples: 
     save the best epoch of the best trial by dev metric to `out` (a teacher folder, finetune.is_usable)
     with its record; the search's trials.csv and summary.md go to `exp_dir`. Returns the record.
 
-    Raises RaykdError when no trial produced a checkpoint, or when `out` appeared meanwhile.
+    Raises RaykdError when the search was interrupted (Ctrl-C: fewer than num_samples trials ended), when no
+    trial produced a checkpoint, or when `out` appeared meanwhile.
     """
     exp_dir, out = Path(exp_dir).resolve(), Path(out).resolve()
     metric = f"dev_{task.main_metric}"
@@ -84,6 +85,10 @@ def search(task: Task, base: str, space: SearchSpace, data_ref, train_examples: 
                        tuner.asha(max_epochs, grace_period), num_samples, tuner.concurrency(scaling)).fit()
     table = results.trials_table(exp_dir, metric, max_epochs)
     files.atomic_write(exp_dir / "trials.csv", table.to_csv(index=False))
+    if not tuner.ended(exp_dir, num_samples):  # Ctrl-C: a teacher from part of the search is not the search's teacher
+        raise RaykdError(f"the teacher search was interrupted ({int(table['status'].isin(['TERMINATED', 'ERROR']).sum())} of "
+                         f"{num_samples} trials ended) and saved no teacher; run the command again (its trials so far are in "
+                         f"{exp_dir / 'trials.csv'})")
     try:
         trial_id, metrics, checkpoint, config = results.best_checkpoint(exp_dir)
     except RuntimeError:

@@ -13,6 +13,8 @@ from pathlib import Path
 import optuna
 import ray
 from ray import tune
+from ray.tune import ExperimentAnalysis
+from ray.tune.experiment import Trial
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
 
@@ -67,3 +69,17 @@ def restore(trainable, exp_dir: Path, name: str = TUNE_NAME) -> tune.Tuner:
     """The Tuner of `<exp_dir>/ray/<name>`, restored: finished trials are kept, unfinished and errored
     ones continue from their last checkpoint."""
     return tune.Tuner.restore(str(Path(exp_dir) / "ray" / name), trainable, resume_unfinished=True, resume_errored=True)
+
+
+def ended(exp_dir: Path, expected: int, name: str = TUNE_NAME) -> bool:
+    """True when the experiment `<exp_dir>/ray/<name>` holds at least `expected` trials and each ended
+    (terminated: it finished or the scheduler stopped it; or errored), as Tune last saved it.
+
+    Read from the saved experiment state, never from `fit()`'s ResultGrid: on Ctrl-C (or SIGUSR1) Tune saves
+    the state, then stops the running trials and marks them TERMINATED in memory (ray.tune.tune.run:
+    `runner.checkpoint` before `runner.cleanup`), so the ResultGrid cannot tell an interrupted trial from
+    a finished one. In the saved state an interrupted trial is RUNNING, which loads as PENDING. Raises
+    ValueError when the folder holds no Tune experiment.
+    """
+    trials = ExperimentAnalysis(str(Path(exp_dir) / "ray" / name)).trials
+    return len(trials) >= expected and all(t.status in (Trial.TERMINATED, Trial.ERROR) for t in trials)
