@@ -71,3 +71,15 @@ def test_a_cell_whose_confirmation_lacks_runs_is_not_done(tmp_path):
             record = {"finished": True, "runs": [{"candidate": 1 + i // 3, "seed": 43 + i % 3} for i in range(runs)]}
             (cell.folder(s) / "confirm.json").write_text(json.dumps(record))
             assert cell.done(s) is done, (method, runs)
+
+
+def test_cells_distilled_from_another_teacher_than_their_rows_are_marked():
+    """A row's teacher fine-tuned again (weights are never committed) scores differently: the cells distilled
+    from the earlier one say so, with its score, and share one footnote."""
+    other = paper.OtherTeachers()
+    row_teacher = {"dev_mean": 0.8714}
+    assert other.mark({"teacher_value": 0.8714, "teacher_dir": "/a/refit"}, row_teacher) == ""
+    assert other.mark(None, row_teacher) == "" and other.mark({"teacher_value": None}, row_teacher) == ""
+    earlier = {"teacher_value": 0.8606, "teacher_dir": "/b/results/parity/teacher-mrpc"}
+    assert other.mark(earlier, row_teacher) == " [1]" == other.mark(dict(earlier), row_teacher)
+    assert other.lines() == ["[1] distilled from the teacher in `teacher-mrpc` (dev 86.06), not the one in the teacher column"]

@@ -171,13 +171,18 @@ def compute_record(s: Settings) -> list[dict]:
 
 def result(cell: Cell, s: Settings) -> dict | None:
     """A finished cell's numbers: the teacher's dev metric, or the chosen configuration's dev mean, std
-    and seed count, with its selection mean and the student's and teacher's sizes; None when not done."""
+    and seed count, with its selection mean, the student's and teacher's sizes and the teacher it was
+    distilled from (its folder and dev score); None when not done."""
     if not cell.done(s):
         return None
     task = get_task(cell.task)
     if cell.method == "teacher":
-        record = json.loads((cell.teacher_dir(s) / "teacher.json").read_text()) \
-            if (cell.teacher_dir(s) / "teacher.json").is_file() else {}
+        # The teacher's own record; where its weights are not on this machine (they are never committed),
+        # the copy raykd.teacher keeps under <root>/teachers/<folder>-<time>.json, the newest.
+        copies = sorted(s.root.glob(f"teachers/{cell.teacher_dir(s).name}-*.json"))
+        path = cell.teacher_dir(s) / "teacher.json" if (cell.teacher_dir(s) / "teacher.json").is_file() else \
+            (copies[-1] if copies else None)
+        record = json.loads(path.read_text()) if path else {}
         return {"dev_mean": record.get(f"dev_{task.main_metric}"), "dev_std": None, "n": 1}
     confirmed = json.loads((cell.folder(s) / "confirm.json").read_text())
     winner = confirmed["chosen"] and next(c for c in confirmed["configs"]
@@ -185,12 +190,15 @@ def result(cell: Cell, s: Settings) -> dict | None:
     if not winner:
         return None
     experiment = json.loads((cell.folder(s) / "experiment.json").read_text())
+    summary = cell.folder(s) / "summary.json"
+    teacher_value = json.loads(summary.read_text()).get("teacher_value") if summary.is_file() else None
     dev, sel = confirmed["dev_metric"], confirmed["selection_metric"]
     devs = [r[dev] for r in confirmed["runs"] if r["candidate"] == winner["candidate"] and r[dev] is not None]
     return {"dev_mean": winner[f"{dev}_mean"], "dev_std": winner[f"{dev}_std"], "n": winner["n"], "dev_runs": devs,
             "selection_mean": winner[f"{sel}_mean"], "config": winner["config"],
             "student_params": experiment["sizes"]["student_params_total"],
-            "teacher_params": experiment["teacher_info"]["teacher_params_total"], "command": experiment["command"]}
+            "teacher_params": experiment["teacher_info"]["teacher_params_total"], "command": experiment["command"],
+            "teacher_dir": experiment["teacher_dir"], "teacher_value": teacher_value}
 
 
 def _cell_text(r: dict | None) -> str:
@@ -201,12 +209,35 @@ def _cell_text(r: dict | None) -> str:
     return f"{100 * r['dev_mean']:.2f} +- {100 * r['dev_std']:.2f}"
 
 
+class OtherTeachers:
+    """Footnote marks for cells distilled from another teacher than the one in their row's teacher column
+    (a teacher fine-tuned again since, or another --teacher): told apart by the teacher's dev score, which
+    each cell's summary.json records (`teacher_value`), so that two clones of the results agree."""
+
+    def __init__(self):
+        self.notes: dict[float, tuple[str, str]] = {}
+
+    def mark(self, r: dict | None, teacher: dict | None) -> str:
+        """" [n]" when `r` (a result()) was distilled from a teacher whose dev score differs from `teacher`'s, else ""."""
+        used = r and r.get("teacher_value")
+        if used is None or not teacher or teacher["dev_mean"] is None or abs(used - teacher["dev_mean"]) < 1e-9:
+            return ""
+        if used not in self.notes:
+            self.notes[used] = (f"[{len(self.notes) + 1}]", f"distilled from the teacher in `{Path(r['teacher_dir']).name}` "
+                                f"(dev {100 * used:.2f}), not the one in the teacher column")
+        return " " + self.notes[used][0]
+
+    def lines(self) -> list[str]:
+        return [f"{mark} {text}" for mark, text in self.notes.values()]
+
+
 def table(tasks: list[str], s: Settings) -> tuple[str, dict]:
     """The paper table as markdown, and every cell's numbers {(task, name): result}."""
     numbers = {(c.task, c.name): result(c, s) for c in cells(tasks, [])}
     head = ["task (metric)", "teacher", *METHODS, "best fixed", "search, confirmed", "gap closed by best fixed / search",
             "student / teacher params"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    other = OtherTeachers()
     for t in tasks:
         task = get_task(t)
         row = {m: numbers[(t, m)] for m in (*METHODS, "search")}
@@ -215,18 +246,20 @@ def table(tasks: list[str], s: Settings) -> tuple[str, dict]:
         teacher, base = numbers[(t, "teacher")], row["finetune"]
 
         def gap(r):
-            """The share of the finetune-to-teacher gap that `r` closes, as "N%" of the dev means; "-" when undefined."""
-            if not (r and teacher and base and teacher["dev_mean"] is not None) or teacher["dev_mean"] == base["dev_mean"]:
+            """The share of the finetune-to-teacher gap that `r` closes, as "N%" of the dev means, against the
+            teacher `r` was distilled from; "-" when undefined."""
+            top = r and (r.get("teacher_value") or (teacher or {}).get("dev_mean"))
+            if not (r and base and top is not None) or top == base["dev_mean"]:
                 return "-"
-            return f"{100 * (r['dev_mean'] - base['dev_mean']) / (teacher['dev_mean'] - base['dev_mean']):.0f}%"
+            return f"{100 * (r['dev_mean'] - base['dev_mean']) / (top - base['dev_mean']):.0f}%"
 
         sizes = next((r for r in row.values() if r), None)
         lines.append("| " + " | ".join([
-            f"{t} ({task.main_metric})", _cell_text(teacher), *[_cell_text(row[m]) for m in METHODS],
-            f"{best}: {_cell_text(fixed[best])}" if best else "-", _cell_text(row["search"]),
+            f"{t} ({task.main_metric})", _cell_text(teacher), *[_cell_text(row[m]) + other.mark(row[m], teacher) for m in METHODS],
+            f"{best}: {_cell_text(fixed[best])}" if best else "-", _cell_text(row["search"]) + other.mark(row["search"], teacher),
             f"{gap(fixed.get(best))} / {gap(row['search'])}",
             f"{sizes['student_params'] / 1e6:.1f}M / {sizes['teacher_params'] / 1e6:.1f}M" if sizes else "-"]) + " |")
-    return "\n".join(lines), numbers
+    return "\n".join(lines + ([""] + other.lines() if other.notes else [])), numbers
 
 
 def plot(tasks: list[str], numbers: dict, path: Path) -> bool:
@@ -260,10 +293,13 @@ def low_data(tasks: list[str], fractions: list[float], s: Settings) -> tuple[str
     numbers = {(t, m, f): result(Cell(t, m, f), s) for t in tasks for m in LOW_DATA_METHODS for f in fractions}
     lines = ["| task | method | " + " | ".join(f"{f:g} of train" for f in fractions) + " |",
              "|---|---|" + "---|" * len(fractions)]
+    other = OtherTeachers()
     for t in tasks:
+        teacher = result(Cell(t, "teacher"), s)
         for m in LOW_DATA_METHODS:
-            lines.append(f"| {t} | {m} | " + " | ".join(_cell_text(numbers[(t, m, f)]) for f in fractions) + " |")
-    return "\n".join(lines), numbers
+            lines.append(f"| {t} | {m} | " + " | ".join(_cell_text(numbers[(t, m, f)]) + other.mark(numbers[(t, m, f)], teacher)
+                                                     for f in fractions) + " |")
+    return "\n".join(lines + ([""] + other.lines() if other.notes else [])), numbers
 
 
 def plot_low_data(tasks, fractions, numbers, path: Path) -> bool:
