@@ -259,8 +259,13 @@ def main(argv=None):
         raise RaykdError(f"all {len(grid)} trials failed; the first with: {first[-1] if first else 'no message'}; "
                          f"see {exp_dir / 'ray-workers.log'} and {exp_dir / 'trials.csv'}")
     if confirming:
-        run_confirmation(args, experiment, exp_dir, grid, task)
-        summary = results.write(exp_dir, time.perf_counter() - started, args.export_formats, args.latency_examples)
+        confirmed = run_confirmation(args, experiment, exp_dir, grid, task)
+        # Interrupted (Ctrl-C): the records say so, and the serving formats wait for the student that ships.
+        unfinished = confirmed is not None and not confirmed["finished"]
+        summary = results.write(exp_dir, time.perf_counter() - started, ("hf",) if unfinished else args.export_formats,
+                                args.latency_examples)
+        if unfinished:
+            print(f"the confirmation is unfinished: continue with --resume --name {exp_dir.name}")
     elif args.confirm_top and args.confirm_seeds:
         print(f"the search is unfinished: the confirmation starts once it is; continue with --resume --name {exp_dir.name}")
     stats = ray.get(prep.service.stats.remote())
