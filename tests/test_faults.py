@@ -111,3 +111,35 @@ def test_search_killed_then_resumed_without_rerunning_finished_trials(tiny_teach
     assert len(table) == 2 and set(table["status"]) == {"TERMINATED"}
     assert {p: (trials / p).read_text() for p in finished} == finished  # finished trials were not run again
     assert (tmp_path / "results" / "rte" / "killed" / "best" / "model.safetensors").is_file()
+
+
+def test_ctrl_c_during_the_confirmation_leaves_it_unfinished_until_resumed(tiny_teacher_dir, glue_dir, tmp_path):
+    """SIGINT (Ctrl-C) to the search once its confirmation's first run has reported: Tune stops the runs in
+    flight and its result grid calls them terminated, but confirm.json must say unfinished (this once
+    exported a 2-seed mean as a finished 3-seed confirmation); --resume then runs what is missing."""
+    import subprocess
+    import sys
+
+    (tmp_path / "space.py").write_text("from ray import tune\nspace = {'algorithm': 'kd', 'learning_rate': tune.uniform(1e-4, 1e-3)}\n")
+    exp = tmp_path / "results" / "rte" / "interrupted"
+    args = [sys.executable, "-m", "raykd.search", *COMMON, "--space", str(tmp_path / "space.py"), "--data-dir", str(glue_dir),
+            "--teacher", str(tiny_teacher_dir), "--num-samples", "1", "--max-epochs", "1", "--workers-per-trial", "1",
+            "--cpus-per-worker", "2", "--confirm-top", "1", "--confirm-seeds", "2", "--export-formats", "hf",
+            "--out", str(tmp_path / "results"), "--name", "interrupted", "--cache-dir", str(tmp_path / "cache")]
+    with open(tmp_path / "first.log", "w") as log:
+        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path, start_new_session=True)
+        deadline = time.time() + 900  # ends as soon as the first confirmation run has reported
+        while time.time() < deadline and not list((exp / "ray" / "confirm-trials").glob("*.epochs.jsonl")) and proc.poll() is None:
+            time.sleep(0.2)
+        assert proc.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
+        os.kill(proc.pid, signal.SIGINT)
+        proc.wait(timeout=600)
+    out = (tmp_path / "first.log").read_text()
+    record = json.loads((exp / "confirm.json").read_text())
+    assert not record["finished"] and record["planned_runs"] == 2 and record["chosen"] is None, out[-3000:]
+    assert "the confirmation is unfinished: continue with --resume --name interrupted" in out
+    assert "The confirmation is unfinished" in (exp / "summary.md").read_text()
+    resumed = subprocess.run([*args, "--resume"], capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    record = json.loads((exp / "confirm.json").read_text())
+    assert record["finished"] and [r["status"] for r in record["runs"]] == ["ok", "ok"] and record["chosen"]

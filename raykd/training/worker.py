@@ -192,6 +192,11 @@ def train_loop_per_worker(job: dict):
     plan = epoch_plan(stages)
     state = restore(model)
     first_epoch = state["epoch"] + 1 if state else 0
+    if state and first_epoch >= len(plan):
+        # Restored after its last epoch: the run had ended, but the trial around it was stopped (Ctrl-C)
+        # before Tune saw it end. That epoch is reported again, so the trial ends with its metrics.
+        _report_again(rank)
+        return
     bare = model
     # Internal stages leave the pooler and classifier (and frozen blocks) without gradients; DDP must
     # then look for unused parameters, an extra graph traversal per step that the other schedules skip.
@@ -258,6 +263,14 @@ def train_loop_per_worker(job: dict):
                                                 "scheduler": scheduler.state_dict()}, run)
         if not math.isfinite(loss):
             return
+
+
+def _report_again(rank: int):
+    """Report the restored checkpoint's metrics (its metrics.json) and, from rank 0, the checkpoint itself
+    to Ray Train once more."""
+    with ray.train.get_checkpoint().as_directory() as folder:
+        metrics = json.loads((Path(folder) / "metrics.json").read_text())
+        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder) if rank == 0 else None)
 
 
 def _report(result: dict, model, tokenizer, rank: int, state: dict, run=None):
