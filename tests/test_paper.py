@@ -83,3 +83,17 @@ def test_cells_distilled_from_another_teacher_than_their_rows_are_marked():
     earlier = {"teacher_value": 0.8606, "teacher_dir": "/b/results/parity/teacher-mrpc"}
     assert other.mark(earlier, row_teacher) == " [1]" == other.mark(dict(earlier), row_teacher)
     assert other.lines() == ["[1] distilled from the teacher in `teacher-mrpc` (dev 86.06), not the one in the teacher column"]
+
+
+def test_an_unfinished_cell_without_its_ray_state_is_set_aside_and_run_again(tmp_path):
+    """A cell started on another machine (ray/ folders are never committed) cannot resume: its records are
+    renamed, not deleted, and the cell's command no longer asks to resume."""
+    s = paper.Settings(data_dir=".", root=tmp_path, teacher_cache=tmp_path)
+    cell, said = paper.Cell("mrpc", "sid", 0.1), []
+    cell.folder(s).mkdir(parents=True)
+    (cell.folder(s) / "experiment.json").write_text("{}")
+    assert "--resume" in cell.command(s)
+    aside = paper.set_aside_if_unresumable(cell, s, said.append)
+    assert aside.name.startswith("sid-f0.1-unfinished-") and (aside / "experiment.json").is_file()
+    assert not cell.folder(s).exists() and "--resume" not in cell.command(s) and "cannot resume" in said[0]
+    assert paper.set_aside_if_unresumable(cell, s, said.append) is None  # nothing started: nothing to set aside

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from ray import tune
 
 from raykd.files import atomic_savefig
 from raykd.tasks import get_task
@@ -139,6 +140,21 @@ def cells(tasks: list[str], fractions: list[float], methods: tuple[str, ...] = (
 LOG = "cells.jsonl"
 
 
+def set_aside_if_unresumable(cell: Cell, s: Settings, log) -> Path | None:
+    """A student cell started but unfinished whose Ray state is not on this machine (it ran elsewhere:
+    `ray/` folders are never committed) cannot resume; its records are renamed to
+    `<name>-unfinished-<time>` (kept, never deleted) so that the cell runs again from the start. Returns the
+    new folder, or None when the cell was not set aside."""
+    folder = cell.folder(s)
+    if not (folder / "experiment.json").is_file() or tune.Tuner.can_restore(str(folder / "ray" / "tune")):
+        return None
+    aside = folder.with_name(f"{cell.name}-unfinished-{time.strftime('%Y%m%d-%H%M%S')}")
+    folder.rename(aside)
+    log(f"{cell.task}/{cell.name}: started elsewhere, its Ray state is not here, so it cannot resume; its records "
+        f"moved to {aside}; it runs again from the start")
+    return aside
+
+
 def run(todo: list[Cell], s: Settings, log) -> None:
     """Run the cells that are not done, in order; a failed cell is reported and the next one runs.
     A student cell whose teacher is missing is skipped with the reason. Each run is appended to
@@ -150,6 +166,7 @@ def run(todo: list[Cell], s: Settings, log) -> None:
             log(f"skip {cell.task}/{cell.name}: its teacher {cell.teacher_dir(s)} is missing (the teacher cell runs first; "
                 f"if its weights were lost, move results/paper/{cell.task}/teacher away to search it again)")
             continue
+        set_aside_if_unresumable(cell, s, log)
         command = cell.command(s)
         log(f"run {cell.task}/{cell.name}: {' '.join(command[1:])}")
         started, start_time = time.perf_counter(), time.strftime("%Y-%m-%dT%H:%M:%S")
