@@ -339,7 +339,8 @@ def plot_low_data(tasks, fractions, numbers, path: Path) -> bool:
         ax.set_title(t)
         ax.set_xlabel("share of the training set")
         ax.set_ylabel(f"dev {get_task(t).main_metric}")
-        ax.legend(fontsize=8)
+        if ax.get_legend_handles_labels()[0]:  # a task with no finished cell yet has nothing to label
+            ax.legend(fontsize=8)
     fig.tight_layout()
     atomic_savefig(fig, path)
     plt.close(fig)
