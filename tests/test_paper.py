@@ -33,6 +33,8 @@ def test_a_cell_runs_once_and_fills_its_table_row(ray_cluster, tiny_teacher_dir,
     row = next(line for line in table.splitlines() if line.startswith("| rte"))
     assert f"{100 * sum(dev) / 2:.2f} +- " in row and row.count(" - |") >= 3  # kd filled, other methods not run
     assert "| 60.00 (n=1) |" in row  # the teacher's dev score from its record
+    fast, wide = paper.speed_up(root / "rte" / "kd" / "best" / "deploy.json")  # timed by the cell's export
+    assert row.endswith(f"| {fast:.1f}x / {wide:.1f}x |")
     assert f"--teacher {teacher}" in runs[0]["command"] and f"`--teacher rte={teacher}`" in table
     assert not (tmp_path / "cache" / "teachers").exists()  # no teacher was searched
     summary = (root / "rte" / "kd" / "summary.md").read_text()
@@ -97,3 +99,19 @@ def test_an_unfinished_cell_without_its_ray_state_is_set_aside_and_run_again(tmp
     assert aside.name.startswith("sid-f0.1-unfinished-") and (aside / "experiment.json").is_file()
     assert not cell.folder(s).exists() and "--resume" not in cell.command(s) and "cannot resume" in said[0]
     assert paper.set_aside_if_unresumable(cell, s, said.append) is None  # nothing started: nothing to set aside
+
+
+def test_speed_up_reads_one_thread_pytorch_rows_of_the_cells_latency_table(tmp_path):
+    """The table's speed-up column: teacher / student p50 at batch 1 and student / teacher examples per
+    second at batch 32, from the 1-thread PyTorch rows only; no column value without both models' rows."""
+    def row(model, fmt, threads, p50, per_s):
+        return {"model": model, "format": fmt, "threads": threads, "p50_ms": p50, "examples_per_s": per_s}
+    deploy = tmp_path / "deploy.json"
+    rows = [row("teacher", "PyTorch fp32", 1, 25.0, 40.0), row("teacher", "PyTorch fp32", 2, 5.0, 400.0),
+            row("student", "ONNX int8", 1, 1.0, 900.0), row("student", "PyTorch fp32", 1, 12.5, 100.0)]
+    deploy.write_text(json.dumps({"latency": {"rows": rows}}))
+    assert paper.speed_up(deploy) == (2.0, 2.5)
+    deploy.write_text(json.dumps({"latency": {"rows": rows[:3]}}))
+    assert paper.speed_up(deploy) is None
+    deploy.write_text(json.dumps({"formats": ["hf"]}))  # --latency-examples 0: no table
+    assert paper.speed_up(deploy) is None and paper.speed_up(tmp_path / "absent.json") is None

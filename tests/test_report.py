@@ -15,10 +15,22 @@ def test_tables_are_built_from_the_records_and_parity_says_no_difference_within_
     record(teacher / "teacher.json", task="rte", base="minilm", dev_accuracy=0.6931, best_epoch=1,
            config={"epochs": 3}, history=[{"dev_accuracy": 0.6931}, {"dev_accuracy": 0.66}], train_examples=2241,
            seconds=600, command="python -m raykd.teacher --task rte")
+    # A searched teacher of the paper table: its record is a copy under results/paper/teachers/.
+    record(tmp_path / "paper" / "teachers" / "paper-rte-20261130.json", task="rte", base="minilm",
+           dev_accuracy=0.5812, best_epoch=3, train_examples=2490, seconds=4200, command="python -m raykd.teacher --space x",
+           config={"epochs": 3, "learning_rate": 4.42e-5, "warmup_ratio": 0.06, "batch_size": 32, "seed": 5288},
+           search={"trials": 8, "space": "search_spaces/teacher.py", "selected_on": "dev_accuracy"})
     record(tmp_path / "runs" / "rte-sid" / "result.json", task="rte", teacher=str(teacher), config={"algorithm": "sid"},
            best={"dev_accuracy": 0.5993, "epoch": 5}, history=[{}] * 5, student_layers=3, layer_map=[2, 4, 6],
            student_params_total=17390594, student_params_non_embedding=5472002, seconds=900,
            command="python -m raykd.distill --task rte --algorithm sid")
+    # A teacher whose weights (and folder) are gone, as on a clone: its dev score comes from the record's copy.
+    record(tmp_path / "teachers" / "mrpc-gone-20261201-042144.json", task="mrpc", base="minilm", dev_f1=0.8714,
+           best_epoch=3, config={"epochs": 3}, train_examples=3668, seconds=684, command="python -m raykd.teacher")
+    record(tmp_path / "runs" / "mrpc-sid" / "result.json", task="mrpc", teacher=str(tmp_path / "teachers" / "mrpc-gone"),
+           config={"algorithm": "sid"}, best={"dev_f1": 0.8551, "epoch": 9}, history=[{}] * 9, student_layers=3,
+           layer_map=[2, 4, 6], student_params_total=17390594, student_params_non_embedding=5472002, seconds=900,
+           command="python -m raykd.distill --task mrpc --algorithm sid")
     for precision, scores in (("fp32", (0.55, 0.56, 0.54)), ("bf16", (0.54, 0.56, 0.55))):
         for seed, score in enumerate(scores, start=1):
             record(tmp_path / "parity" / f"rte-kd-{precision}-s{seed}" / "result.json", task="rte",
@@ -27,9 +39,12 @@ def test_tables_are_built_from_the_records_and_parity_says_no_difference_within_
     report.main(["--results", str(tmp_path)])
     report.main(["parity", "--results", str(tmp_path)])
     teachers = (tmp_path / "teachers.md").read_text()
-    assert "| rte | minilm | accuracy 69.31 | 1 / 3 | 69.31 66.00 | 2241 | 10.0 |" in teachers
+    assert "| rte | minilm | accuracy 69.31 | 1 / 3 | 69.31 66.00 | one run: 3 epochs | 2241 | 10.0 |" in teachers
+    assert ("| rte | minilm | accuracy 58.12 | 3 / 3 |  | searched (8 recipes of search_spaces/teacher.py, chosen on "
+            "dev_accuracy): lr 4.4e-05, 3 epochs, warm-up 0.06, batch 32, seed 5288 | 2490 | 70.0 |") in teachers
     students = (tmp_path / "students.md").read_text()
     assert "| rte | sid | accuracy 59.93 | 5 / 5 | 69.31 | 3 [2, 4, 6] | 17,390,594 (5,472,002) | 15.0 |" in students
+    assert "| mrpc | sid | f1 85.51 | 9 / 9 | 87.14 |" in students
     parity = (tmp_path / "parity.md").read_text()
     assert "| rte | kd | fp32 | 1, 2, 3 | 55.00 56.00 54.00 | 55.00 +- 1.00 | 50 |" in parity
     assert "| rte | kd | 3 | 55.00 | 55.00 | +0.00 | no difference |" in parity

@@ -35,6 +35,7 @@ from ray import tune
 
 from raykd.files import atomic_savefig
 from raykd.tasks import get_task
+from raykd.training.finetune import find_record
 
 METHODS = ("finetune", "kd", "all", "pid", "sid")
 LOW_DATA_METHODS = ("kd", "sid", "search")
@@ -194,12 +195,7 @@ def result(cell: Cell, s: Settings) -> dict | None:
         return None
     task = get_task(cell.task)
     if cell.method == "teacher":
-        # The teacher's own record; where its weights are not on this machine (they are never committed),
-        # the copy raykd.teacher keeps under <root>/teachers/<folder>-<time>.json, the newest.
-        copies = sorted(s.root.glob(f"teachers/{cell.teacher_dir(s).name}-*.json"))
-        path = cell.teacher_dir(s) / "teacher.json" if (cell.teacher_dir(s) / "teacher.json").is_file() else \
-            (copies[-1] if copies else None)
-        record = json.loads(path.read_text()) if path else {}
+        record = find_record(cell.teacher_dir(s), s.root)
         return {"dev_mean": record.get(f"dev_{task.main_metric}"), "dev_std": None, "n": 1}
     confirmed = json.loads((cell.folder(s) / "confirm.json").read_text())
     winner = confirmed["chosen"] and next(c for c in confirmed["configs"]
@@ -215,7 +211,23 @@ def result(cell: Cell, s: Settings) -> dict | None:
             "selection_mean": winner[f"{sel}_mean"], "config": winner["config"],
             "student_params": experiment["sizes"]["student_params_total"],
             "teacher_params": experiment["teacher_info"]["teacher_params_total"], "command": experiment["command"],
-            "teacher_dir": experiment["teacher_dir"], "teacher_value": teacher_value}
+            "teacher_dir": experiment["teacher_dir"], "teacher_value": teacher_value,
+            "speed_up": speed_up(cell.folder(s) / "best" / "deploy.json")}
+
+
+def speed_up(deploy_json: Path) -> tuple[float, float] | None:
+    """How many times faster the exported student runs than its teacher, from the latency rows raykd.search
+    measured on one machine in one run (best/deploy.json, raykd.artifacts.deploy.measure): (teacher p50 /
+    student p50 at batch 1, student / teacher examples per second at batch 32), PyTorch fp32, 1 thread.
+    None when the cell has no latency rows (`--latency-examples 0`)."""
+    if not deploy_json.is_file():
+        return None
+    rows = {r["model"]: r for r in (json.loads(deploy_json.read_text()).get("latency") or {}).get("rows", [])
+            if r["format"] == "PyTorch fp32" and r["threads"] == 1}
+    if not {"student", "teacher"} <= rows.keys():
+        return None
+    student, teacher = rows["student"], rows["teacher"]
+    return teacher["p50_ms"] / student["p50_ms"], student["examples_per_s"] / teacher["examples_per_s"]
 
 
 def _cell_text(r: dict | None) -> str:
@@ -252,7 +264,7 @@ def table(tasks: list[str], s: Settings) -> tuple[str, dict]:
     """The paper table as markdown, and every cell's numbers {(task, name): result}."""
     numbers = {(c.task, c.name): result(c, s) for c in cells(tasks, [])}
     head = ["task (metric)", "teacher", *METHODS, "best fixed", "search, confirmed", "gap closed by best fixed / search",
-            "student / teacher params"]
+            "student / teacher params", "student speed-up, batch 1 / 32"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     other = OtherTeachers()
     for t in tasks:
@@ -271,11 +283,13 @@ def table(tasks: list[str], s: Settings) -> tuple[str, dict]:
             return f"{100 * (r['dev_mean'] - base['dev_mean']) / (top - base['dev_mean']):.0f}%"
 
         sizes = next((r for r in row.values() if r), None)
+        speed = next((r["speed_up"] for r in row.values() if r and r.get("speed_up")), None)
         lines.append("| " + " | ".join([
             f"{t} ({task.main_metric})", _cell_text(teacher), *[_cell_text(row[m]) + other.mark(row[m], teacher) for m in METHODS],
             f"{best}: {_cell_text(fixed[best])}" if best else "-", _cell_text(row["search"]) + other.mark(row["search"], teacher),
             f"{gap(fixed.get(best))} / {gap(row['search'])}",
-            f"{sizes['student_params'] / 1e6:.1f}M / {sizes['teacher_params'] / 1e6:.1f}M" if sizes else "-"]) + " |")
+            f"{sizes['student_params'] / 1e6:.1f}M / {sizes['teacher_params'] / 1e6:.1f}M" if sizes else "-",
+            f"{speed[0]:.1f}x / {speed[1]:.1f}x" if speed else "-"]) + " |")
     return "\n".join(lines + ([""] + other.lines() if other.notes else [])), numbers
 
 

@@ -103,6 +103,17 @@ def copy_record(record: dict, folder: Path, records_root: Path) -> Path:
     return target
 
 
+def find_record(folder: Path, records_root: Path) -> dict:
+    """A teacher's record: its folder's teacher.json, else (the weights are never committed, so a clone has
+    only the copies) the newest copy under `<records_root>/teachers/` (`<folder name>-<time>.json` from
+    copy_record, or `<folder name>.json` from earlier versions); {} when there is none."""
+    name = Path(folder).name
+    copies = sorted(Path(records_root).glob(f"teachers/{name}-*.json")) or \
+        sorted(Path(records_root).glob(f"teachers/{name}.json"))
+    path = Path(folder) / RECORD if (Path(folder) / RECORD).is_file() else (copies[-1] if copies else None)
+    return json.loads(path.read_text()) if path else {}
+
+
 def describe(folder: Path, task: Task) -> str:
     """One line naming a teacher folder and its dev score from its record."""
     record = json.loads((Path(folder) / RECORD).read_text())
