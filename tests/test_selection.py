@@ -96,3 +96,15 @@ def test_bad_selection_flags_fail_before_anything_runs(tmp_path, tiny_teacher_di
             "--train-fraction", "0.02", "--num-samples", "2", "--max-epochs", "1", "--workers-per-trial", "1",
             "--out", tmp_path / "results", "--cache-dir", tmp_path / "cache", *extra]
     fails(capsys, search.main, argv, message, out=tmp_path / "results")
+
+
+def test_equal_scores_rank_by_epoch_then_configuration_never_by_trial_id():
+    """A 10-row validation split ties often; the same search must pick the same student whichever of two
+    trials started together got the lower trial id (the CI failure of stop 22)."""
+    from raykd.artifacts.results import config_key, rank
+    sid, kd = {"algorithm": "sid", "seed": 1}, {"algorithm": "kd", "seed": 2}
+    epochs = [(0.5, 3, sid), (0.5, 1, kd), (0.4, 1, sid), (0.5, None, kd)]
+    assert [(e, c["algorithm"]) for _, e, c in sorted(epochs, key=lambda r: rank(*r))] == \
+        [(1, "kd"), (3, "sid"), (None, "kd"), (1, "sid")]
+    assert sorted([(0.5, 1, sid), (0.5, 1, kd)], key=lambda r: rank(*r))[0][2] is kd  # then by the configuration's key
+    assert config_key({"a": 1, "seed": 3}) == config_key({"seed": 4, "a": 1})  # the seed is not part of a configuration

@@ -99,18 +99,31 @@ def best_checkpoint(exp_dir: Path, confirmed: bool = True) -> tuple[str, dict, s
     chosen = confirmed_choice(exp_dir) if confirmed else None
     if chosen:
         return chosen["trial"], chosen["metrics"], chosen["checkpoint"], chosen["config"]
-    best = None
+    candidates = []
     for trial, frame in trial_rows(exp_dir):
         if frame.empty or "checkpoint_path" not in frame:
             continue
         score = pd.to_numeric(frame["score"], errors="coerce")
         eligible = frame[(score > NOT_ELIGIBLE) & np.isfinite(score)].dropna(subset=["checkpoint_path"])
         for _, row in eligible.iterrows():
-            if (best is None or row["score"] > best[1]["score"]) and Path(row["checkpoint_path"]).is_dir():
-                best = (trial.trial_id, row.to_dict(), row["checkpoint_path"], dict(trial.config))
-    if best is None:
+            if Path(row["checkpoint_path"]).is_dir():
+                candidates.append((trial.trial_id, row.to_dict(), row["checkpoint_path"], dict(trial.config)))
+    if not candidates:
         raise RuntimeError(f"no trial of {exp_dir} saved a classification checkpoint yet")
-    return best
+    return min(candidates, key=lambda c: rank(c[1]["score"], c[1].get("epoch"), c[3]))
+
+
+def config_key(config: dict) -> str:
+    """A configuration's identity, its seed left out (the confirmation replaces the seed)."""
+    return json.dumps({k: v for k, v in config.items() if k != "seed"}, sort_keys=True, default=str)
+
+
+def rank(score: float, epoch, config: dict) -> tuple:
+    """Sort key of "best first" among trial epochs: the higher `score`; on a tie (common: a 10-row
+    validation split has 11 possible accuracies) the earlier epoch, then the configuration's key.
+    Not the trial id: which of two trials started together gets the lower id varies from run to run,
+    and the same search must pick the same student."""
+    return -float(score), float(epoch) if epoch is not None and pd.notna(epoch) else float("inf"), config_key(config)
 
 
 def confirmed_choice(exp_dir: Path) -> dict | None:

@@ -26,18 +26,13 @@ from ray import tune
 from ray.tune import ResultGrid
 from ray.tune.schedulers import FIFOScheduler
 
-from raykd.artifacts.results import CONFIRM
+from raykd.artifacts.results import CONFIRM, config_key, rank
 from raykd.files import atomic_write
 from raykd.training.worker import NOT_ELIGIBLE
 from raykd.tuning import tuner
 
 TUNE_NAME = "confirm"
 CSV = "confirm.csv"
-
-
-def _key(config: dict) -> str:
-    """A configuration's identity, its seed left out (confirmation replaces the seed)."""
-    return json.dumps({k: v for k, v in config.items() if k != "seed"}, sort_keys=True, default=str)
 
 
 def _eligible(frame: pd.DataFrame) -> pd.DataFrame:
@@ -60,12 +55,12 @@ def top_configs(grid: ResultGrid, k: int) -> list[dict]:
     configs = {r.metrics["trial_id"]: dict(r.config) for r in grid if r.metrics and "trial_id" in r.metrics}
     frame = _eligible(grid.get_dataframe(filter_metric="score", filter_mode="max"))
     chosen, seen = [], set()
-    # Ties go to the lower trial id, so that the ranking does not depend on the order Tune lists trials in.
-    for _, row in frame.sort_values(["score", "trial_id"], ascending=[False, True]).iterrows():
-        config = configs.get(row["trial_id"])
-        if config is None or _key(config) in seen:
+    rows = [row for _, row in frame.iterrows() if row["trial_id"] in configs]
+    for row in sorted(rows, key=lambda r: rank(r["score"], r.get("epoch"), configs[r["trial_id"]])):
+        config = configs[row["trial_id"]]
+        if config_key(config) in seen:
             continue
-        seen.add(_key(config))
+        seen.add(config_key(config))
         chosen.append({"candidate": len(chosen) + 1, "search_trial": row["trial_id"],
                        "search_score": float(row["score"]), "config": config})
         if len(chosen) == k:
@@ -157,12 +152,12 @@ def summarize(grid: ResultGrid, selection_metric: str, dev_metric: str, mode: st
                                               "config": {k: v for k, v in run["values"].items() if k != "seed"}})
     table = pd.DataFrame(runs)
     configs = []
-    for rank in sorted(by_rank):
-        mine = table[table["candidate"] == rank] if len(table) else table
+    for candidate in sorted(by_rank):
+        mine = table[table["candidate"] == candidate] if len(table) else table
         sel_mean, sel_std = _mean_std(pd.to_numeric(mine.get(selection_metric, pd.Series(dtype=float)), errors="coerce"))
         dev_mean, dev_std = _mean_std(pd.to_numeric(mine.get(dev_metric, pd.Series(dtype=float)), errors="coerce"))
-        c = by_rank[rank]
-        configs.append({"candidate": rank, "search_trial": c.get("search_trial"), "search_score": c.get("search_score"),
+        c = by_rank[candidate]
+        configs.append({"candidate": candidate, "search_trial": c.get("search_trial"), "search_score": c.get("search_score"),
                         "config": c["config"], "seeds": sorted(int(s) for s in mine.get("seed", [])),
                         "n": int(mine[selection_metric].notna().sum()) if selection_metric in mine else 0,
                         f"{selection_metric}_mean": sel_mean, f"{selection_metric}_std": sel_std,
