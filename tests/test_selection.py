@@ -108,3 +108,6 @@ def test_equal_scores_rank_by_epoch_then_configuration_never_by_trial_id():
         [(1, "kd"), (3, "sid"), (None, "kd"), (1, "sid")]
     assert sorted([(0.5, 1, sid), (0.5, 1, kd)], key=lambda r: rank(*r))[0][2] is kd  # then by the configuration's key
     assert config_key({"a": 1, "seed": 3}) == config_key({"seed": 4, "a": 1})  # the seed is not part of a configuration
+    seeds = [(0.5, 1, {"algorithm": "kd", "seed": s}) for s in (7, 3, 5)]  # then by the seed, whatever the listing
+    assert [c["seed"] for _, _, c in sorted(seeds, key=lambda r: rank(*r))] == \
+        [c["seed"] for _, _, c in sorted(seeds[::-1], key=lambda r: rank(*r))] == [3, 5, 7]

@@ -30,10 +30,18 @@ def test_teacher_search_keeps_the_best_trial_as_a_usable_teacher(ray_cluster, ti
     trials = pd.read_csv(exp / "trials.csv")
     assert len(trials) == 3
     # The kept teacher is the best epoch of any trial, with that trial's recipe and the space's fixed value.
-    best_row = trials.loc[trials["best_score"].idxmax()]
-    assert record["dev_accuracy"] == pytest.approx(best_row["best_score"])
-    assert record["config"]["learning_rate"] == pytest.approx(best_row["learning_rate"])
-    assert record["config"]["batch_size"] == 16 and record["search"]["trial"] == best_row["trial"]
+    # Tiny models often tie at the majority class's accuracy: then the earliest epoch wins, and among
+    # those the configuration's key (raykd.artifacts.results.rank), not the first row of the table.
+    kept_row = trials.set_index("trial").loc[record["search"]["trial"]]
+    assert record["dev_accuracy"] == pytest.approx(trials["best_score"].max()) == pytest.approx(kept_row["best_score"])
+    assert record["config"]["learning_rate"] == pytest.approx(kept_row["learning_rate"])
+    assert record["config"]["batch_size"] == 16
+
+    def first_best_epoch(row):  # the per-epoch columns are rounded to 4 places
+        return min(int(c.split("@")[1]) for c in trials.columns
+                   if c.startswith("dev_accuracy@") and abs(row[c] - row["best_score"]) < 1e-4)
+    tied = trials[(trials["best_score"] - trials["best_score"].max()).abs() < 1e-9]
+    assert record["best_epoch"] == first_best_epoch(kept_row) == min(first_best_epoch(r) for _, r in tied.iterrows())
     assert "selected on GLUE dev" in (exp / "summary.md").read_text()
     assert len(list((tmp_path / "results" / "teachers").glob("best-*.json"))) == 1
 

@@ -120,10 +120,12 @@ def config_key(config: dict) -> str:
 
 def rank(score: float, epoch, config: dict) -> tuple:
     """Sort key of "best first" among trial epochs: the higher `score`; on a tie (common: a 10-row
-    validation split has 11 possible accuracies) the earlier epoch, then the configuration's key.
-    Not the trial id: which of two trials started together gets the lower id varies from run to run,
-    and the same search must pick the same student."""
-    return -float(score), float(epoch) if epoch is not None and pd.notna(epoch) else float("inf"), config_key(config)
+    validation split has 11 possible accuracies) the earlier epoch, then the configuration's key, then
+    the whole configuration with its seed (trials that differ only in seed). Not the trial id: which of
+    two trials started together gets the lower id varies from run to run, and the same search must
+    pick the same student."""
+    return (-float(score), float(epoch) if epoch is not None and pd.notna(epoch) else float("inf"), config_key(config),
+            json.dumps(config, sort_keys=True, default=str))
 
 
 def confirmed_choice(exp_dir: Path) -> dict | None:
