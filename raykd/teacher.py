@@ -1,17 +1,19 @@
 """The teacher command: fine-tuning one, or searching its recipe (`python -m raykd.teacher`).
 
     python -m raykd.teacher --task rte --data-dir ../shared/data/glue [--out DIR]
-    python -m raykd.teacher --task rte --data-dir ../shared/data/glue --space search_spaces/teacher.py
+    python -m raykd.teacher --task rte --data-dir ../shared/data/glue --space search_spaces/teacher.py [--name N [--resume]]
 
 Without --out the teacher goes to the cache (raykd.training.finetune), where a search without --teacher finds it.
 With --space the recipe is searched (raykd.tuning.teacher_search); the best teacher goes to --out, or to
 <cache-dir>/teachers/<task>-<base>-<search name>, and the search's records to <records>/<task>/<search name>.
+A search stopped by Ctrl-C continues with the same command and --resume (Tune restores it).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -48,6 +50,9 @@ def parse_args(argv=None):
     g.add_argument("--grace-period", type=int, default=2, help="epochs before ASHA may stop a recipe (default: 2)")
     g.add_argument("--name", help="name of the search (default: teacher-<space name>-<time>)")
     g.add_argument("--search-seed", type=int, default=0, help="seed of Optuna's TPE sampler (default: 0)")
+    g.add_argument("--resume", action="store_true",
+                   help="continue the interrupted search <records>/<task>/<name> (needs --name): recipes that ended are "
+                        "kept, unfinished ones continue from their last epoch, the flags it started with apply")
     cli.add_ray_arguments(p)
     add_config_arguments(p, finetune.DEFAULTS, only=finetune.FIELDS)
     return p.parse_args(argv)
@@ -75,6 +80,10 @@ def main(argv=None):
     or a run that fails."""
     args = parse_args(argv)
     task = get_task(args.task)
+    if args.resume:  # the flags the search started with (its experiment.json), before anything is read with them
+        if not (args.space and args.name):
+            raise RaykdError("--resume continues a recipe search; give the --space and --name it started with")
+        teacher_search.resume_settings(args.records / task.name / args.name, args, sys.argv[1:] if argv is None else argv)
     checks.check_arguments(args)  # Ray, data and budget flags, as distill and search check them
     cfg = config_from_args(args, algorithm="finetune")
     space = load_space(args.space) if args.space else None
@@ -107,18 +116,20 @@ def main(argv=None):
 
 def _search(args, task, space, data, tokenizer, scaling, command) -> dict:
     name = args.name or f"teacher-{Path(args.space).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
-    exp_dir = cli.check_output_dir(args.records / task.name / name)
+    exp_dir = (args.records / task.name / name).resolve() if args.resume else cli.check_output_dir(args.records / task.name / name)
     out = Path(args.out or Path(args.cache_dir) / "teachers" / f"{task.name}-{Path(args.teacher_base).name}-{name}").resolve()
     cli.check_output_dir(out)
     cluster.connect(args.address, verbose=args.verbose)
     cluster.check_fits(scaling.workers, scaling.cpus_per_worker, scaling.gpus_per_worker, "each teacher trial")
-    exp_dir.mkdir(parents=True)
+    exp_dir.mkdir(parents=True, exist_ok=args.resume)
     cluster.log_workers_to(exp_dir / "ray-workers.log", args.verbose)
+    if not args.resume:
+        teacher_search.keep_settings(exp_dir, task, args, command)
     space.fixed = {**{k: v for k, v in config_from_args(args, algorithm="finetune").to_dict().items()
                       if k in finetune.FIELDS and k not in space.space}, **space.fixed}  # flags fill what the space leaves
     record = teacher_search.search(task, args.teacher_base, space, ray.put(data), len(data["train"]["labels"]), scaling,
                                    exp_dir, out, tokenizer, command, args.num_samples, args.max_epochs,
-                                   args.grace_period, args.search_seed, args.max_failures)
+                                   args.grace_period, args.search_seed, args.max_failures, resume=args.resume)
     copy = finetune.copy_record(record, out, args.records)
     print(f"best teacher saved to {out}: dev {task.main_metric} {record[f'dev_{task.main_metric}']:.4f} (epoch "
           f"{record['best_epoch']}, recipe {json.dumps({k: record['config'][k] for k in finetune.FIELDS})}); "

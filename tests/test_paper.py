@@ -89,16 +89,31 @@ def test_cells_distilled_from_another_teacher_than_their_rows_are_marked():
 
 def test_an_unfinished_cell_without_its_ray_state_is_set_aside_and_run_again(tmp_path):
     """A cell started on another machine (ray/ folders are never committed) cannot resume: its records are
-    renamed, not deleted, and the cell's command no longer asks to resume."""
+    renamed, not deleted, and the cell's command does not ask to resume."""
     s = paper.Settings(data_dir=".", root=tmp_path, teacher_cache=tmp_path)
     cell, said = paper.Cell("mrpc", "sid", 0.1), []
     cell.folder(s).mkdir(parents=True)
     (cell.folder(s) / "experiment.json").write_text("{}")
-    assert "--resume" in cell.command(s)
+    assert "--resume" not in cell.command(s)
     aside = paper.set_aside_if_unresumable(cell, s, said.append)
     assert aside.name.startswith("sid-f0.1-unfinished-") and (aside / "experiment.json").is_file()
     assert not cell.folder(s).exists() and "--resume" not in cell.command(s) and "cannot resume" in said[0]
     assert paper.set_aside_if_unresumable(cell, s, said.append) is None  # nothing started: nothing to set aside
+    teacher = paper.Cell("cola", "teacher")  # a teacher search from elsewhere: its trials.csv was committed
+    teacher.folder(s).mkdir(parents=True)
+    (teacher.folder(s) / "trials.csv").write_text("trial\n")
+    assert paper.set_aside_if_unresumable(teacher, s, said.append).name.startswith("teacher-unfinished-")
+
+
+def test_a_cell_interrupted_here_resumes(ray_cluster, tmp_path):
+    """A cell whose Tune state is on this machine (a real, tiny Tune run) is continued with --resume, student
+    or teacher search alike, and never set aside."""
+    from ray import tune
+    s = paper.Settings(data_dir=".", root=tmp_path, teacher_cache=tmp_path)
+    for cell in (paper.Cell("cola", "teacher"), paper.Cell("mrpc", "kd")):
+        tune.Tuner(lambda config: tune.report({"score": 1.0}),
+                   run_config=tune.RunConfig(name="tune", storage_path=str(cell.folder(s) / "ray"))).fit()
+        assert cell.command(s)[-1] == "--resume" and paper.set_aside_if_unresumable(cell, s, print) is None
 
 
 def test_speed_up_reads_one_thread_pytorch_rows_of_the_cells_latency_table(tmp_path):

@@ -2,8 +2,16 @@
 BERT as the base, real RTE rows; and its bad inputs, refused before anything starts."""
 
 import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
+
+import pandas as pd
+from conftest import fails
 
 from raykd import teacher
 from raykd.training import finetune
@@ -15,20 +23,41 @@ fixed = {"batch_size": 16}
 """
 
 
-def test_teacher_search_keeps_the_best_trial_as_a_usable_teacher(ray_cluster, tiny_teacher_dir, glue_dir, tmp_path):
+def test_a_teacher_search_stopped_by_ctrl_c_resumes_and_keeps_the_best_trial(ray_cluster, tiny_teacher_dir, glue_dir, tmp_path):
+    """Ctrl-C in a real `python -m raykd.teacher` process once a recipe has reported its first epoch: the
+    error line says how to continue, and `--resume` (in this process) finishes the search without
+    training an epoch twice, then keeps the best trial's best epoch as the teacher."""
     (tmp_path / "space.py").write_text(SPACE)
-    record = teacher.main(["--task", "rte", "--data-dir", str(glue_dir), "--train-fraction", "0.04",
-                           "--max-seq-length", "64", "--cache-dir", str(tmp_path / "cache"),
-                           "--teacher-base", str(tiny_teacher_dir), "--space", str(tmp_path / "space.py"),
-                           "--num-samples", "3", "--max-epochs", "2", "--grace-period", "1", "--name", "s", "--workers", "1",
-                           "--records", str(tmp_path / "results"), "--out", str(tmp_path / "best")])
+    argv = ["--task", "rte", "--data-dir", str(glue_dir), "--train-fraction", "0.04", "--max-seq-length", "64",
+            "--cache-dir", str(tmp_path / "cache"), "--teacher-base", str(tiny_teacher_dir), "--space", str(tmp_path / "space.py"),
+            "--num-samples", "2", "--max-epochs", "2", "--grace-period", "1", "--name", "s", "--workers", "1",
+            "--records", str(tmp_path / "results"), "--out", str(tmp_path / "best")]
+    exp = tmp_path / "results" / "rte" / "s"
+    process = subprocess.Popen([sys.executable, "-m", "raykd.teacher", *argv, "--address", ray_cluster.get_runtime_context().gcs_address],
+                               cwd=Path(__file__).parents[1], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    epoch_logs = lambda: {p.name: p.read_text() for p in (exp / "ray" / "trials").glob("*.epochs.jsonl")} if exp.is_dir() else {}
+    deadline = time.monotonic() + 300
+    while not any(epoch_logs().values()) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.5)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=300)
+    last = err.strip().splitlines()[-1]
+    assert process.returncode == 2 and last.startswith("error: the teacher search was interrupted"), err[-2000:]
+    assert "--resume --name s" in last and not (tmp_path / "best").exists()
+    assert json.loads((exp / "experiment.json").read_text())["kind"] == "teacher search"
+    before = epoch_logs()
+
+    record = teacher.main([*argv, "--resume"])
     assert finetune.is_usable(tmp_path / "best")
     kept = json.loads((tmp_path / "best" / finetune.RECORD).read_text())
     assert kept == json.loads(json.dumps(record, default=str))
-    exp = tmp_path / "results" / "rte" / "s"
-    import pandas as pd
+    after = epoch_logs()
+    for name, log in before.items():  # epochs from before Ctrl-C are kept; a restored last epoch is only reported again
+        assert after[name].startswith(log)
+        records = [json.loads(line) for line in after[name].splitlines()]
+        assert all(r == next(q for q in records if q["epoch"] == r["epoch"]) for r in records), after[name]
     trials = pd.read_csv(exp / "trials.csv")
-    assert len(trials) == 3
+    assert len(trials) == 2 and not (trials["stop_reason"] == "interrupted").any() and record["search"]["trials"] == 2
     # The kept teacher is the best epoch of any trial, with that trial's recipe and the space's fixed value.
     # Tiny models often tie at the majority class's accuracy: then the earliest epoch wins, and among
     # those the configuration's key (raykd.artifacts.results.rank), not the first row of the table.
@@ -44,6 +73,14 @@ def test_teacher_search_keeps_the_best_trial_as_a_usable_teacher(ray_cluster, ti
     assert record["best_epoch"] == first_best_epoch(kept_row) == min(first_best_epoch(r) for _, r in tied.iterrows())
     assert "selected on GLUE dev" in (exp / "summary.md").read_text()
     assert len(list((tmp_path / "results" / "teachers").glob("best-*.json"))) == 1
+
+
+def test_resume_refuses_a_search_that_is_not_there_or_another_space(glue_dir, tmp_path, capsys):
+    (tmp_path / "space.py").write_text('from ray import tune\nspace = {"seed": tune.randint(0, 9)}\n')
+    argv = ["--task", "rte", "--data-dir", glue_dir, "--space", tmp_path / "space.py", "--records", tmp_path / "results"]
+    fails(capsys, teacher.main, [*argv, "--resume"], "--resume continues a recipe search; give the --space and --name")
+    fails(capsys, teacher.main, [*argv, "--resume", "--name", "nothing"], "no teacher search to resume at")
+    assert not (tmp_path / "results").exists()
 
 
 @pytest.mark.parametrize("space, flags, message", [

@@ -107,26 +107,33 @@ class Cell:
 
     def command(self, s: Settings) -> list[str]:
         """The argv that runs the cell: raykd.teacher's recipe search, or raykd.search with its confirmation
-        (`--resume` when the cell's experiment.json exists)."""
+        (`--resume` when the cell has Tune state to restore: it started here and was interrupted)."""
         flags = list(TASK_FLAGS.get(self.task, []))
         if self.fraction != 1.0:  # replaces the task's own fraction: a share of the whole training set
             if "--train-fraction" in flags:
                 del flags[flags.index("--train-fraction"):flags.index("--train-fraction") + 2]
             flags += ["--train-fraction", f"{self.fraction:g}"]
         data = ["--task", self.task, "--data-dir", s.data_dir, *flags, *(["--address", s.address] if s.address else [])]
+        resume = ["--resume"] if self.resumable(s) else []
         if self.method == "teacher":
             return [sys.executable, "-m", "raykd.teacher", *data, "--space", "search_spaces/teacher.py",
                     "--num-samples", str(s.teacher_trials), "--name", self.name, "--records", str(s.root),
-                    "--out", str(self.teacher_dir(s))]
+                    "--out", str(self.teacher_dir(s)), *resume]
         space, trials, top = ((f"search_spaces/fixed/{self.method}.py", s.trials, self.confirm_top) if self.method in METHODS
                               else ("search_spaces/internal.py", s.search_trials, self.confirm_top))
         command = [sys.executable, "-m", "raykd.search", *data, "--teacher", str(self.teacher_dir(s)),
                    "--space", space, "--num-samples", str(trials), "--max-epochs", str(s.max_epochs),
                    "--confirm-top", str(top), "--confirm-seeds", str(s.seeds), "--precision", s.precision,
-                   "--export-formats", "hf", "--out", str(s.root), "--name", self.name]
-        if (self.folder(s) / "experiment.json").is_file():  # started before: continue it
-            command.append("--resume")
+                   "--export-formats", "hf", "--out", str(s.root), "--name", self.name, *resume]
         return command
+
+    def started(self, s: Settings) -> bool:
+        """The cell's folder holds records (a run began, here or on another machine)."""
+        return self.folder(s).is_dir() and any(self.folder(s).iterdir())
+
+    def resumable(self, s: Settings) -> bool:
+        """The cell began on this machine and Tune can restore it (`ray/` folders are never committed)."""
+        return tune.Tuner.can_restore(str(self.folder(s) / "ray" / "tune"))
 
 
 def cells(tasks: list[str], fractions: list[float], methods: tuple[str, ...] = (*METHODS, "search")) -> list[Cell]:
@@ -142,12 +149,12 @@ LOG = "cells.jsonl"
 
 
 def set_aside_if_unresumable(cell: Cell, s: Settings, log) -> Path | None:
-    """A student cell started but unfinished whose Ray state is not on this machine (it ran elsewhere:
-    `ray/` folders are never committed) cannot resume; its records are renamed to
+    """A cell started but unfinished whose Ray state is not on this machine (it ran elsewhere: `ray/`
+    folders are never committed; or a teacher search whose weights were lost) cannot resume; its records are renamed to
     `<name>-unfinished-<time>` (kept, never deleted) so that the cell runs again from the start. Returns the
     new folder, or None when the cell was not set aside."""
     folder = cell.folder(s)
-    if not (folder / "experiment.json").is_file() or tune.Tuner.can_restore(str(folder / "ray" / "tune")):
+    if not cell.started(s) or cell.resumable(s):
         return None
     aside = folder.with_name(f"{cell.name}-unfinished-{time.strftime('%Y%m%d-%H%M%S')}")
     folder.rename(aside)

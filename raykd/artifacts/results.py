@@ -464,9 +464,10 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def search_settings(args) -> dict:
-    """The settings to store in experiment.json: the flags in SETTINGS and the space file's SHA-256."""
-    settings = {n: getattr(args, n) for n in SETTINGS if hasattr(args, n)}
+def search_settings(args, names: tuple[str, ...] = SETTINGS) -> dict:
+    """The settings to store in experiment.json: the flags in `names` (the search's SETTINGS, or the teacher
+    search's) and the space file's SHA-256."""
+    settings = {n: getattr(args, n) for n in names if hasattr(args, n)}
     return {**{n: str(v) if isinstance(v, Path) else v for n, v in settings.items()}, "space_sha256": _sha256(args.space)}
 
 
@@ -475,8 +476,9 @@ def keep_space(exp_dir: Path, space: Path):
     shutil.copyfile(space, Path(exp_dir) / SPACE_COPY)
 
 
-def resume_settings(exp_dir: Path, args, argv: list[str]):
-    """For --resume: set `args` to the settings the experiment started with (experiment.json).
+def resume_settings(exp_dir: Path, args, argv: list[str], names: tuple[str, ...] = SETTINGS, flags: dict = FLAGS):
+    """For --resume: set `args` to the settings the experiment started with (experiment.json): those of
+    `names`, typed as `flags` says (default: "--" and the name with dashes).
 
     Raises RaykdError when a flag typed in `argv` contradicts one of them, when --teacher is another
     teacher, or when the space file is not the one the experiment started with (saying which line
@@ -488,9 +490,9 @@ def resume_settings(exp_dir: Path, args, argv: list[str]):
         return
     typed = {t.split("=")[0] for t in argv if t.startswith("--") and t != "--"}
     for name, value in stored.items():
-        if name not in SETTINGS:
+        if name not in names:
             continue
-        flag = FLAGS.get(name, "--" + name.replace("_", "-"))
+        flag = flags.get(name, "--" + name.replace("_", "-"))
         value = Path(value) if isinstance(getattr(args, name), Path) else value
         if any(flag.startswith(t) for t in typed) and getattr(args, name) != value:  # argparse takes prefixes
             raise RaykdError(f"{flag} {getattr(args, name)} contradicts experiment {exp_dir.name}, which started with "
@@ -499,7 +501,7 @@ def resume_settings(exp_dir: Path, args, argv: list[str]):
     for name, value in LEGACY.items():
         if name not in stored:
             setattr(args, name, value)
-    if args.teacher and str(Path(args.teacher).resolve()) != info["teacher_dir"]:
+    if getattr(args, "teacher", None) and str(Path(args.teacher).resolve()) != info["teacher_dir"]:
         raise RaykdError(f"--teacher {args.teacher} is not the teacher experiment {exp_dir.name} started with "
                          f"({info['teacher_dir']}); drop --teacher to resume with it, or start a new experiment")
     if Path(args.space).is_file() and _sha256(args.space) != stored["space_sha256"]:

@@ -63,12 +63,39 @@ def run_trial(values: dict, setup: Setup):
         raise result.error
 
 
+# The flags a teacher search keeps in its experiment.json, and --resume restores: the search's own where the
+# teacher command has them, and the teacher's base, sampler seed and recipe.
+SETTINGS = tuple(dict.fromkeys((*results.SETTINGS, "teacher_base", "search_seed", *finetune.FIELDS)))
+
+
+def keep_settings(exp_dir: Path, task: Task, args, command: str) -> None:
+    """Write `<exp_dir>/experiment.json` ({"task", "kind": "teacher search", "command", "settings"}) and a copy of
+    the space file, as the student search does: what --resume restores and checks."""
+    results.keep_space(exp_dir, args.space)
+    files.atomic_json(Path(exp_dir) / results.EXPERIMENT, {"task": task.name, "kind": "teacher search", "command": command,
+                                                           "settings": results.search_settings(args, SETTINGS)})
+
+
+def resume_settings(exp_dir: Path, args, argv: list[str]) -> None:
+    """For --resume: set `args` to the flags the search `exp_dir` started with (results.resume_settings). A
+    search from before teacher searches kept their flags resumes with the flags as given. Raises
+    RaykdError when there is no Tune state to restore there, or a typed flag or the space contradicts it."""
+    exp_dir = Path(exp_dir).resolve()
+    if not tune.Tuner.can_restore(str(exp_dir / "ray" / tuner.TUNE_NAME)):
+        raise RaykdError(f"no teacher search to resume at {exp_dir} (or its Ray state stayed on the machine that ran it); "
+                         "check --records and --name, or start a new search with another --name")
+    if (exp_dir / results.EXPERIMENT).is_file():
+        results.resume_settings(exp_dir, args, argv, SETTINGS, flags={})
+
+
 def search(task: Task, base: str, space: SearchSpace, data_ref, train_examples: int, scaling: Scaling,
            exp_dir: Path, out: Path, tokenizer, command: str, num_samples: int, max_epochs: int,
-           grace_period: int = 2, seed: int = 0, max_failures: int = 1) -> dict:
+           grace_period: int = 2, seed: int = 0, max_failures: int = 1, resume: bool = False) -> dict:
     """Search the teacher recipe over `space` (num_samples trials, ASHA on epochs up to max_epochs) and
     save the best epoch of the best trial by dev metric to `out` (a teacher folder, finetune.is_usable)
-    with its record; the search's trials.csv and summary.md go to `exp_dir`. Returns the record.
+    with its record; the search's trials.csv and summary.md go to `exp_dir`. Returns the record. With
+    `resume`, Tune restores the interrupted search in `exp_dir`: ended trials are kept, unfinished ones
+    continue from their last checkpoint (tuner.restore).
 
     Raises RaykdError when the search was interrupted (Ctrl-C: fewer than num_samples trials ended), when no
     trial produced a checkpoint, or when `out` appeared meanwhile.
@@ -79,16 +106,20 @@ def search(task: Task, base: str, space: SearchSpace, data_ref, train_examples: 
     tokenizer.save_pretrained(tokenizer_dir)
     setup = Setup(task.name, base, space.fixed, data_ref, str(tokenizer_dir), scaling,
                   str(exp_dir / "ray" / "trials"), max_failures)
-    searcher = tuner.optuna_searcher(space.space, metric, "max", seed, exp_dir, space.points_to_evaluate)
+    trainable = tuner.trainable(run_trial, setup=setup)
     started = time.perf_counter()
-    grid = tuner.tuner(tuner.trainable(run_trial, setup=setup), exp_dir, metric, "max", searcher,
-                       tuner.asha(max_epochs, grace_period), num_samples, tuner.concurrency(scaling)).fit()
+    if resume:
+        grid = tuner.restore(trainable, exp_dir).fit()
+    else:
+        searcher = tuner.optuna_searcher(space.space, metric, "max", seed, exp_dir, space.points_to_evaluate)
+        grid = tuner.tuner(trainable, exp_dir, metric, "max", searcher, tuner.asha(max_epochs, grace_period),
+                           num_samples, tuner.concurrency(scaling)).fit()
     table = results.trials_table(exp_dir, metric, max_epochs)
     files.atomic_write(exp_dir / "trials.csv", table.to_csv(index=False))
     if not tuner.ended(exp_dir, num_samples):  # Ctrl-C: a teacher from part of the search is not the search's teacher
-        raise RaykdError(f"the teacher search was interrupted ({int(table['status'].isin(['TERMINATED', 'ERROR']).sum())} of "
-                         f"{num_samples} trials ended) and saved no teacher; run the command again (its trials so far are in "
-                         f"{exp_dir / 'trials.csv'})")
+        raise RaykdError(f"the teacher search was interrupted ({int((table['stop_reason'] != 'interrupted').sum())} of "
+                         f"{num_samples} trials ended) and saved no teacher; continue it with the same command and --resume "
+                         f"--name {exp_dir.name} (its trials so far are in {exp_dir / 'trials.csv'})")
     try:
         trial_id, metrics, checkpoint, config = results.best_checkpoint(exp_dir)
     except RuntimeError:
