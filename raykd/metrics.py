@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy.stats import pearsonr, spearmanr
-from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 
 from raykd.errors import RaykdError
 from raykd.tasks import Task
 
-_METRICS = {
-    "accuracy": lambda pred, gold: accuracy_score(gold, pred),
-    "f1": lambda pred, gold: f1_score(gold, pred, pos_label=1),
-    "matthews": lambda pred, gold: matthews_corrcoef(gold, pred),
-    "pearson": lambda pred, gold: pearsonr(pred, gold)[0],
-    "spearman": lambda pred, gold: spearmanr(pred, gold)[0],
-}
+
+def _metric(name: str, pred: np.ndarray, gold: np.ndarray) -> float:
+    """One GLUE metric by its name in Task.metrics."""
+    # Imported on first use: scipy.stats and sklearn.metrics take 1.3 s, and every Ray process that unpickles
+    # the worker loop imports this module, the Train controller of each run too, which never computes one.
+    from scipy.stats import pearsonr, spearmanr
+    from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
+
+    return {"accuracy": lambda: accuracy_score(gold, pred), "f1": lambda: f1_score(gold, pred, pos_label=1),
+            "matthews": lambda: matthews_corrcoef(gold, pred), "pearson": lambda: pearsonr(pred, gold)[0],
+            "spearman": lambda: spearmanr(pred, gold)[0]}[name]()
 
 
 def predictions(task: Task, logits: np.ndarray) -> np.ndarray:
@@ -28,7 +30,7 @@ def compute(task: Task, logits: np.ndarray, labels: np.ndarray, prefix: str = "d
     reported to Ray: `dev_` for GLUE dev, `val_` for the validation split held out from the training set."""
     pred = predictions(task, np.asarray(logits))
     gold = np.asarray(labels)
-    return {f"{prefix}_{name}": float(_METRICS[name](pred, gold)) for name in task.metrics}
+    return {f"{prefix}_{name}": float(_metric(name, pred, gold)) for name in task.metrics}
 
 
 def check_defined(task: Task, gold, split: str = "dev set", fix: str | None = None) -> None:

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
@@ -157,14 +158,16 @@ def paper(args) -> None:
           f"{', '.join(f'{c.task}/{c.name}' for c in remaining) or 'none'}", flush=True)
     if not args.plan:
         table.run(remaining, s, lambda line: print(line, flush=True))
-    main_table, numbers = table.table(args.tasks, s)
-    low, low_numbers = table.low_data(args.tasks, fractions, s)
-    s.root.mkdir(parents=True, exist_ok=True)
-    has_bars = table.plot(args.tasks, numbers, s.root / "table.png")
-    has_curves = len(fractions) > 1 and table.plot_low_data(args.tasks, fractions, low_numbers, s.root / "low-data.png")
+    # The README shows every task and fraction run so far, not only this run's (paper.widen_scope).
+    tasks, fractions, teachers = table.widen_scope(s.root, args.tasks, fractions, dict(s.teachers))
+    s = dataclasses.replace(s, teachers=tuple(teachers.items()))
+    main_table, numbers = table.table(tasks, s)
+    low, low_numbers = table.low_data(tasks, fractions, s)
+    has_bars = table.plot(tasks, numbers, s.root / "table.png")
+    has_curves = len(fractions) > 1 and table.plot_low_data(tasks, fractions, low_numbers, s.root / "low-data.png")
     record = table.compute_record(s)
     lines = ["# The paper's table, reproduced", "",
-             f"`python -m raykd.report paper --tasks {' '.join(args.tasks)} --seeds {args.seeds}"
+             f"`python -m raykd.report paper --tasks {' '.join(tasks)} --seeds {args.seeds}"
              f"{' --fractions ' + ' '.join(f'{f:g}' for f in fractions) if len(fractions) > 1 else ''}` "
              "(raykd.artifacts.paper explains the cells). GLUE dev, mean +- std over the confirmation seeds of each cell's "
              "chosen configuration (selected on a split held out from the training set); a cell shows '-' until it is done. "
@@ -180,7 +183,7 @@ def paper(args) -> None:
              f"{len(record)} runs, {sum(r['seconds'] for r in record) / 3600:.1f} hours of compute in all.", "",
              "| cell | done | hours | machine | command |", "|---|---|---|---|---|",
              *[f"| {r['cell']} | {r['done']} | {r['seconds'] / 3600:.2f} | {r['machine']} | `{r['command']}` |" for r in record],
-             "", f"Remaining: {', '.join(f'{c.task}/{c.name}' for c in every if not c.done(s)) or 'none'}.", ""]
+             "", f"Remaining: {', '.join(f'{c.task}/{c.name}' for c in table.cells(tasks, fractions) if not c.done(s)) or 'none'}.", ""]
     notes = s.root / "notes.md"  # hand-written: where the results disagree with the paper, with their numbers
     if notes.is_file():
         lines += ["## Notes", "", notes.read_text().strip(), ""]

@@ -1,5 +1,5 @@
 """Faults on a real local Ray cluster: a Train worker killed mid-run, a trial whose loss turns
-non-finite, the search process killed and resumed."""
+non-finite, the search process killed and resumed, then stopped with Ctrl-C in its confirmation."""
 
 import json
 import os
@@ -54,22 +54,33 @@ points_to_evaluate = [{"temperature": 1e-45}, {"temperature": 2.0}]
 '''
 
 
-def run_search(root, glue_dir, teacher, name, space=SPACE, samples="2"):
-    (root / "space.py").write_text(space)
+def run_search(root, glue_dir, teacher, name, *extra):
+    """A search of 2 trials of SPACE, each of up to 2 epochs, 1 worker each; `extra` flags are appended."""
+    (root / "space.py").write_text(SPACE)
     return search.main([*COMMON, "--space", str(root / "space.py"), "--data-dir", str(glue_dir), "--teacher", str(teacher),
-                        "--num-samples", samples, "--max-epochs", "2", "--workers-per-trial", "1", "--confirm-top", "0", "--export-formats", "hf",
-                        "--out", str(root / "results"), "--name", name, "--cache-dir", str(root / "cache")])
+                        "--num-samples", "2", "--max-epochs", "2", "--workers-per-trial", "1", "--confirm-top", "0", "--export-formats", "hf",
+                        "--out", str(root / "results"), "--name", name, "--cache-dir", str(root / "cache"), *extra])
 
 
-def test_non_finite_trial_is_stopped_and_the_search_goes_on(ray_cluster, tiny_teacher_dir, glue_dir, tmp_path):
+def test_a_search_selecting_on_dev_stops_a_non_finite_trial_and_goes_on(ray_cluster, tiny_teacher_dir, glue_dir, tmp_path):
     """Two trials at once (1 worker each): the one at temperature 1e-45 is NaN from its first step and
     stops after one epoch; the other completes and is the best. (Started together, the two trials have no
-    fixed order in trials.csv, so each is found by its temperature.)"""
-    summary = run_search(tmp_path, glue_dir, tiny_teacher_dir, "nan")
-    table = pd.read_csv(tmp_path / "results" / "rte" / "nan" / "trials.csv").sort_values("temperature")
+    fixed order in trials.csv, so each is found by its temperature.) The same search selects on GLUE dev
+    (`--select-on dev`, the old behaviour): it trains on every training row and its summary says so."""
+    summary = run_search(tmp_path, glue_dir, tiny_teacher_dir, "nan", "--select-on", "dev")
+    exp = tmp_path / "results" / "rte" / "nan"
+    table = pd.read_csv(exp / "trials.csv", dtype={"trial": str}).sort_values("temperature")
     assert table["stop_reason"].tolist() == ["non-finite loss", "completed"]
     assert table["epochs_run"].tolist() == [1, 2]
     assert summary["best_trial"] == table["trial"].iloc[1]
+
+    info = json.loads((exp / "experiment.json").read_text())
+    assert info["metric"] == "dev_accuracy" and info["selection"]["select_on"] == "dev"
+    assert info["selection"]["train_rows"] == 100 and info["selection"]["validation_rows"] == 0
+    text = (exp / "summary.md").read_text()
+    assert "**GLUE dev was used for selection** (`--select-on dev`)" in text and "optimistically biased" in text
+    assert not (exp / "confirm.json").exists() and summary["confirmation"] is None
+    assert "val_accuracy@1" not in table.columns
 
 
 DETERMINISM_SPACE = '''
@@ -80,66 +91,60 @@ def space(trial):
 '''
 
 
-def test_search_killed_then_resumed_without_rerunning_finished_trials(tiny_teacher_dir, glue_dir, tmp_path):
-    """SIGKILL the whole search process group (its local cluster with it) once its first trial has
-    finished, then --resume. One trial at a time: its one worker holds both CPUs."""
+def test_search_killed_then_stopped_in_its_confirmation_resumes_each_time(tiny_teacher_dir, glue_dir, tmp_path):
+    """Two faults in one search, each followed by --resume, in real `python -m raykd.search` processes:
+    1. SIGKILL to the whole process group (its local cluster with it) once the first trial has finished
+       and the second has reported: the resumed search does not run the finished trial again;
+    2. SIGINT (Ctrl-C) once the confirmation's first run has reported: Tune stops the runs in flight and
+       its result grid calls them terminated, but confirm.json must say unfinished (this once exported a
+       2-seed mean as a finished 2-seed confirmation); the next --resume runs what is missing.
+    One trial at a time: its one worker holds both CPUs."""
     import subprocess
     import sys
 
     (tmp_path / "space.py").write_text(DETERMINISM_SPACE)
+    exp = tmp_path / "results" / "rte" / "faults"
     args = [sys.executable, "-m", "raykd.search", *COMMON, "--space", str(tmp_path / "space.py"), "--data-dir", str(glue_dir),
             "--teacher", str(tiny_teacher_dir), "--num-samples", "2", "--max-epochs", "2", "--workers-per-trial", "1",
-            "--cpus-per-worker", "2", "--confirm-top", "0", "--export-formats", "hf", "--out", str(tmp_path / "results"), "--name", "killed", "--cache-dir", str(tmp_path / "cache")]
-    trials = tmp_path / "results" / "rte" / "killed" / "ray" / "trials"
-    with open(tmp_path / "first.log", "w") as log:
-        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path, start_new_session=True)
-        # Generous: the wait ends as soon as the second trial has reported (about 2 minutes on idle cores); a
-        # loaded machine can take several times that, and killing earlier would test nothing.
-        deadline = time.time() + 900
-        while time.time() < deadline and len(list(trials.glob("*.epochs.jsonl"))) < 2 and proc.poll() is None:
-            time.sleep(0.5)
-        time.sleep(3)
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-    logs = sorted(trials.glob("*.epochs.jsonl"), key=lambda p: p.stat().st_mtime)
-    assert len(logs) >= 2, f"the second trial never reported before the kill: {(tmp_path / 'first.log').read_text()[-2000:]}"
-    assert not (tmp_path / "results" / "rte" / "killed" / "trials.csv").exists()
-    finished = {p.name: p.read_text() for p in logs[:-1]}  # the first trial, finished before the kill
-    resumed = subprocess.run([*args, "--resume"], capture_output=True, text=True, cwd=tmp_path, timeout=600)
-    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
-    table = pd.read_csv(tmp_path / "results" / "rte" / "killed" / "trials.csv")
-    assert len(table) == 2 and set(table["status"]) == {"TERMINATED"}
-    assert {p: (trials / p).read_text() for p in finished} == finished  # finished trials were not run again
-    assert (tmp_path / "results" / "rte" / "killed" / "best" / "model.safetensors").is_file()
-
-
-def test_ctrl_c_during_the_confirmation_leaves_it_unfinished_until_resumed(tiny_teacher_dir, glue_dir, tmp_path):
-    """SIGINT (Ctrl-C) to the search once its confirmation's first run has reported: Tune stops the runs in
-    flight and its result grid calls them terminated, but confirm.json must say unfinished (this once
-    exported a 2-seed mean as a finished 3-seed confirmation); --resume then runs what is missing."""
-    import subprocess
-    import sys
-
-    (tmp_path / "space.py").write_text("from ray import tune\nspace = {'algorithm': 'kd', 'learning_rate': tune.uniform(1e-4, 1e-3)}\n")
-    exp = tmp_path / "results" / "rte" / "interrupted"
-    args = [sys.executable, "-m", "raykd.search", *COMMON, "--space", str(tmp_path / "space.py"), "--data-dir", str(glue_dir),
-            "--teacher", str(tiny_teacher_dir), "--num-samples", "1", "--max-epochs", "1", "--workers-per-trial", "1",
             "--cpus-per-worker", "2", "--confirm-top", "1", "--confirm-seeds", "2", "--export-formats", "hf",
-            "--out", str(tmp_path / "results"), "--name", "interrupted", "--cache-dir", str(tmp_path / "cache")]
-    with open(tmp_path / "first.log", "w") as log:
-        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path, start_new_session=True)
-        deadline = time.time() + 900  # ends as soon as the first confirmation run has reported
-        while time.time() < deadline and not list((exp / "ray" / "confirm-trials").glob("*.epochs.jsonl")) and proc.poll() is None:
-            time.sleep(0.2)
-        assert proc.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
-        os.kill(proc.pid, signal.SIGINT)
-        proc.wait(timeout=600)
-    out = (tmp_path / "first.log").read_text()
+            "--out", str(tmp_path / "results"), "--name", "faults", "--cache-dir", str(tmp_path / "cache")]
+    trials = exp / "ray" / "trials"
+
+    def run_until(log_name, argv, reported, fault):
+        """Start `argv`, wait until `reported()` (generous: a loaded machine is several times slower than the
+        2 minutes an idle one takes, and a fault sent earlier would test nothing), then send `fault`."""
+        with open(tmp_path / log_name, "w") as log:
+            proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path, start_new_session=True)
+            deadline = time.time() + 900
+            while time.time() < deadline and not reported() and proc.poll() is None:
+                time.sleep(0.2)
+            assert proc.poll() is None, (tmp_path / log_name).read_text()[-3000:]
+            fault(proc)
+            proc.wait(timeout=600)
+        return (tmp_path / log_name).read_text()
+
+    # 1. SIGKILL during the search, 3 s after the second trial's first epoch
+    out = run_until("killed.log", args, lambda: len(list(trials.glob("*.epochs.jsonl"))) >= 2,
+                    lambda proc: (time.sleep(3), os.killpg(proc.pid, signal.SIGKILL)))
+    logs = sorted(trials.glob("*.epochs.jsonl"), key=lambda p: p.stat().st_mtime)
+    assert len(logs) == 2 and not (exp / "trials.csv").exists(), out[-2000:]
+    finished = {p.name: p.read_text() for p in logs[:-1]}  # the first trial, finished before the kill
+
+    # 2. Ctrl-C in the resumed search's confirmation, once its first run has reported
+    out = run_until("interrupted.log", [*args, "--resume"], lambda: list((exp / "ray" / "confirm-trials").glob("*.epochs.jsonl")),
+                    lambda proc: os.kill(proc.pid, signal.SIGINT))
+    table = pd.read_csv(exp / "trials.csv")
+    assert len(table) == 2 and set(table["status"]) == {"TERMINATED"}, out[-3000:]
+    assert {p: (trials / p).read_text() for p in finished} == finished  # the finished trial was not run again
     record = json.loads((exp / "confirm.json").read_text())
     assert not record["finished"] and record["planned_runs"] == 2 and record["chosen"] is None, out[-3000:]
-    assert "the confirmation is unfinished: continue with --resume --name interrupted" in out
+    assert "the confirmation is unfinished: continue with --resume --name faults" in out
     assert "The confirmation is unfinished" in (exp / "summary.md").read_text()
+
+    # 3. --resume runs the missing confirmation run and exports the confirmed student
     resumed = subprocess.run([*args, "--resume"], capture_output=True, text=True, cwd=tmp_path, timeout=600)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     record = json.loads((exp / "confirm.json").read_text())
     assert record["finished"] and [r["status"] for r in record["runs"]] == ["ok", "ok"] and record["chosen"]
+    assert {p: (trials / p).read_text() for p in finished} == finished
+    assert (exp / "best" / "model.safetensors").is_file()

@@ -43,6 +43,12 @@ def test_a_cell_runs_once_and_fills_its_table_row(ray_cluster, tiny_teacher_dir,
     report.main(argv)  # done cells are never run again
     assert len((root / "cells.jsonl").read_text().splitlines()) == 1
     assert "2 of 2 cells done; remaining: none" in capsys.readouterr().out
+    # A later run for another task (here only its plan) keeps the rte row, its given teacher and its cells.
+    report.main(["paper", "--plan", "--data-dir", str(glue_dir), "--tasks", "mrpc", "--seeds", "2",
+                 "--results", str(tmp_path / "results"), "--cache-dir", str(tmp_path / "cache")])
+    again = (root / "README.md").read_text()
+    assert row in again.splitlines() and any(line.startswith("| mrpc") for line in again.splitlines())
+    assert f"`--teacher rte={teacher}`" in again and "--tasks rte mrpc --seeds 2" in again
 
 
 @pytest.mark.parametrize("flags, message", [(["--seeds", "1"], "needs at least 2 seeds"),

@@ -56,8 +56,13 @@ def test_a_teacher_search_stopped_by_ctrl_c_resumes_and_keeps_the_best_trial(ray
         assert after[name].startswith(log)
         records = [json.loads(line) for line in after[name].splitlines()]
         assert all(r == next(q for q in records if q["epoch"] == r["epoch"]) for r in records), after[name]
-    trials = pd.read_csv(exp / "trials.csv")
+    trials = pd.read_csv(exp / "trials.csv", dtype={"trial": str})  # an id of 8 digits must not become a number
     assert len(trials) == 2 and not (trials["stop_reason"] == "interrupted").any() and record["search"]["trials"] == 2
+    # Every epoch a trial logged has its column in trials.csv, an epoch Tune restarted past or missed at Ctrl-C too.
+    for name, log in after.items():
+        row = trials.set_index("trial").loc[name.removeprefix("trial-").removesuffix(".epochs.jsonl")]
+        for line in log.splitlines():
+            assert pd.notna(row[f"dev_accuracy@{json.loads(line)['epoch']}"]), (name, log, row.to_dict())
     # The kept teacher is the best epoch of any trial, with that trial's recipe and the space's fixed value.
     # Tiny models often tie at the majority class's accuracy: then the earliest epoch wins, and among
     # those the configuration's key (raykd.artifacts.results.rank), not the first row of the table.

@@ -33,12 +33,13 @@ from pathlib import Path
 import torch
 from ray import tune
 
-from raykd.files import atomic_savefig
+from raykd.files import atomic_json, atomic_savefig
 from raykd.tasks import get_task
 from raykd.training.finetune import find_record
 
 METHODS = ("finetune", "kd", "all", "pid", "sid")
 LOW_DATA_METHODS = ("kd", "sid", "search")
+SCOPE = "table.json"  # what README.md shows: the tasks, fractions and given teachers of every run so far
 # Tokens per example: CoLA's and SST-2's longest training examples have 47 and 66 tokens (4 of SST-2's
 # 67,349 are cut at 64); RTE, MRPC and STS-B need 128. SST-2 is subsampled (seeded) to about 10k rows.
 TASK_FLAGS = {"rte": ["--max-seq-length", "128"], "mrpc": ["--max-seq-length", "128"],
@@ -61,6 +62,20 @@ class Settings:
     precision: str = "auto"
     address: str | None = None  # a running Ray cluster every cell's command joins; None: each starts its own
     teachers: tuple[tuple[str, str], ...] = ()  # (task, folder) given with --teacher: used as they are, not searched
+
+
+def widen_scope(root: Path, tasks: list[str], fractions: list[float],
+                teachers: dict[str, str]) -> tuple[list[str], list[float], dict[str, str]]:
+    """(tasks, fractions, {task: teacher folder}) that README.md shows: this run's added to those of every
+    earlier run, which `<root>/table.json` keeps, so that a run for one task keeps the other tasks' rows
+    and the low-data study. Tasks keep their first order; a teacher given now replaces an earlier one."""
+    path = root / SCOPE
+    old = json.loads(path.read_text()) if path.is_file() else {"tasks": [], "fractions": [], "teachers": {}}
+    scope = {"tasks": list(dict.fromkeys([*old["tasks"], *tasks])),
+             "fractions": sorted({*old["fractions"], *fractions}), "teachers": {**old["teachers"], **teachers}}
+    root.mkdir(parents=True, exist_ok=True)
+    atomic_json(path, scope)
+    return scope["tasks"], scope["fractions"], scope["teachers"]
 
 
 @dataclass(frozen=True)

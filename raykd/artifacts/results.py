@@ -21,7 +21,7 @@ from raykd.errors import RaykdError
 from raykd.files import atomic_savefig, atomic_write, publish_dir
 from raykd.method.plan import FILE as PLAN_FILE
 from raykd.tasks import Task, get_task
-from raykd.training.driver import export_checkpoint
+from raykd.training.driver import epoch_log, export_checkpoint, history
 from raykd.training.worker import NOT_ELIGIBLE
 
 
@@ -30,10 +30,24 @@ CONFIRM = "confirm.json"  # the multi-seed confirmation (raykd.tuning.confirm)
 
 
 def trial_rows(exp_dir: Path) -> list[tuple]:
-    """(trial, its per-epoch dataframe) for every trial Tune knows of."""
+    """(trial, its per-epoch dataframe) for every trial Tune knows of, one row per epoch in order.
+
+    Tune's rows are completed from the trial's own epoch log (driver.EpochLog, `ray/trials/trial-<id>.epochs.jsonl`):
+    after a restore Tune restarts an unfinished trial's rows from its resumed epoch, and an epoch reported in
+    the moment of a Ctrl-C never reaches Tune; the log has every epoch. Rows from the log alone carry no
+    checkpoint_path or time_total_s."""
     analysis = ExperimentAnalysis(str(exp_dir / "ray" / "tune"))
     frames = analysis.trial_dataframes
-    return [(trial, frames.get(trial.trial_id, pd.DataFrame())) for trial in analysis.trials]
+    rows = []
+    for trial in analysis.trials:
+        frame = frames.get(trial.trial_id, pd.DataFrame())
+        logged = pd.DataFrame(history(epoch_log(exp_dir / "ray" / "trials", f"trial-{trial.trial_id}")))
+        if not logged.empty:
+            missing = logged if frame.empty else logged[~logged["epoch"].isin(frame["epoch"])]
+            if not missing.empty:
+                frame = pd.concat([frame, missing], ignore_index=True).sort_values("epoch", ignore_index=True)
+        rows.append((trial, frame))
+    return rows
 
 
 def stop_reason(trial, frame: pd.DataFrame, planned_epochs: int) -> str:
@@ -68,7 +82,8 @@ def trials_table(exp_dir: Path, metric: str, max_epochs: int) -> pd.DataFrame:
             row["epochs_run"] = int(frame["epoch"].max())
             row["cls_epochs_run"] = int(frame["cls_epoch"].max())
             row["best_score"] = float(frame["score"].max())
-            row["seconds"] = round(float(frame["time_total_s"].max()), 1)
+            if "time_total_s" in frame:  # Tune's clock: absent when only the epoch log saw the trial
+                row["seconds"] = round(float(frame["time_total_s"].max()), 1)
             if "seconds_to_first_step" in frame:  # start-up: worker group, model, teacher outputs
                 row["seconds_to_first_step"] = round(float(frame["seconds_to_first_step"].dropna().iloc[0]), 1)
         rows.append(row)

@@ -117,7 +117,7 @@ def search(task: Task, base: str, space: SearchSpace, data_ref, train_examples: 
     table = results.trials_table(exp_dir, metric, max_epochs)
     files.atomic_write(exp_dir / "trials.csv", table.to_csv(index=False))
     if not tuner.ended(exp_dir, num_samples):  # Ctrl-C: a teacher from part of the search is not the search's teacher
-        raise RaykdError(f"the teacher search was interrupted ({int((table['stop_reason'] != 'interrupted').sum())} of "
+        raise RaykdError(f"the teacher search was interrupted ({int(table['status'].isin(['TERMINATED', 'ERROR']).sum())} of "
                          f"{num_samples} trials ended) and saved no teacher; continue it with the same command and --resume "
                          f"--name {exp_dir.name} (its trials so far are in {exp_dir / 'trials.csv'})")
     try:
