@@ -37,3 +37,32 @@ def test_an_interrupted_trial_has_not_ended_and_a_resumed_experiment_has(ray_clu
     grid = tuner.restore(_trainable, tmp_path).fit()
     assert len(grid) == 3 and all(r.metrics["score"] == 3.0 for r in grid)
     assert tuner.ended(tmp_path, 3)
+
+
+def test_ctrl_c_in_a_run_outside_tune_says_so(ray_cluster, tiny_teacher_dir, glue_dir, tmp_path, capsys):
+    """A distillation (Ray Train without Tune) stopped by Ctrl-C: Ray Train's own SIGINT handler aborts the
+    run and exits from inside fit(), which once ended the command with exit 1 and no word. The SIGINT is
+    sent to this process as soon as Ray has installed that handler."""
+    import threading
+
+    from conftest import fails
+    from raykd import distill
+
+    original = signal.getsignal(signal.SIGINT)
+
+    def interrupt_once_ray_listens():
+        deadline = time.time() + 300
+        while signal.getsignal(signal.SIGINT) is original and time.time() < deadline:
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=interrupt_once_ray_listens, daemon=True).start()
+    out = tmp_path / "run"
+    try:
+        fails(capsys, distill.main, ["--task", "rte", "--data-dir", glue_dir, "--teacher", tiny_teacher_dir,
+                                     "--algorithm", "kd", "--epochs", "1", "--train-fraction", "0.04",
+                                     "--max-seq-length", "64", "--workers", "1", "--out", out,
+                                     "--cache-dir", tmp_path / "cache"],
+              "interrupted (Ctrl-C): Ray Train aborted the run", "run the command again to start over")
+    finally:
+        signal.signal(signal.SIGINT, original)  # Ray's handler stays installed after the run

@@ -64,7 +64,8 @@ def history(path: Path) -> list[dict]:
 def fit(job: dict, scaling: Scaling, storage_path: Path, name: str, callbacks=(), max_failures: int = 0):
     """One Ray Train run of `job` (see raykd.training.worker). DDP uses gloo on CPU and nccl on GPU.
     Every epoch's metrics are appended to `<storage_path>/<name>.epochs.jsonl`. Returns Ray Train's
-    Result (its `error` set when the run failed)."""
+    Result (its `error` set when the run failed). Raises RaykdError when Ctrl-C stops a run started
+    outside Tune (distill, a single teacher)."""
     storage_path = Path(storage_path).resolve()
     storage_path.mkdir(parents=True, exist_ok=True)
     callbacks = [*callbacks, EpochLog(epoch_log(storage_path, name))]
@@ -85,7 +86,14 @@ def fit(job: dict, scaling: Scaling, storage_path: Path, name: str, callbacks=()
             # a node was lost) is retried twice, then the run fails instead of waiting forever.
             failure_config=FailureConfig(max_failures=max_failures, controller_failure_limit=CONTROLLER_RETRIES)),
     )
-    return trainer.fit()
+    try:
+        return trainer.fit()
+    except (SystemExit, KeyboardInterrupt):
+        # Ctrl-C outside Tune: Ray Train's own SIGINT handler aborts the run, then exits from inside fit()
+        # without a word (a Ctrl-C before it is installed is a KeyboardInterrupt). Say so, and what to do.
+        raise RaykdError(f"interrupted (Ctrl-C): Ray Train aborted the run; its epochs so far are in "
+                         f"{epoch_log(storage_path, name)}; run the command again to start over (with a new --out "
+                         "where you gave one)") from None
 
 
 def export_checkpoint(checkpoint_dir: Path, out: Path) -> dict:
