@@ -159,16 +159,24 @@ def paper(args) -> None:
     if not args.plan:
         table.run(remaining, s, lambda line: print(line, flush=True))
     # The README shows every task and fraction run so far, not only this run's (paper.widen_scope).
-    tasks, fractions, teachers = table.widen_scope(s.root, args.tasks, fractions, dict(s.teachers))
+    fractions_of, teachers = table.widen_scope(s.root, args.tasks, fractions, dict(s.teachers))
     s = dataclasses.replace(s, teachers=tuple(teachers.items()))
+    tasks = list(fractions_of)
+    low_tasks = [t for t in tasks if len(fractions_of[t]) > 1] or tasks  # the low-data study's tasks
+    fractions = sorted({f for t in low_tasks for f in fractions_of[t]})
     main_table, numbers = table.table(tasks, s)
-    low, low_numbers = table.low_data(tasks, fractions, s)
+    low, low_numbers = table.low_data(low_tasks, fractions, s)
     has_bars = table.plot(tasks, numbers, s.root / "table.png")
-    has_curves = len(fractions) > 1 and table.plot_low_data(tasks, fractions, low_numbers, s.root / "low-data.png")
+    has_curves = len(fractions) > 1 and table.plot_low_data(low_tasks, fractions, low_numbers, s.root / "low-data.png")
     record = table.compute_record(s)
+    groups = {}  # one command per set of fractions: the tasks of the low-data study, the others
+    for t in tasks:
+        groups.setdefault(tuple(fractions_of[t]), []).append(t)
+    commands = " and ".join(f"`python -m raykd.report paper --tasks {' '.join(ts)} --seeds {args.seeds}"
+                            f"{' --fractions ' + ' '.join(f'{f:g}' for f in fr) if len(fr) > 1 else ''}`"
+                            for fr, ts in groups.items())
     lines = ["# The paper's table, reproduced", "",
-             f"`python -m raykd.report paper --tasks {' '.join(tasks)} --seeds {args.seeds}"
-             f"{' --fractions ' + ' '.join(f'{f:g}' for f in fractions) if len(fractions) > 1 else ''}` "
+             f"{commands} "
              "(raykd.artifacts.paper explains the cells). GLUE dev, mean +- std over the confirmation seeds of each cell's "
              "chosen configuration (selected on a split held out from the training set); a cell shows '-' until it is done. "
              "3-layer students of a 6-layer all-MiniLM-L6-v2 teacher. 'Best fixed' is the fixed method with the best "
@@ -183,7 +191,7 @@ def paper(args) -> None:
              f"{len(record)} runs, {sum(r['seconds'] for r in record) / 3600:.1f} hours of compute in all.", "",
              "| cell | done | hours | machine | command |", "|---|---|---|---|---|",
              *[f"| {r['cell']} | {r['done']} | {r['seconds'] / 3600:.2f} | {r['machine']} | `{r['command']}` |" for r in record],
-             "", f"Remaining: {', '.join(f'{c.task}/{c.name}' for c in table.cells(tasks, fractions) if not c.done(s)) or 'none'}.", ""]
+             "", f"Remaining: {', '.join(f'{c.task}/{c.name}' for t in tasks for c in table.cells([t], fractions_of[t]) if not c.done(s)) or 'none'}.", ""]
     notes = s.root / "notes.md"  # hand-written: where the results disagree with the paper, with their numbers
     if notes.is_file():
         lines += ["## Notes", "", notes.read_text().strip(), ""]

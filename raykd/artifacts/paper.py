@@ -65,17 +65,19 @@ class Settings:
 
 
 def widen_scope(root: Path, tasks: list[str], fractions: list[float],
-                teachers: dict[str, str]) -> tuple[list[str], list[float], dict[str, str]]:
-    """(tasks, fractions, {task: teacher folder}) that README.md shows: this run's added to those of every
-    earlier run, which `<root>/table.json` keeps, so that a run for one task keeps the other tasks' rows
-    and the low-data study. Tasks keep their first order; a teacher given now replaces an earlier one."""
+                teachers: dict[str, str]) -> tuple[dict[str, list[float]], dict[str, str]]:
+    """({task: its training-set fractions}, {task: given teacher folder}) that README.md shows: this run's
+    added to those of every earlier run, which `<root>/table.json` keeps, so that a run for one task keeps
+    the other tasks' rows and their low-data study. Tasks keep their first order; a teacher given now
+    replaces an earlier one."""
     path = root / SCOPE
-    old = json.loads(path.read_text()) if path.is_file() else {"tasks": [], "fractions": [], "teachers": {}}
-    scope = {"tasks": list(dict.fromkeys([*old["tasks"], *tasks])),
-             "fractions": sorted({*old["fractions"], *fractions}), "teachers": {**old["teachers"], **teachers}}
+    old = json.loads(path.read_text()) if path.is_file() else {"tasks": {}, "teachers": {}}
+    scope = {"tasks": {t: sorted({*old["tasks"].get(t, []), *(fractions if t in tasks else [])})
+                       for t in dict.fromkeys([*old["tasks"], *tasks])},
+             "teachers": {**old["teachers"], **teachers}}
     root.mkdir(parents=True, exist_ok=True)
     atomic_json(path, scope)
-    return scope["tasks"], scope["fractions"], scope["teachers"]
+    return scope["tasks"], scope["teachers"]
 
 
 @dataclass(frozen=True)

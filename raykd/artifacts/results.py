@@ -87,7 +87,11 @@ def trials_table(exp_dir: Path, metric: str, max_epochs: int) -> pd.DataFrame:
             if "seconds_to_first_step" in frame:  # start-up: worker group, model, teacher outputs
                 row["seconds_to_first_step"] = round(float(frame["seconds_to_first_step"].dropna().iloc[0]), 1)
         rows.append(row)
-    return in_column_order(pd.DataFrame(rows), metric)
+    table = pd.DataFrame(rows)
+    for column in ("epochs_run", "cls_epochs_run"):  # counts stay integers beside a trial not started yet
+        if column in table:
+            table[column] = table[column].astype("Int64")
+    return in_column_order(table, metric)
 
 
 def in_column_order(table: pd.DataFrame, metric: str) -> pd.DataFrame:
