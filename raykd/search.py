@@ -67,9 +67,7 @@ def run_trial(trial_values: dict, experiment: Experiment):
     cluster.check_fits(s.workers, s.cpus_per_worker, s.gpus_per_worker, "this trial")
     run = resolve(experiment.teacher_config, experiment.config(trial_values), s.workers)
     job = make_job(experiment.prep, run, experiment.selection)
-    # A deterministic name: a restored trial finds its own checkpoints again.
-    name = f"trial-{tune.get_context().get_trial_id()}"
-    result = fit(job, experiment.scaling, Path(experiment.trials_dir), name,
+    result = fit(job, experiment.scaling, Path(experiment.trials_dir), results.run_name(tune.get_context().get_trial_id()),
                  callbacks=[TuneReportCallback()], max_failures=experiment.max_failures)
     if result.error:
         raise result.error
@@ -245,7 +243,7 @@ def main(argv=None):
                            "validation_rows": prep.validation_examples, "train_rows": prep.train_examples,
                            "data_seed": args.data_seed},
              "settings": results.search_settings(args)}, indent=2))
-    experiment = Experiment(prep, space.fixed, scaling, args.max_epochs, str(exp_dir / "ray" / "trials"), args.max_failures,
+    experiment = Experiment(prep, space.fixed, scaling, args.max_epochs, str(results.trials_dir(exp_dir)), args.max_failures,
                             {"metric": metric, "mode": mode}, teacher_model.config)
     started = time.perf_counter()
     grid = build_tuner(args, space, experiment, exp_dir, metric, mode).fit()

@@ -29,6 +29,17 @@ EXPERIMENT = "experiment.json"
 CONFIRM = "confirm.json"  # the multi-seed confirmation (raykd.tuning.confirm)
 
 
+def trials_dir(exp_dir: Path) -> Path:
+    """`<exp_dir>/ray/trials`: where each search trial's Ray Train run keeps its checkpoints and epoch log."""
+    return Path(exp_dir) / "ray" / "trials"
+
+
+def run_name(trial_id: str) -> str:
+    """The Ray Train run name of a search trial, `trial-<id>`: deterministic, so a restored trial finds its
+    checkpoints and its epoch log again."""
+    return f"trial-{trial_id}"
+
+
 def trial_rows(exp_dir: Path) -> list[tuple]:
     """(trial, its per-epoch dataframe) for every trial Tune knows of, one row per epoch in order.
 
@@ -41,7 +52,7 @@ def trial_rows(exp_dir: Path) -> list[tuple]:
     rows = []
     for trial in analysis.trials:
         frame = frames.get(trial.trial_id, pd.DataFrame())
-        logged = pd.DataFrame(history(epoch_log(exp_dir / "ray" / "trials", f"trial-{trial.trial_id}")))
+        logged = pd.DataFrame(history(epoch_log(trials_dir(exp_dir), run_name(trial.trial_id))))
         if not logged.empty:
             missing = logged if frame.empty else logged[~logged["epoch"].isin(frame["epoch"])]
             if not missing.empty:

@@ -56,8 +56,7 @@ def run_trial(values: dict, setup: Setup):
     over finetune.DEFAULTS). Raises the run's error, so the trial ends as ERROR and the search goes on."""
     cfg = finetune.DEFAULTS.replace(**{**setup.fixed, **values})
     job = finetune.job(get_task(setup.task), setup.base, cfg, setup.data_ref, setup.tokenizer_dir)
-    name = f"trial-{tune.get_context().get_trial_id()}"  # deterministic: a restored trial finds its checkpoints
-    result = fit(job, setup.scaling, Path(setup.trials_dir), name, callbacks=[TuneReportCallback()],
+    result = fit(job, setup.scaling, Path(setup.trials_dir), results.run_name(tune.get_context().get_trial_id()), callbacks=[TuneReportCallback()],
                  max_failures=setup.max_failures)
     if result.error:
         raise result.error
@@ -105,7 +104,7 @@ def search(task: Task, base: str, space: SearchSpace, data_ref, train_examples: 
     tokenizer_dir = exp_dir / "ray" / "tokenizer"
     tokenizer.save_pretrained(tokenizer_dir)
     setup = Setup(task.name, base, space.fixed, data_ref, str(tokenizer_dir), scaling,
-                  str(exp_dir / "ray" / "trials"), max_failures)
+                  str(results.trials_dir(exp_dir)), max_failures)
     trainable = tuner.trainable(run_trial, setup=setup)
     started = time.perf_counter()
     if resume:
