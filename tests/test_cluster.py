@@ -70,28 +70,41 @@ def test_recipe_dir_is_keyed_by_everything_that_decides_the_weights(tmp_path):
 
 
 def test_search_without_teacher_fine_tunes_once_and_again_after_the_weights_are_deleted(
-        ray_cluster, tiny_teacher_dir, glue_dir, tmp_path, capsys):
+        ray_cluster, tokenizer, glue_dir, tmp_path, capsys):
     """A fresh machine: the search fine-tunes its teacher (on the user's own --train-file, through every
-    data flag); a second search's teacher lookup (the function the search calls) reuses it; deleting its
-    weights makes the teacher command redo it."""
+    data flag) and keeps its best dev epoch; a second search's teacher lookup (the function the search
+    calls) reuses it; deleting its weights makes the teacher command redo it. The base is a bare encoder
+    (no classifier), as a Hub base is."""
+    import numpy as np
     import pandas as pd
 
+    from raykd.models import load_teacher
     from raykd.tasks import get_task
+    from conftest import tiny_bert
+    from test_distill_integration import dev_metric_of
 
     (tmp_path / "space.py").write_text(SPACE)
+    base = tmp_path / "base"
+    tiny_bert().bert.save_pretrained(base)
+    tokenizer.save_pretrained(base)
     rows = pd.read_csv(glue_dir / "RTE" / "train.tsv", sep="\t", quoting=3).head(100)
     rows["label"] = rows["label"].astype(str)
     rows[["sentence1", "sentence2", "label"]].to_csv(tmp_path / "train.csv", index=False)
     data = ["--task", "rte", "--data-dir", str(glue_dir), "--train-file", str(tmp_path / "train.csv"),
             "--text-columns", "sentence1,sentence2", "--max-seq-length", "64", "--cache-dir", str(tmp_path / "cache")]
-    argv = [*data, "--space", str(tmp_path / "space.py"), "--teacher-base", str(tiny_teacher_dir),
-            "--teacher-epochs", "1", "--teacher-learning-rate", "1e-3", "--num-samples", "1", "--max-epochs", "1",
+    argv = [*data, "--space", str(tmp_path / "space.py"), "--teacher-base", str(base),
+            "--teacher-epochs", "2", "--teacher-learning-rate", "1e-3", "--num-samples", "1", "--max-epochs", "1",
             "--workers-per-trial", "1", "--confirm-top", "0", "--export-formats", "hf", "--out", str(tmp_path / "results")]
     search.main([*argv, "--name", "first"])
     folders = list((tmp_path / "cache" / "teachers").iterdir())
     assert len(folders) == 1 and finetune.is_usable(folders[0])
     record = json.loads((folders[0] / finetune.RECORD).read_text())
-    assert record["train_examples"] == 100 and record["config"]["epochs"] == 1  # the user's file, the flags
+    assert record["train_examples"] == 100 and record["config"]["epochs"] == 2  # the user's file, the flags
+    scores = [h["dev_accuracy"] for h in record["history"]]
+    assert len(scores) == 2 and record["dev_accuracy"] == max(scores) and record["best_epoch"] == int(np.argmax(scores)) + 1
+    assert dev_metric_of(folders[0], glue_dir, 64, tmp_path / "cache") == pytest.approx(record["dev_accuracy"])
+    model, _ = load_teacher(folders[0], get_task("rte"))  # the fine-tuned folder is a valid teacher for distillation
+    assert model.config.num_labels == 2 and not model.training
     assert "fine-tuning" in capsys.readouterr().out
     experiment = json.loads((tmp_path / "results" / "rte" / "first" / "experiment.json").read_text())
     assert experiment["teacher_dir"] == str(folders[0])
@@ -102,7 +115,7 @@ def test_search_without_teacher_fine_tunes_once_and_again_after_the_weights_are_
     assert len(list((tmp_path / "results" / "teachers").glob("*.json"))) == 1  # one teacher, one record
 
     (folders[0] / "model.safetensors").unlink()
-    again = teacher.main([*data, "--teacher-base", str(tiny_teacher_dir), "--epochs", "1", "--learning-rate", "1e-3",
+    again = teacher.main([*data, "--teacher-base", str(base), "--epochs", "2", "--learning-rate", "1e-3",
                           "--records", str(tmp_path / "results")])
     assert finetune.is_usable(folders[0]) and again["config"] == record["config"]
     assert len(list((tmp_path / "results" / "teachers").glob("*.json"))) == 2  # the old record is kept

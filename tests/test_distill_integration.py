@@ -1,5 +1,5 @@
-"""End to end on a real local Ray cluster: teacher fine-tuning and distillations with 2 DDP workers,
-tiny BERTs built here, and real RTE and STS-B rows from the shared GLUE data."""
+"""End to end on a real local Ray cluster: distillations with 2 DDP workers, tiny BERTs built here, and
+real RTE and STS-B rows from the shared GLUE data. (Teacher fine-tuning: test_cluster.py.)"""
 
 import json
 
@@ -8,12 +8,11 @@ import torch
 import pytest
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from raykd import distill, metrics, teacher
+from raykd import distill, metrics
 from raykd.data import DataSource, load_task_data
 from raykd.tasks import get_task
 from raykd.training.batches import Collator
 from raykd.training.worker import predict
-from conftest import tiny_bert
 
 
 def dev_metric_of(folder, glue_dir, max_len, cache, precision="fp32", task="rte"):
@@ -59,24 +58,6 @@ def test_sid_distillation_on_two_workers_in_bf16_on_stsb(ray_cluster, glue_dir, 
     assert json.loads((out / "student" / "plan.json").read_text())["layer_map"] == [2, 4]
     assert dev_metric_of(out / "student", glue_dir, 64, tmp_path / "cache", task="stsb") == pytest.approx(
         best["dev_pearson"], abs=1e-5)  # padded to other lengths in the run: float noise only
-
-
-def test_teacher_finetuning_keeps_best_epoch(ray_cluster, tokenizer, glue_dir, tmp_path):
-    base = tmp_path / "base"
-    tiny_bert().bert.save_pretrained(base)
-    tokenizer.save_pretrained(base)
-    out = tmp_path / "teacher"
-    record = teacher.main(["--task", "rte", "--data-dir", str(glue_dir), "--teacher-base", str(base), "--epochs", "2",
-                           "--train-fraction", "0.05", "--max-seq-length", "64", "--out", str(out), "--records", str(tmp_path),
-                           "--cache-dir", str(tmp_path / "cache"), "--learning-rate", "1e-3"])
-    scores = [h["dev_accuracy"] for h in record["history"]]
-    assert len(scores) == 2 and record["dev_accuracy"] == max(scores)
-    assert json.loads((out / "teacher.json").read_text())["best_epoch"] == int(np.argmax(scores)) + 1
-    assert dev_metric_of(out, glue_dir, 64, tmp_path / "cache") == pytest.approx(record["dev_accuracy"])
-    # the fine-tuned folder is a valid teacher for distillation
-    from raykd.models import load_teacher
-    model, _ = load_teacher(out, get_task("rte"))
-    assert model.config.num_labels == 2 and not model.training
 
 
 def test_cached_and_live_teacher_give_the_same_losses(ray_cluster, tiny_teacher_dir, glue_dir, tmp_path):
