@@ -12,10 +12,12 @@ Aguilar et al. (AAAI 2020) compare three ways to apply the internal losses:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-from raykd.method.config import DistillConfig
 from raykd.method.losses import get_loss
+
+if TYPE_CHECKING:  # annotations only: raykd.method.config imports this registry to validate its values
+    from raykd.method.config import DistillConfig
 
 
 @dataclass(frozen=True)

@@ -12,17 +12,13 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from raykd.errors import RaykdError
+from raykd.method.algorithms import ALGORITHMS
 from raykd.method.losses import LOSSES
 from raykd.training.precision import CHOICES
 
 # Names come from the registries, so a registered loss or schedule is a valid choice with no second list.
 ATTENTION_LOSSES = tuple(n for n, loss in LOSSES.items() if loss.reads == "attentions")
 HIDDEN_LOSSES = tuple(n for n, loss in LOSSES.items() if loss.reads in ("cls", "hidden_states"))
-
-
-def _algorithms() -> tuple[str, ...]:
-    from raykd.method.algorithms import ALGORITHMS  # imports this module: read when a value is checked
-    return tuple(ALGORITHMS)
 
 
 def _field(default, help, *, low=None, high=None, low_open=False, choices=None):
@@ -39,7 +35,7 @@ class DistillConfig:
     Raises RaykdError (starting `<field>=`) for a value out of range or not among the choices."""
     algorithm: str = _field(
         "sid", "schedule: finetune, kd, all, pid or sid (the registry raykd.method.algorithms.ALGORITHMS)",
-        choices=_algorithms)
+        choices=ALGORITHMS)  # the registry itself: a schedule registered later is a valid choice too
     student_layers: int = _field(0, "student depth; 0 means half the teacher's layers", low=0)
     layer_map: str = _field(
         "skip", "student layer k <- teacher layer: skip (k*r, the paper), last, bottom, uniform, "
@@ -127,7 +123,7 @@ def _coerce(name, value, type_name):
 
 def _check_range(f, value):
     m = f.metadata
-    choices = m["choices"]() if callable(m["choices"]) else m["choices"]
+    choices = m["choices"]
     if choices and value not in choices:
         raise RaykdError(f"{f.name}={value!r} is not one of {', '.join(choices)}")
     if m["low"] is not None and (value < m["low"] or (m["low_open"] and value == m["low"])):
