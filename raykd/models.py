@@ -34,10 +34,23 @@ def resolve_base(name: str) -> str:
 
 
 def load_base_for_finetuning(base: str, task: Task):
-    """A pretrained encoder with a fresh classification head for the task."""
-    return AutoModelForSequenceClassification.from_pretrained(
+    """A pretrained encoder with a fresh classification head for the task.
+
+    `base` may also be a model fine-tuned for sequence classification, such as another task's teacher
+    (MRPC's for RTE: intermediate-task transfer, Phang et al. 2018, "STILTs"). Its encoder is kept and its
+    head, which from_pretrained would load whenever the label counts match, is drawn again as BERT draws
+    it (weights from N(0, initializer_range), biases 0): the old task's labels mean nothing here."""
+    model = AutoModelForSequenceClassification.from_pretrained(
         resolve_base(base), num_labels=task.num_labels, attn_implementation="eager",
         id2label=_id2label(task), label2id={v: k for k, v in _id2label(task).items()})
+    if any(a.endswith("ForSequenceClassification") for a in model.config.architectures or ()):
+        for name, child in model.named_children():
+            if name != model.base_model_prefix:  # the head: classifier (and pre_classifier, dropout)
+                for m in child.modules():
+                    if isinstance(m, torch.nn.Linear):
+                        torch.nn.init.normal_(m.weight, std=model.config.initializer_range)
+                        torch.nn.init.zeros_(m.bias)
+    return model
 
 
 def _id2label(task: Task) -> dict[int, str]:

@@ -36,7 +36,8 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m raykd.teacher", description="Fine-tune a teacher on a task with Ray Train; keep its best dev epoch.")
     cli.add_data_arguments(p)
     p.add_argument("--teacher-base", default=models.OFFLINE_BASE,
-                   help="pretrained model to fine-tune: minilm (all-MiniLM-L6-v2, offline, default), a Hugging Face id such as bert-base-uncased, or a folder")
+                   help="pretrained model to fine-tune: minilm (all-MiniLM-L6-v2, offline, default), a Hugging Face id such as bert-base-uncased, "
+                        "or a folder, such as another task's teacher (its encoder is kept, its classification head drawn again)")
     p.add_argument("--out", type=Path,
                    help="where to save the teacher (default: <cache-dir>/teachers/<task>-<base>-<recipe key>, "
                         "where a search without --teacher finds it)")

@@ -80,3 +80,22 @@ def test_load_teacher_checks_folder_head_and_labels(tiny_teacher_dir, tmp_path):
     tiny_bert().bert.save_pretrained(tmp_path / "base")
     with pytest.raises(RaykdError, match="is not a classification model"):
         load_teacher(tmp_path / "base", get_task("rte"))
+
+
+def test_another_tasks_teacher_as_base_keeps_its_encoder_and_gets_a_fresh_head(tiny_teacher_dir):
+    """Intermediate-task transfer (e.g. RTE from MRPC's teacher): from_pretrained would load the old head,
+    whose label count matches; the encoder is the teacher's, the head is drawn again."""
+    from transformers import AutoModelForSequenceClassification
+
+    from raykd.models import load_base_for_finetuning
+    from raykd.tasks import get_task
+
+    old = AutoModelForSequenceClassification.from_pretrained(tiny_teacher_dir)
+    old.classifier.bias.data.fill_(1.0)  # a head that a fresh draw (bias 0) cannot reproduce by chance
+    old.save_pretrained(tiny_teacher_dir.parent / "mrpc-teacher")
+    new = load_base_for_finetuning(str(tiny_teacher_dir.parent / "mrpc-teacher"), get_task("rte"))
+    assert new.config.id2label == {0: "entailment", 1: "not_entailment"}
+    assert torch.equal(new.bert.encoder.layer[0].attention.self.query.weight, old.bert.encoder.layer[0].attention.self.query.weight)
+    assert torch.equal(new.classifier.bias, torch.zeros(2))
+    assert not torch.equal(new.classifier.weight, old.classifier.weight)
+    assert abs(new.classifier.weight.std().item() - old.config.initializer_range) < 0.01
