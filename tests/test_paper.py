@@ -136,3 +136,53 @@ def test_speed_up_reads_one_thread_pytorch_rows_of_the_cells_latency_table(tmp_p
     assert paper.speed_up(deploy) is None
     deploy.write_text(json.dumps({"formats": ["hf"]}))  # --latency-examples 0: no table
     assert paper.speed_up(deploy) is None and paper.speed_up(tmp_path / "absent.json") is None
+
+
+CELL_THAT_SAVES_ON_CTRL_C = """
+import os, pathlib, signal, sys, time
+def stop(*_):
+    time.sleep(1)  # saving its state, as Tune does on the first Ctrl-C
+    pathlib.Path(sys.argv[1]).write_text("saved")
+    sys.exit(2)
+signal.signal(signal.SIGINT, stop)
+pathlib.Path(sys.argv[1] + ".pid").write_text(str(os.getpid()))
+time.sleep(120)
+"""
+
+
+def test_ctrl_c_waits_for_the_cell_to_save_its_state_then_records_it_and_says_so(tmp_path):
+    """Ctrl-C in a terminal reaches the runner and its cell (one process group). The runner must wait for the
+    cell to save its state (subprocess.call killed it at once, losing what --resume needs), record the run,
+    and end with one error line. The cell here is a small process that saves for a second on SIGINT."""
+    import os
+    import signal
+    import sys
+    import threading
+    import time
+
+    from raykd.errors import RaykdError
+
+    saved = tmp_path / "state"
+
+    class SavesOnCtrlC(paper.Cell):
+        def command(self, s):
+            return [sys.executable, "-c", CELL_THAT_SAVES_ON_CTRL_C, str(saved)]
+
+        def done(self, s):
+            return False
+
+    def ctrl_c():  # what a terminal does: SIGINT to every process of the group
+        pid = saved.with_name("state.pid")
+        deadline = time.time() + 60
+        while not pid.is_file() and time.time() < deadline:
+            time.sleep(0.05)
+        os.kill(int(pid.read_text()), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    s = paper.Settings(data_dir=".", root=tmp_path, teacher_cache=tmp_path)
+    threading.Thread(target=ctrl_c, daemon=True).start()
+    with pytest.raises(RaykdError, match=r"interrupted \(Ctrl-C\) in cell rte/teacher; run the same command again"):
+        paper.run([SavesOnCtrlC("rte", "teacher")], s, print)
+    assert saved.read_text() == "saved"  # the cell was not killed while it saved
+    entry = json.loads((tmp_path / paper.LOG).read_text())
+    assert entry["cell"] == "rte/teacher" and entry["exit"] == 2 and not entry["done"]

@@ -33,6 +33,7 @@ from pathlib import Path
 import torch
 from ray import tune
 
+from raykd.errors import RaykdError
 from raykd.files import atomic_json, atomic_savefig
 from raykd.tasks import get_task
 from raykd.training.finetune import find_record
@@ -183,7 +184,8 @@ def set_aside_if_unresumable(cell: Cell, s: Settings, log) -> Path | None:
 def run(todo: list[Cell], s: Settings, log) -> None:
     """Run the cells that are not done, in order; a failed cell is reported and the next one runs.
     A student cell whose teacher is missing is skipped with the reason. Each run is appended to
-    `<root>/cells.jsonl` (command, machine, start, seconds, exit code): the table's compute record."""
+    `<root>/cells.jsonl` (command, machine, start, seconds, exit code): the table's compute record.
+    Raises RaykdError, once the cell has exited and its run is recorded, when Ctrl-C interrupted it."""
     for cell in todo:
         if cell.done(s):
             continue
@@ -195,7 +197,7 @@ def run(todo: list[Cell], s: Settings, log) -> None:
         command = cell.command(s)
         log(f"run {cell.task}/{cell.name}: {' '.join(command[1:])}")
         started, start_time = time.perf_counter(), time.strftime("%Y-%m-%dT%H:%M:%S")
-        code = subprocess.call(command)
+        code, interrupted = wait_for_cell(subprocess.Popen(command))
         entry = {"cell": f"{cell.task}/{cell.name}", "command": " ".join(["python", *command[1:]]), "exit": code,
                  "done": cell.done(s), "start": start_time, "seconds": round(time.perf_counter() - started, 1),
                  "machine": f"{platform.node()}, {os.cpu_count()} CPUs, {'GPU' if torch.cuda.is_available() else 'no GPU'}"}
@@ -203,6 +205,24 @@ def run(todo: list[Cell], s: Settings, log) -> None:
         with open(s.root / LOG, "a") as f:
             f.write(json.dumps(entry) + "\n")
         log(f"{'done' if entry['done'] else f'not finished (exit {code})'}: {cell.task}/{cell.name} in {entry['seconds'] / 60:.1f} min")
+        if interrupted:
+            raise RaykdError(f"interrupted (Ctrl-C) in cell {cell.task}/{cell.name}; run the same command again: done cells "
+                             "are kept and this one resumes")
+
+
+def wait_for_cell(proc: subprocess.Popen) -> tuple[int, bool]:
+    """(exit code, whether Ctrl-C came) of a running cell. Ctrl-C in a terminal reaches the cell too (same
+    process group), and Tune then saves its state and exits: so wait for it rather than kill it, which is
+    what subprocess.call does and which would lose the state that --resume needs. A second Ctrl-C stops
+    Tune at once (its own rule), and the cell is then killed."""
+    try:
+        return proc.wait(), False
+    except KeyboardInterrupt:
+        try:
+            return proc.wait(), True
+        except KeyboardInterrupt:
+            proc.kill()
+            return proc.wait(), True
 
 
 def compute_record(s: Settings) -> list[dict]:
