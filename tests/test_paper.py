@@ -180,9 +180,15 @@ def test_ctrl_c_waits_for_the_cell_to_save_its_state_then_records_it_and_says_so
         os.kill(os.getpid(), signal.SIGINT)
 
     s = paper.Settings(data_dir=".", root=tmp_path, teacher_cache=tmp_path)
-    threading.Thread(target=ctrl_c, daemon=True).start()
-    with pytest.raises(RaykdError, match=r"interrupted \(Ctrl-C\) in cell rte/teacher; run the same command again"):
-        paper.run([SavesOnCtrlC("rte", "teacher")], s, print)
+    # Python's own handler, as in `python -m raykd.report paper`: earlier tests' Ray/Tune runs in this process
+    # may have left theirs
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        threading.Thread(target=ctrl_c, daemon=True).start()
+        with pytest.raises(RaykdError, match=r"interrupted \(Ctrl-C\) in cell rte/teacher; run the same command again"):
+            paper.run([SavesOnCtrlC("rte", "teacher")], s, print)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert saved.read_text() == "saved"  # the cell was not killed while it saved
     entry = json.loads((tmp_path / paper.LOG).read_text())
     assert entry["cell"] == "rte/teacher" and entry["exit"] == 2 and not entry["done"]

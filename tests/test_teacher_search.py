@@ -58,6 +58,7 @@ def test_a_teacher_search_stopped_by_ctrl_c_resumes_and_keeps_the_best_trial(ray
         assert all(r == next(q for q in records if q["epoch"] == r["epoch"]) for r in records), after[name]
     trials = pd.read_csv(exp / "trials.csv", dtype={"trial": str})  # an id of 8 digits must not become a number
     assert len(trials) == 2 and not (trials["stop_reason"] == "interrupted").any() and record["search"]["trials"] == 2
+    assert record["seconds"] == pytest.approx(trials["seconds"].sum(), abs=0.1)  # both pieces of the search, not the last alone
     # Every epoch a trial logged has its column in trials.csv, an epoch Tune restarted past or missed at Ctrl-C too.
     for name, log in after.items():
         row = trials.set_index("trial").loc[name.removeprefix("trial-").removesuffix(".epochs.jsonl")]

@@ -12,7 +12,6 @@ optimistic by the winner's curse, and says how strong a teacher the students wer
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,7 +105,6 @@ def search(task: Task, base: str, space: SearchSpace, data_ref, train_examples: 
     setup = Setup(task.name, base, space.fixed, data_ref, str(tokenizer_dir), scaling,
                   str(results.trials_dir(exp_dir)), max_failures)
     trainable = tuner.trainable(run_trial, setup=setup)
-    started = time.perf_counter()
     if resume:
         grid = tuner.restore(trainable, exp_dir).fit()
     else:
@@ -131,7 +129,9 @@ def search(task: Task, base: str, space: SearchSpace, data_ref, train_examples: 
             best = export_checkpoint(Path(checkpoint), partial)
             record = {"task": task.name, "base": base, "best_epoch": best["epoch"],
                       **{k: v for k, v in best.items() if k.startswith("dev_")}, "config": recipe.to_dict(),
-                      "train_examples": train_examples, "seconds": round(time.perf_counter() - started, 1),
+                      # the trials' own seconds: Tune keeps them across --resume, where this process's clock
+                      # would count only the last piece of an interrupted search
+                      "train_examples": train_examples, "seconds": round(float(table["seconds"].sum()), 1),
                       "command": command, "search": {"experiment": exp_dir.name, "trial": trial_id, "trials": len(table),
                                                      "space": str(space.path), "selected_on": metric}}
             files.atomic_json(partial / finetune.RECORD, record)
