@@ -49,7 +49,8 @@ def load_base_for_finetuning(base: str, task: Task):
                 for m in child.modules():
                     if isinstance(m, torch.nn.Linear):
                         torch.nn.init.normal_(m.weight, std=model.config.initializer_range)
-                        torch.nn.init.zeros_(m.bias)
+                        if m.bias is not None:
+                            torch.nn.init.zeros_(m.bias)
     return model
 
 
