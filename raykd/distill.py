@@ -24,7 +24,8 @@ from raykd.method.plan import resolve
 from raykd.run import checks, cli, cluster
 from raykd.run.prepare import make_job, prepare
 from raykd.tasks import get_task
-from raykd.training.driver import epoch_log, export_best, fit, history
+from raykd.training.driver import export_best, fit
+from raykd.training.epochs import epoch_log, history
 from raykd.training.progress import EpochProgress
 
 

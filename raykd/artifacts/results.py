@@ -21,7 +21,8 @@ from raykd.errors import RaykdError
 from raykd.files import atomic_savefig, atomic_write, publish_dir
 from raykd.method.plan import FILE as PLAN_FILE
 from raykd.tasks import Task, get_task
-from raykd.training.driver import epoch_log, export_checkpoint, history
+from raykd.training.driver import export_checkpoint
+from raykd.training.epochs import epoch_log, history
 from raykd.training.worker import NOT_ELIGIBLE
 
 
@@ -43,7 +44,7 @@ def run_name(trial_id: str) -> str:
 def trial_rows(exp_dir: Path) -> list[tuple]:
     """(trial, its per-epoch dataframe) for every trial Tune knows of, one row per epoch in order.
 
-    Tune's rows are completed from the trial's own epoch log (driver.EpochLog, `ray/trials/trial-<id>.epochs.jsonl`):
+    Tune's rows are completed from the trial's own epoch log (raykd.training.epochs.EpochLog, `ray/trials/trial-<id>.epochs.jsonl`):
     after a restore Tune restarts an unfinished trial's rows from its resumed epoch, and an epoch reported in
     the moment of a Ctrl-C never reaches Tune; the log has every epoch. Rows from the log alone carry no
     checkpoint_path or time_total_s."""

@@ -15,8 +15,11 @@ from ray._private.ray_logging import global_worker_stdstream_dispatcher
 
 from raykd.errors import RaykdError
 
-# Ray Train 2.60 keeps no state for its dashboard view unless this is set in the cluster's processes.
-TRAIN_STATE_TRACKING = {"RAY_TRAIN_ENABLE_STATE_TRACKING": "1"}
+# Ray Train settings for the local cluster raykd starts, set in all its processes:
+# - Ray Train 2.60 keeps no state for its dashboard view unless RAY_TRAIN_ENABLE_STATE_TRACKING is set;
+# - its preemption watcher (an actor per run, about 2 s of CPU to start) watches for nodes the autoscaler
+#   drains, and one machine's cluster has no autoscaler. A cluster given with --address keeps Ray's defaults.
+LOCAL_TRAIN_ENV = {"RAY_TRAIN_ENABLE_STATE_TRACKING": "1", "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0"}
 
 
 def _reachable(address: str, timeout_s: float) -> bool:
@@ -80,11 +83,11 @@ def _start_local(attempts: int = 3):
         # runs on the machine, and the reservation of a finished trial then leaks. Name ours.
         api = f"http://127.0.0.1:{port}"
         os.environ["RAY_API_SERVER_ADDRESS"] = api
-        os.environ.update(TRAIN_STATE_TRACKING)
+        os.environ.update(LOCAL_TRAIN_ENV)
         try:
             return ray.init(include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=port,
                             num_cpus=local_cpus(), log_to_driver=True,
-                            runtime_env={"env_vars": {"RAY_API_SERVER_ADDRESS": api, **TRAIN_STATE_TRACKING}})
+                            runtime_env={"env_vars": {"RAY_API_SERVER_ADDRESS": api, **LOCAL_TRAIN_ENV}})
         except Exception as err:  # Ray raises a bare Exception when its dashboard cannot bind
             ray.shutdown()
             if "dashboard" not in str(err) or attempt == attempts - 1:

@@ -9,9 +9,9 @@ from pathlib import Path
 
 from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
-from ray.train.v2.api.callback import UserCallback
 
 from raykd.errors import RaykdError
+from raykd.training.epochs import EpochLog, epoch_log
 from raykd.training.worker import NOT_ELIGIBLE, TRAIN_STATE, train_loop_per_worker
 
 
@@ -30,35 +30,6 @@ class Scaling:
     def threads(self) -> int:
         """Torch threads per worker: its whole CPUs, at least 1."""
         return max(1, int(self.cpus_per_worker))
-
-
-class EpochLog(UserCallback):
-    """Appends every epoch's reported metrics to a JSON-lines file. Ray keeps the metrics of kept
-    checkpoints only; this keeps them all. Runs in the Train controller, on the head node."""
-
-    def __init__(self, path: Path):
-        self.path = str(path)
-
-    def after_report(self, run_context, metrics, checkpoint):
-        """Ray Train's UserCallback hook after each report: append worker 0's metrics (`metrics[0]`) as one JSON line."""
-        with open(self.path, "a") as f:
-            f.write(json.dumps(metrics[0], default=str) + "\n")
-
-
-def epoch_log(storage_path: Path, name: str) -> Path:
-    """`<storage_path>/<name>.epochs.jsonl` (absolute): the file EpochLog appends to and `history` reads."""
-    return Path(storage_path).resolve() / f"{name}.epochs.jsonl"
-
-
-def history(path: Path) -> list[dict]:
-    """Every epoch's metrics in order; an epoch reported again after a restart counts once (the last)."""
-    if not Path(path).is_file():
-        return []
-    by_epoch = {}
-    for line in Path(path).read_text().splitlines():
-        record = json.loads(line)
-        by_epoch[record["epoch"]] = record
-    return [by_epoch[e] for e in sorted(by_epoch)]
 
 
 def fit(job: dict, scaling: Scaling, storage_path: Path, name: str, callbacks=(), max_failures: int = 0):

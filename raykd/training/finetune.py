@@ -26,7 +26,8 @@ from raykd import files, models
 from raykd.errors import RaykdError
 from raykd.method.config import DistillConfig
 from raykd.tasks import Task
-from raykd.training.driver import Scaling, epoch_log, export_best, fit, history
+from raykd.training.driver import Scaling, export_best, fit
+from raykd.training.epochs import epoch_log, history
 from raykd.training.progress import EpochProgress
 
 RECORD = "teacher.json"

@@ -1,7 +1,7 @@
 """One console line per epoch for `teacher` and `distill`.
 
 The workers' own output goes to a log file (raykd.run.cluster); what a person watches is this: the
-Train controller appends every epoch's metrics to `<run>.epochs.jsonl` (raykd.training.driver.EpochLog), and
+Train controller appends every epoch's metrics to `<run>.epochs.jsonl` (raykd.training.epochs.EpochLog), and
 a thread of the driver prints each new line of it as
 
     teacher rte | epoch 2/6 finetune | 412 ex/s | loss 0.5123 | dev accuracy 0.6101 | 1m32s/epoch, ETA 6m08s
