@@ -3,7 +3,8 @@ Train controller (EpochLog), read by the driver (history; raykd.training.progres
 
 This module imports neither torch nor transformers on purpose: Ray unpickles a run's callbacks in its
 Train controller, a fresh process per run, and importing raykd.training.driver there cost about 4 s of CPU
-per run (measured with `python -X importtime`), a sixth of a short run's start-up on 2 cores.
+per run (6.3 CPU-seconds to import it against 2.2 for Ray Train's callback API, by `/usr/bin/time`), a tenth of
+the CPU of a short run on 2 cores.
 """
 
 from __future__ import annotations
