@@ -22,10 +22,11 @@ from raykd.errors import RaykdError, exits_cleanly
 from raykd.method.config import add_config_arguments, config_from_args
 from raykd.method.plan import resolve
 from raykd.run import checks, cli, cluster
-from raykd.run.prepare import make_job, prepare
+from raykd.run.prepare import prepare
 from raykd.tasks import get_task
 from raykd.training.driver import export_best, fit
 from raykd.training.epochs import epoch_log, history
+from raykd.training.job import make_job
 from raykd.training.progress import EpochProgress
 
 

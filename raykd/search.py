@@ -15,63 +15,24 @@ import dataclasses
 import json
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import ray
-from ray import tune
 from transformers import AutoTokenizer
-from ray.tune.integration.ray_train import TuneReportCallback
 
 from raykd import files, models
 from raykd.artifacts import deploy, results
 from raykd.data import load_task_data
 from raykd.errors import RaykdError, exits_cleanly
-from raykd.method.config import DistillConfig
 from raykd.method.plan import resolve
 from raykd.run import checks, cli, cluster
-from raykd.run.prepare import SHARED_FIELDS, Prepared, make_job, prepare
+from raykd.run.prepare import SHARED_FIELDS, prepare
 from raykd.tasks import get_task
 from raykd.training import finetune, precision
-from raykd.training.driver import Scaling, fit
+from raykd.training.driver import Scaling
 from raykd.tuning import confirm, spaces, tuner
 from raykd.tuning.spaces import SearchSpace, load_space
-
-@dataclass
-class Experiment:
-    """What every trial of a search needs; shipped once to the trials by tune.with_parameters."""
-    prep: Prepared
-    fixed: dict
-    scaling: Scaling
-    max_epochs: int
-    trials_dir: str
-    max_failures: int
-    selection: dict  # {"metric", "mode"}: the search's metric, reported as every epoch's `score`
-    teacher_config: object  # the teacher's Hugging Face config: each trial's plan is resolved against it
-
-    def config(self, trial_values: dict) -> DistillConfig:
-        """The trial's configuration: a search trial's values, or a confirmation run's
-        {"confirm": {"candidate": rank, "values": {...}}} (raykd.tuning.confirm), over the fixed ones."""
-        if "confirm" in trial_values:
-            trial_values = trial_values["confirm"]["values"]
-        return DistillConfig.from_dict({"epochs": self.max_epochs, **self.fixed, **trial_values})
-
-
-def run_trial(trial_values: dict, experiment: Experiment):
-    """The Tune function trainable (Ray 2.60: Train inside Tune is a function that calls fit).
-
-    Raises RaykdError when the cluster can no longer hold the trial's workers (a node was lost), and
-    the run's error when it fails: the trial then ends as ERROR and the search goes on.
-    """
-    s = experiment.scaling
-    cluster.check_fits(s.workers, s.cpus_per_worker, s.gpus_per_worker, "this trial")
-    run = resolve(experiment.teacher_config, experiment.config(trial_values), s.workers)
-    job = make_job(experiment.prep, run, experiment.selection)
-    result = fit(job, experiment.scaling, Path(experiment.trials_dir), results.run_name(tune.get_context().get_trial_id()),
-                 callbacks=[TuneReportCallback()], max_failures=experiment.max_failures)
-    if result.error:
-        raise result.error
-
+from raykd.tuning.trial import Experiment, run_trial
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m raykd.search", description="Search distillation algorithms and hyperparameters with Ray Tune, Optuna and ASHA.")

@@ -80,6 +80,9 @@ def test_cached_and_live_teacher_give_the_same_losses(ray_cluster, tiny_teacher_
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-3)  # fp16 storage
         assert c["train_loss"] == pytest.approx(b["train_loss"], rel=1e-3)
         assert a["seconds_to_first_step"] > 0 if a["epoch"] == 1 else "seconds_to_first_step" not in a
+    # one TeacherService served the three runs of this process (same teacher, data, budget and threads)
+    assert [r["teacher_service"]["runs"] - cached["teacher_service"]["runs"] for r in (live, split)] == [1, 2]
+    assert split["teacher_service"]["cache_dir"] == cached["teacher_service"]["cache_dir"]
     # a new service (a second search) finds the outputs on disk: no teacher forward pass at all
     train = load_task_data(get_task("rte"), DataSource(data_dir=str(glue_dir)), AutoTokenizer.from_pretrained(tiny_teacher_dir),
                            64, 0.04, 42, tmp_path / "cache")["train"]

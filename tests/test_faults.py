@@ -91,13 +91,15 @@ def space(trial):
 '''
 
 
-def test_search_killed_then_stopped_in_its_confirmation_resumes_each_time(tiny_teacher_dir, glue_dir, tmp_path):
+def test_search_killed_then_stopped_in_its_confirmation_resumes_each_time(ray_cluster, tiny_teacher_dir, glue_dir, tmp_path):
     """Two faults in one search, each followed by --resume, in real `python -m raykd.search` processes:
-    1. SIGKILL to the whole process group (its local cluster with it) once the first trial has finished
-       and the second has reported: the resumed search does not run the finished trial again;
+    1. SIGKILL to the whole process group (its own local cluster with it, as on a laptop) once the first
+       trial has finished and the second has reported: the resumed search does not run the finished trial again;
     2. SIGINT (Ctrl-C) once the confirmation's first run has reported: Tune stops the runs in flight and
        its result grid calls them terminated, but confirm.json must say unfinished (this once exported a
        2-seed mean as a finished 2-seed confirmation); the next --resume runs what is missing.
+    The resumes join the session's running cluster (--address), as on a shared cluster: the state to
+    resume from is on disk either way, and a cluster start is the slowest part of a small run.
     One trial at a time: its one worker holds both CPUs. One confirmation seed: the run in flight is the
     whole confirmation, so the Ctrl-C leaves nothing finished to count, and the resume runs one Train run."""
     import subprocess
@@ -124,15 +126,17 @@ def test_search_killed_then_stopped_in_its_confirmation_resumes_each_time(tiny_t
             proc.wait(timeout=600)
         return (tmp_path / log_name).read_text()
 
-    # 1. SIGKILL during the search, 3 s after the second trial's first epoch
+    # 1. SIGKILL during the search, as soon as the second trial has reported its first epoch (of its 4:
+    #    sid's two internal stages, then 2 classification epochs; a tiny epoch takes a fraction of a second)
     out = run_until("killed.log", args, lambda: len(list(trials.glob("*.epochs.jsonl"))) >= 2,
-                    lambda proc: (time.sleep(3), os.killpg(proc.pid, signal.SIGKILL)))
+                    lambda proc: os.killpg(proc.pid, signal.SIGKILL))
     logs = sorted(trials.glob("*.epochs.jsonl"), key=lambda p: p.stat().st_mtime)
     assert len(logs) == 2 and not (exp / "trials.csv").exists(), out[-2000:]
     finished = {p.name: p.read_text() for p in logs[:-1]}  # the first trial, finished before the kill
 
     # 2. Ctrl-C in the resumed search's confirmation, once its first run has reported
-    out = run_until("interrupted.log", [*args, "--resume"], lambda: list((exp / "ray" / "confirm-trials").glob("*.epochs.jsonl")),
+    resume = [*args, "--resume", "--address", ray_cluster.get_runtime_context().gcs_address]
+    out = run_until("interrupted.log", resume, lambda: list((exp / "ray" / "confirm-trials").glob("*.epochs.jsonl")),
                     lambda proc: os.kill(proc.pid, signal.SIGINT))
     table = pd.read_csv(exp / "trials.csv")
     assert len(table) == 2 and set(table["status"]) == {"TERMINATED"}, out[-3000:]
@@ -143,7 +147,7 @@ def test_search_killed_then_stopped_in_its_confirmation_resumes_each_time(tiny_t
     assert "The confirmation is unfinished" in (exp / "summary.md").read_text()
 
     # 3. --resume runs the missing confirmation run and exports the confirmed student
-    resumed = subprocess.run([*args, "--resume"], capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    resumed = subprocess.run(resume, capture_output=True, text=True, cwd=tmp_path, timeout=600)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     record = json.loads((exp / "confirm.json").read_text())
     assert record["finished"] and [r["status"] for r in record["runs"]] == ["ok"] and record["chosen"]

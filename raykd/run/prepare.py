@@ -1,12 +1,11 @@
 """Preparing runs against one teacher and data set, shared by `distill` (one run) and `search` (many):
 the data loaded once into the object store, the teacher-output plan (what is cached, its size, what is
-computed live) and its cache built in the driver, the TeacherService started, and each configuration's
-plan (raykd.method.plan) turned into the worker loop's job (raykd.training.worker)."""
+computed live) and its cache built in the driver, the TeacherService started. What that yields
+(`Prepared`) and each configuration's job are in raykd.training.job."""
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
+import uuid
 from pathlib import Path
 
 import ray
@@ -15,29 +14,31 @@ from tqdm import tqdm
 
 from raykd import models
 from raykd.data import load_task_data
-from raykd.method.plan import RunPlan
 from raykd.run import cli, cluster
 from raykd.tasks import Task
 from raykd.teacher_outputs.cache import estimate_bytes
 from raykd.teacher_outputs.disk_cache import DiskCache, cache_key, ensure, parse_size
 from raykd.teacher_outputs.service import TeacherService
+from raykd.training.job import Prepared
 
 # What a search caches up front for the whole experiment; a trial that needs full hidden states adds them once.
 SHARED_FIELDS = ("logits", "attentions", "cls")
 
+# The last TeacherService started, {(cache key, memory budget, threads): (actor name, handle)}, kept for the
+# life of the driver process. Ray ends an actor, named or not, when its last handle goes: each run from one
+# process (a script or notebook calling several commands, the tests) started its own service, about 10
+# CPU-seconds (torch, transformers, the teacher) on 2 cores. A run on another teacher or data set replaces
+# it, so one teacher at a time is held.
+_KEPT: dict = {}
 
-@dataclass
-class Prepared:
-    """What every run against one teacher and data set shares."""
-    task: Task
-    teacher_dir: str
-    teacher_info: dict
-    data_ref: ray.ObjectRef
-    train_examples: int
-    service: ray.actor.ActorHandle
-    live_teacher: bool = False
-    live_fields: tuple[str, ...] = ()  # computed by each worker: the cache would exceed its disk budget
-    validation_examples: int = 0  # rows held out from the training set to select on (none: selection on dev)
+
+def _alive(name: str) -> bool:
+    """Whether this cluster has a live actor `name` (the kept service may have died, or the cluster restarted)."""
+    try:
+        ray.get_actor(name)
+        return True
+    except ValueError:
+        return False
 
 
 def prepare(task: Task, teacher_dir: str, teacher, tokenizer, args, fields=(), layers=None,
@@ -70,30 +71,23 @@ def prepare(task: Task, teacher_dir: str, teacher, tokenizer, args, fields=(), l
         if seconds:
             print(f"teacher outputs ({', '.join(sorted(fields))}) computed in {seconds:.1f} s into {cache.dir}", flush=True)
     cluster.connect(args.address, verbose=getattr(args, "verbose", True))
-    # One service per (teacher, data): a second run in the same cluster reuses its objects. It lives on
-    # the driver's node: the objects it puts die with it, and a lost worker node must not take them.
+    # One service per (teacher, data, memory budget, threads): a second run from this driver reuses it and its
+    # objects (_KEPT). It lives on the driver's node: the objects it puts die with it, and a lost worker node
+    # must not take them.
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
-    service = TeacherService.options(name=f"teacher-{key}", get_if_exists=True, scheduling_strategy=here).remote(
-        str(teacher_dir), task.name, cache, budget,
-        max(1, int(args.cpus_per_worker * args.workers)))
+    threads = max(1, int(args.cpus_per_worker * args.workers))
+    kept = _KEPT.get((key, budget, threads))
+    if kept and _alive(kept[0]):
+        service = kept[1]
+        service.new_run.remote(cache)  # this run's cache folder (same key: same outputs); stats for this run only
+    else:
+        # A fresh name each time: a service let go of ends a moment later, and its name with it.
+        name = f"teacher-{key}-{uuid.uuid4().hex[:6]}"
+        service = TeacherService.options(name=name, scheduling_strategy=here).remote(
+            str(teacher_dir), task.name, cache, budget, threads)
+        _KEPT.clear()  # the handle that created an actor keeps it alive; one fetched by name would not
+        _KEPT[(key, budget, threads)] = (name, service)
     info = {"layers": teacher.config.num_hidden_layers, "heads": teacher.config.num_attention_heads,
             **{f"teacher_params_{k}": v for k, v in models.parameter_counts(teacher).items()}}
     return Prepared(task, str(teacher_dir), info, ray.put(data), len(data["train"]["labels"]), service,
                     args.live_teacher, live_fields, len(data.get("validation", {}).get("labels", ())))
-
-
-def make_job(prep: Prepared, run: RunPlan, selection: dict | None = None) -> dict:
-    """The worker loop's `job` (raykd.training.worker) for one configuration's plan: the teacher outputs of the
-    layers its layer map reads, from the TeacherService (which extends the cache if they are missing).
-    `selection` {"metric", "mode"}: the search's metric, which each epoch's `score` holds (None: the
-    task's main metric on the selection split)."""
-    submitted = time.time()  # the run's start, for the time to its first step (before the cache is read)
-    refs = None
-    cached = set(run.teacher_fields) - set(prep.live_fields)
-    live = set(run.teacher_fields) if prep.live_teacher else set(run.teacher_fields) & set(prep.live_fields)
-    if cached and not prep.live_teacher:
-        refs = ray.get(prep.service.outputs.remote(prep.data_ref, sorted(cached), sorted(set(run.layer_map))))
-    return {"hparams": run.config.to_dict(), "plan": run, "task": prep.task.name,
-            "model": {"kind": "student", "teacher_dir": prep.teacher_dir},
-            "data": prep.data_ref, "teacher_outputs": refs, "tokenizer_dir": prep.teacher_dir,
-            "live_teacher": sorted(live) or None, "submitted_at": submitted, "selection": selection}

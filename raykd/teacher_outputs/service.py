@@ -35,6 +35,7 @@ class TeacherService:
         self.placed_layers: dict[str, set[int]] = {}  # field -> teacher layers its placed arrays hold
         self.store_bytes = {}  # array name -> bytes this service holds in the object store
         self.forward_seconds, self.load_seconds = 0.0, 0.0
+        self.runs = 1  # the runs this service has served, the current one included
 
     def describe(self) -> dict:
         """The teacher's shape and size: {"layers", "heads", "width", "params_total", "params_non_embedding"}."""
@@ -42,10 +43,19 @@ class TeacherService:
         return {"layers": c.num_hidden_layers, "heads": c.num_attention_heads, "width": c.hidden_size,
                 **{f"params_{k}": v for k, v in models.parameter_counts(self.teacher).items()}}
 
+    def new_run(self, cache: DiskCache) -> None:
+        """Serve the driver's next run (raykd.run.prepare keeps the service between runs): use that run's disk
+        cache, which holds the same outputs (its key is the same) in the folder the run was given, and count
+        forward and loading seconds afresh."""
+        self.cache = cache
+        self.forward_seconds, self.load_seconds = 0.0, 0.0
+        self.runs += 1
+
     def stats(self) -> dict:
-        """Seconds this service spent in teacher forward passes and in loading the cache, the cache's
-        folder and size (bytes), and which arrays are in the object store and which memory-mapped."""
-        return {"forward_seconds": self.forward_seconds, "load_seconds": self.load_seconds,
+        """Seconds this service spent for the current run in teacher forward passes and in loading the cache, the cache's
+        folder and size (bytes), which arrays are in the object store and which memory-mapped, and how many runs
+        it has served (`runs`, this one included)."""
+        return {"forward_seconds": self.forward_seconds, "load_seconds": self.load_seconds, "runs": self.runs,
                 "cache_dir": str(self.cache.dir), "cache_bytes": self.cache.nbytes(),
                 "in_object_store": sorted(n for n, v in self.placed.items() if not isinstance(v, str)),
                 "memory_mapped": sorted(n for n, v in self.placed.items() if isinstance(v, str))}

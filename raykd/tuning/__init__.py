@@ -1,2 +1,2 @@
-"""Ray Tune: the shared Tuner set-up (tuner), search-space files (spaces), the multi-seed confirmation
-(confirm) and the teacher's recipe search (teacher_search)."""
+"""Ray Tune: the shared Tuner set-up (tuner), a search trial (trial), search-space files (spaces), the
+multi-seed confirmation (confirm) and the teacher's recipe search (teacher_search)."""

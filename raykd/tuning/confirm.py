@@ -84,7 +84,7 @@ def build_tuner(trainable, exp_dir: Path, candidates: list[dict] | None, max_con
     used), else a new grid of one trial per (candidate, seed) of `candidates` ({"candidate",
     "search_trial", "search_score", "config", "seeds"}). Each trial's config is {"confirm": {"candidate",
     "search_trial", "search_score", "of" (the grid's number of runs), "values": {**config, "seed": seed}}},
-    so the grid itself records what it confirms; raykd.search.Experiment.config reads "values". FIFO scheduler, no search algorithm:
+    so the grid itself records what it confirms; raykd.tuning.trial.Experiment.config reads "values". FIFO scheduler, no search algorithm:
     every run goes to its full epoch budget."""
     if started(exp_dir):
         return tuner.restore(trainable, exp_dir, TUNE_NAME)

@@ -1,0 +1,60 @@
+"""A search trial: Tune's function trainable, one Ray Train run of one configuration (Ray 2.60: Train
+inside Tune is a function that calls fit).
+
+Tune unpickles `run_trial` in a fresh process for every trial and imports this module there, so it imports
+only what a trial runs: a command module (raykd.search) would add data loading's imports (scikit-learn,
+scipy: 1.4 s on 2 cores) to every trial.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ray import tune
+from ray.tune.integration.ray_train import TuneReportCallback
+
+from raykd.artifacts.results import run_name
+from raykd.method.config import DistillConfig
+from raykd.method.plan import resolve
+from raykd.run import cluster
+from raykd.training.driver import Scaling, fit
+from raykd.training.job import Prepared, make_job
+
+
+@dataclass
+class Experiment:
+    """What every trial of a search needs; shipped once to the trials by tune.with_parameters."""
+    prep: Prepared
+    fixed: dict
+    scaling: Scaling
+    max_epochs: int
+    trials_dir: str
+    max_failures: int
+    selection: dict  # {"metric", "mode"}: the search's metric, reported as every epoch's `score`
+    teacher_config: object  # the teacher's Hugging Face config: each trial's plan is resolved against it
+
+    def config(self, trial_values: dict) -> DistillConfig:
+        """The trial's configuration: a search trial's values, or a confirmation run's
+        {"confirm": {"candidate": rank, "values": {...}}} (raykd.tuning.confirm), over the fixed ones."""
+        if "confirm" in trial_values:
+            trial_values = trial_values["confirm"]["values"]
+        return DistillConfig.from_dict({"epochs": self.max_epochs, **self.fixed, **trial_values})
+
+
+def run_trial(trial_values: dict, experiment: Experiment):
+    """The Tune function trainable (Ray 2.60: Train inside Tune is a function that calls fit).
+
+    Raises RaykdError when the cluster can no longer hold the trial's workers (a node was lost), and
+    the run's error when it fails: the trial then ends as ERROR and the search goes on.
+    """
+    s = experiment.scaling
+    cluster.check_fits(s.workers, s.cpus_per_worker, s.gpus_per_worker, "this trial")
+    run = resolve(experiment.teacher_config, experiment.config(trial_values), s.workers)
+    job = make_job(experiment.prep, run, experiment.selection)
+    result = fit(job, experiment.scaling, Path(experiment.trials_dir), run_name(tune.get_context().get_trial_id()),
+                 callbacks=[TuneReportCallback()], max_failures=experiment.max_failures)
+    if result.error:
+        raise result.error
+
+
