@@ -192,3 +192,43 @@ def test_ctrl_c_waits_for_the_cell_to_save_its_state_then_records_it_and_says_so
     assert saved.read_text() == "saved"  # the cell was not killed while it saved
     entry = json.loads((tmp_path / paper.LOG).read_text())
     assert entry["cell"] == "rte/teacher" and entry["exit"] == 2 and not entry["done"]
+
+
+def test_a_searched_teacher_whose_weights_are_gone_is_fine_tuned_again_from_its_record(tmp_path, monkeypatch):
+    """A new machine has the teacher cell's records but not its weights (never committed): before the task's
+    next student cell, the runner fine-tunes the searched best recipe again into the teacher folder and says
+    how its dev score compares. A teacher given with --teacher, or a cell not done, is never refit."""
+    import sys
+
+    s = paper.Settings(data_dir="glue", root=tmp_path / "paper", teacher_cache=tmp_path / "teachers")
+    config = {"epochs": 5, "learning_rate": 2.3e-05, "warmup_ratio": 0.0, "weight_decay": 0.01, "batch_size": 32,
+              "seed": 2444, "precision": "auto", "group_by_length": False, "algorithm": "finetune"}
+    (s.root / "teachers").mkdir(parents=True)
+    (s.root / "teachers" / "paper-cola-20261201-212541.json").write_text(json.dumps(
+        {"task": "cola", "base": "minilm", "dev_matthews": 0.29, "config": config}))
+    assert paper.refit_command("cola", s) is None  # the teacher cell is not done
+    (s.root / "cola" / "teacher").mkdir(parents=True)
+    (s.root / "cola" / "teacher" / "summary.md").write_text("# Teacher search: cola\n")
+    command = paper.refit_command("cola", s)
+    assert command[1:] == ["-m", "raykd.teacher", "--task", "cola", "--data-dir", "glue", "--max-seq-length", "64",
+                           "--teacher-base", "minilm", "--epochs", "5", "--learning-rate", "2.3e-05", "--warmup-ratio", "0.0",
+                           "--weight-decay", "0.01", "--batch-size", "32", "--seed", "2444", "--precision", "auto",
+                           "--no-group-by-length", "--out", str((s.teacher_cache / "paper-cola").resolve()), "--records", str(s.root)]
+    given = paper.Settings(data_dir="glue", root=s.root, teacher_cache=s.teacher_cache, teachers=(("cola", "elsewhere"),))
+    assert paper.refit_command("cola", given) is None
+
+    # The refit stands in for raykd.teacher (a process that writes the folder's record), the cell for raykd.search.
+    folder = (s.teacher_cache / "paper-cola").resolve()
+    writes_teacher = f"import json, pathlib; p = pathlib.Path({str(folder)!r}); p.mkdir(parents=True); " \
+                     "(p / 'teacher.json').write_text(json.dumps({'dev_matthews': 0.29}))"
+    monkeypatch.setattr(paper, "refit_command", lambda task, s: [sys.executable, "-c", writes_teacher])
+
+    class Student(paper.Cell):
+        def command(self, s):
+            return [sys.executable, "-c", "pass"]
+
+    said = []
+    paper.run([Student("cola", "sid")], s, said.append)
+    assert "cola teacher fine-tuned again from its record: dev_matthews 0.2900 (the search's: 0.2900)" in said
+    runs = [json.loads(line)["cell"] for line in (s.root / paper.LOG).read_text().splitlines()]
+    assert runs == ["cola/teacher-refit", "cola/sid"]

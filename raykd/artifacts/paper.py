@@ -10,6 +10,8 @@ command; `--plan` prints what is done and what remains without running anything.
 Per task:
 - `teacher`: the teacher's recipe searched (`raykd.teacher --space search_spaces/teacher.py`), unless a
   fine-tuned teacher is given for the task (`--teacher TASK=FOLDER`, a folder written by raykd.teacher).
+  Its weights stay in the cache, never in results/; on a machine without them, the searched teacher is
+  fine-tuned again from its record (the best trial's recipe and seed) before its task's next student cell.
 - `finetune`, `kd`, `all`, `pid`, `sid`: `raykd.search` over `search_spaces/fixed/<method>.py` (the
   paper's settings, only the learning rate searched, the same number of trials for every method, so
   the baselines are tuned as much as the methods), its best configuration confirmed with `--seeds`
@@ -36,7 +38,7 @@ from ray import tune
 from raykd.errors import RaykdError
 from raykd.files import atomic_json, atomic_savefig
 from raykd.tasks import get_task
-from raykd.training.finetune import find_record
+from raykd.training.finetune import FIELDS as RECIPE, find_record
 
 METHODS = ("finetune", "kd", "all", "pid", "sid")
 LOW_DATA_METHODS = ("kd", "sid", "search")
@@ -154,6 +156,26 @@ class Cell:
         return tune.Tuner.can_restore(str(self.folder(s) / "ray" / "tune"))
 
 
+def refit_command(task: str, s: Settings) -> list[str] | None:
+    """The argv that fine-tunes `task`'s searched teacher again into its folder when the teacher cell is done
+    but the weights are not on this machine (they are never committed): `raykd.teacher` with the recipe and
+    seed of the search's best trial, from its record under `<root>/teachers/`, and the task's flags. On the
+    same kind of machine the run repeats the search's epochs exactly (CoLA, 2026-12-02: the same dev score at
+    every epoch). None when there is nothing to refit from: a teacher given with --teacher, the teacher cell
+    not done, or no record with a recipe."""
+    cell = Cell(task, "teacher")
+    record = find_record(cell.teacher_dir(s), s.root)
+    if task in dict(s.teachers) or not cell.done(s) or "config" not in record:
+        return None
+    recipe = []
+    for field in RECIPE:
+        flag, value = "--" + field.replace("_", "-"), record["config"][field]
+        recipe += [flag if value else f"--no-{flag[2:]}"] if isinstance(value, bool) else [flag, str(value)]
+    return [sys.executable, "-m", "raykd.teacher", "--task", task, "--data-dir", s.data_dir, *TASK_FLAGS.get(task, []),
+            *(["--address", s.address] if s.address else []), "--teacher-base", str(record["base"]), *recipe,
+            "--out", str(cell.teacher_dir(s)), "--records", str(s.root)]
+
+
 def cells(tasks: list[str], fractions: list[float], methods: tuple[str, ...] = (*METHODS, "search")) -> list[Cell]:
     """Every cell of `methods`, teachers first (the students need them), then the table, then the
     low-data study (its methods that are among `methods`)."""
@@ -189,25 +211,39 @@ def run(todo: list[Cell], s: Settings, log) -> None:
     for cell in todo:
         if cell.done(s):
             continue
-        if cell.method != "teacher" and not (cell.teacher_dir(s) / "teacher.json").is_file():
+        teacher = cell.teacher_dir(s) / "teacher.json"
+        if cell.method != "teacher" and not teacher.is_file() and (refit := refit_command(cell.task, s)):
+            searched = find_record(cell.teacher_dir(s), s.root)
+            _run_and_record(f"{cell.task}/teacher-refit", refit, teacher.is_file, s, log)
+            if teacher.is_file():
+                metric = f"dev_{get_task(cell.task).main_metric}"
+                log(f"{cell.task} teacher fine-tuned again from its record: {metric} {json.loads(teacher.read_text())[metric]:.4f} "
+                    f"(the search's: {searched[metric]:.4f})")
+        if cell.method != "teacher" and not teacher.is_file():
             log(f"skip {cell.task}/{cell.name}: its teacher {cell.teacher_dir(s)} is missing (the teacher cell runs first; "
-                f"if its weights were lost, move results/paper/{cell.task}/teacher away to search it again)")
+                f"if it cannot be fine-tuned again from its record, move results/paper/{cell.task}/teacher away to search it again)")
             continue
         set_aside_if_unresumable(cell, s, log)
-        command = cell.command(s)
-        log(f"run {cell.task}/{cell.name}: {' '.join(command[1:])}")
-        started, start_time = time.perf_counter(), time.strftime("%Y-%m-%dT%H:%M:%S")
-        code, interrupted = wait_for_cell(subprocess.Popen(command))
-        entry = {"cell": f"{cell.task}/{cell.name}", "command": " ".join(["python", *command[1:]]), "exit": code,
-                 "done": cell.done(s), "start": start_time, "seconds": round(time.perf_counter() - started, 1),
-                 "machine": f"{platform.node()}, {os.cpu_count()} CPUs, {'GPU' if torch.cuda.is_available() else 'no GPU'}"}
-        s.root.mkdir(parents=True, exist_ok=True)
-        with open(s.root / LOG, "a") as f:
-            f.write(json.dumps(entry) + "\n")
-        log(f"{'done' if entry['done'] else f'not finished (exit {code})'}: {cell.task}/{cell.name} in {entry['seconds'] / 60:.1f} min")
-        if interrupted:
-            raise RaykdError(f"interrupted (Ctrl-C) in cell {cell.task}/{cell.name}; run the same command again: done cells "
-                             "are kept and this one resumes")
+        _run_and_record(f"{cell.task}/{cell.name}", cell.command(s), lambda: cell.done(s), s, log)
+
+
+def _run_and_record(name: str, command: list[str], done, s: Settings, log) -> None:
+    """Run one cell's command (or a teacher's refit) and append it to `<root>/cells.jsonl`; `done()` says
+    whether it finished. Raises RaykdError, once the command has exited and is recorded, when Ctrl-C
+    interrupted it."""
+    log(f"run {name}: {' '.join(command[1:])}")
+    started, start_time = time.perf_counter(), time.strftime("%Y-%m-%dT%H:%M:%S")
+    code, interrupted = wait_for_cell(subprocess.Popen(command))
+    entry = {"cell": name, "command": " ".join(["python", *command[1:]]), "exit": code,
+             "done": done(), "start": start_time, "seconds": round(time.perf_counter() - started, 1),
+             "machine": f"{platform.node()}, {os.cpu_count()} CPUs, {'GPU' if torch.cuda.is_available() else 'no GPU'}"}
+    s.root.mkdir(parents=True, exist_ok=True)
+    with open(s.root / LOG, "a") as f:
+        f.write(json.dumps(entry) + "\n")
+    log(f"{'done' if entry['done'] else f'not finished (exit {code})'}: {name} in {entry['seconds'] / 60:.1f} min")
+    if interrupted:
+        raise RaykdError(f"interrupted (Ctrl-C) in cell {name}; run the same command again: done cells "
+                         "are kept and this one resumes")
 
 
 def wait_for_cell(proc: subprocess.Popen) -> tuple[int, bool]:
