@@ -232,3 +232,10 @@ def test_a_searched_teacher_whose_weights_are_gone_is_fine_tuned_again_from_its_
     assert "cola teacher fine-tuned again from its record: dev_matthews 0.2900 (the search's: 0.2900)" in said
     runs = [json.loads(line)["cell"] for line in (s.root / paper.LOG).read_text().splitlines()]
     assert runs == ["cola/teacher-refit", "cola/sid"]
+
+    # A refit that fails (here: writes nothing) is tried once per run, not before each of the task's cells.
+    (folder / "teacher.json").unlink()
+    monkeypatch.setattr(paper, "refit_command", lambda task, s: [sys.executable, "-c", "raise SystemExit(1)"])
+    paper.run([Student("cola", "kd"), Student("cola", "pid")], s, said.append)
+    runs = [json.loads(line)["cell"] for line in (s.root / paper.LOG).read_text().splitlines()]
+    assert runs[2:] == ["cola/teacher-refit"] and sum("skip cola/" in line for line in said) == 2

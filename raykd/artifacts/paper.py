@@ -208,11 +208,14 @@ def run(todo: list[Cell], s: Settings, log) -> None:
     A student cell whose teacher is missing is skipped with the reason. Each run is appended to
     `<root>/cells.jsonl` (command, machine, start, seconds, exit code): the table's compute record.
     Raises RaykdError, once the cell has exited and its run is recorded, when Ctrl-C interrupted it."""
+    refit_tried = set()  # once per task and run: a refit that failed is not tried again before every cell
     for cell in todo:
         if cell.done(s):
             continue
         teacher = cell.teacher_dir(s) / "teacher.json"
-        if cell.method != "teacher" and not teacher.is_file() and (refit := refit_command(cell.task, s)):
+        if (cell.method != "teacher" and not teacher.is_file() and cell.task not in refit_tried
+                and (refit := refit_command(cell.task, s))):
+            refit_tried.add(cell.task)
             searched = find_record(cell.teacher_dir(s), s.root)
             _run_and_record(f"{cell.task}/teacher-refit", refit, teacher.is_file, s, log)
             if teacher.is_file():
