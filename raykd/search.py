@@ -210,9 +210,10 @@ def main(argv=None):
     grid = build_tuner(args, space, experiment, exp_dir, metric, mode).fit()
     confirming = bool(args.confirm_top and args.confirm_seeds) and tuner.ended(exp_dir, args.num_samples)
     # The serving formats (ONNX export, checks, latency: minutes) are made once, for the student that ships:
-    # after the confirmation when one follows; the interim records hold the Hugging Face folder only.
+    # after the confirmation when one follows; the interim records hold the Hugging Face folder only, without
+    # the latency table (14 s at smoke size, for a folder the confirmation replaces).
     summary = results.write(exp_dir, time.perf_counter() - started, ("hf",) if confirming else args.export_formats,
-                            args.latency_examples)
+                            0 if confirming else args.latency_examples)
     if len(grid) and grid.num_errors == len(grid):
         first = str(grid.errors[0]).strip().splitlines()
         raise RaykdError(f"all {len(grid)} trials failed; the first with: {first[-1] if first else 'no message'}; "
@@ -222,7 +223,7 @@ def main(argv=None):
         # Interrupted (Ctrl-C): the records say so, and the serving formats wait for the student that ships.
         unfinished = confirmed is not None and not confirmed["finished"]
         summary = results.write(exp_dir, time.perf_counter() - started, ("hf",) if unfinished else args.export_formats,
-                                args.latency_examples)
+                                0 if unfinished else args.latency_examples)
         if unfinished:
             print(f"the confirmation is unfinished: continue with --resume --name {exp_dir.name}")
     elif args.confirm_top and args.confirm_seeds:

@@ -99,7 +99,8 @@ def test_search_killed_then_stopped_in_its_confirmation_resumes_each_time(ray_cl
        its result grid calls them terminated, but confirm.json must say unfinished (this once exported a
        2-seed mean as a finished 2-seed confirmation); the next --resume runs what is missing.
     The resumes join the session's running cluster (--address), as on a shared cluster: the state to
-    resume from is on disk either way, and a cluster start is the slowest part of a small run.
+    resume from is on disk either way, and a cluster start is the slowest part of a small run. The last
+    resume runs in this process (search.main), the others as `python -m raykd.search` processes.
     One trial at a time: its one worker holds both CPUs. One confirmation seed: the run in flight is the
     whole confirmation, so the Ctrl-C leaves nothing finished to count, and the resume runs one Train run."""
     import subprocess
@@ -146,9 +147,9 @@ def test_search_killed_then_stopped_in_its_confirmation_resumes_each_time(ray_cl
     assert "the confirmation is unfinished: continue with --resume --name faults" in out
     assert "The confirmation is unfinished" in (exp / "summary.md").read_text()
 
-    # 3. --resume runs the missing confirmation run and exports the confirmed student
-    resumed = subprocess.run(resume, capture_output=True, text=True, cwd=tmp_path, timeout=600)
-    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    # 3. --resume runs the missing confirmation run and exports the confirmed student (in this process:
+    #    the same command's code, without a third process's imports)
+    search.main(resume[3:])
     record = json.loads((exp / "confirm.json").read_text())
     assert record["finished"] and [r["status"] for r in record["runs"]] == ["ok"] and record["chosen"]
     assert {p: (trials / p).read_text() for p in finished} == finished

@@ -12,8 +12,10 @@ from raykd.artifacts import paper
 
 
 def test_a_cell_runs_once_and_fills_its_table_row(ray_cluster, tiny_teacher_dir, glue_dir, tmp_path, capsys, monkeypatch):
-    # RTE's cell flags at test size (4% of the training set, 64 tokens): the cell's commands carry them.
-    monkeypatch.setitem(paper.TASK_FLAGS, "rte", ["--max-seq-length", "64", "--train-fraction", "0.04"])
+    # RTE's cell flags at test size (4% of the training set, 64 tokens; 1 worker a run, so that the
+    # confirmation's two seeds run at once on 2 CPUs): the cell's commands carry them.
+    monkeypatch.setitem(paper.TASK_FLAGS, "rte", ["--max-seq-length", "64", "--train-fraction", "0.04",
+                                                  "--workers-per-trial", "1"])
     # A fine-tuned teacher given with --teacher (the tiny one, with the record raykd.teacher writes): not searched.
     teacher = tmp_path / "rte-teacher"
     shutil.copytree(tiny_teacher_dir, teacher)

@@ -318,15 +318,17 @@ def time_model(model, single: list[dict], grouped: list[dict], warmup: int = 2) 
             "examples_per_s": examples / seconds}
 
 
-def measure(models: dict[str, Path], columns: dict[str, list], examples: int = 100, batches_of_32: int = 4,
+def measure(models: dict[str, Path], columns: dict[str, list], examples: int = 100, batches_of_32: int | None = None,
             threads: tuple[int, ...] | None = None) -> dict:
     """Latency and throughput of each {"teacher": folder, "student": folder}, in each format the folder holds
     (PyTorch fp32 always; ONNX and int8 when onnx/ has them), at 1 and all threads.
 
-    `examples` dev rows at batch 1 (p50/p95 in ms), `batches_of_32` batches of 32 rows (examples/s). Returns
+    `examples` dev rows at batch 1 (p50/p95 in ms), `batches_of_32` batches of 32 rows (examples/s; by default
+    as many as `examples` rows fill, at least 1 and at most 4: 4 for the default 100). Returns
     {"machine", "examples", "batch_32_examples", "rows": [{"model", "format", "threads", "parameters",
     "disk_mib", "p50_ms", "p95_ms", "examples_per_s"}]}."""
     threads = threads or tuple(sorted({1, all_threads()}))
+    batches_of_32 = batches_of_32 or min(4, max(1, -(-examples // 32)))
     rows = []
     for label, folder in models.items():
         folder = Path(folder)
