@@ -75,8 +75,8 @@ def parse_args(argv=None):
                    help="formats of best/, each checked on the dev set, with the latency table in its card: hf, onnx, "
                         "onnx-int8 (hf is always written; default: hf,onnx,onnx-int8)")
     p.add_argument("--latency-examples", type=int, default=100,
-                   help="dev examples timed one at a time for the latency table of best/'s card; 0 skips the table "
-                        "(default: 100)")
+                   help="dev examples timed one at a time for the latency table of best/'s card (batch-32 throughput "
+                        "over as many rows, at most 4 batches); 0 skips the table (default: 100)")
     cli.add_teacher_cache_arguments(p)
     cli.add_ray_arguments(p, workers_flag="--workers-per-trial")
     return p.parse_args(argv)
