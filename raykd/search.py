@@ -164,6 +164,13 @@ def build_tuner(args, space: SearchSpace, experiment: Experiment, exp_dir: Path,
                         tuner.concurrency(experiment.scaling, args.max_concurrent_trials))
 
 
+def exports(args, interim: bool) -> tuple[tuple[str, ...], int]:
+    """(formats, latency examples) for results.write. The serving formats (ONNX export, checks, latency:
+    minutes) are made once, for the student that ships; an interim best/ (before or during a confirmation,
+    which replaces it) is the Hugging Face folder alone, without the latency table (14 s at smoke size)."""
+    return (("hf",), 0) if interim else (args.export_formats, args.latency_examples)
+
+
 @exits_cleanly
 def main(argv=None):
     args = parse_args(argv)
@@ -209,11 +216,7 @@ def main(argv=None):
     started = time.perf_counter()
     grid = build_tuner(args, space, experiment, exp_dir, metric, mode).fit()
     confirming = bool(args.confirm_top and args.confirm_seeds) and tuner.ended(exp_dir, args.num_samples)
-    # The serving formats (ONNX export, checks, latency: minutes) are made once, for the student that ships:
-    # after the confirmation when one follows; the interim records hold the Hugging Face folder only, without
-    # the latency table (14 s at smoke size, for a folder the confirmation replaces).
-    summary = results.write(exp_dir, time.perf_counter() - started, ("hf",) if confirming else args.export_formats,
-                            0 if confirming else args.latency_examples)
+    summary = results.write(exp_dir, time.perf_counter() - started, *exports(args, interim=confirming))
     if len(grid) and grid.num_errors == len(grid):
         first = str(grid.errors[0]).strip().splitlines()
         raise RaykdError(f"all {len(grid)} trials failed; the first with: {first[-1] if first else 'no message'}; "
@@ -222,8 +225,7 @@ def main(argv=None):
         confirmed = run_confirmation(args, experiment, exp_dir, grid, task)
         # Interrupted (Ctrl-C): the records say so, and the serving formats wait for the student that ships.
         unfinished = confirmed is not None and not confirmed["finished"]
-        summary = results.write(exp_dir, time.perf_counter() - started, ("hf",) if unfinished else args.export_formats,
-                                0 if unfinished else args.latency_examples)
+        summary = results.write(exp_dir, time.perf_counter() - started, *exports(args, interim=unfinished))
         if unfinished:
             print(f"the confirmation is unfinished: continue with --resume --name {exp_dir.name}")
     elif args.confirm_top and args.confirm_seeds:

@@ -99,8 +99,7 @@ def test_search_without_teacher_fine_tunes_once_and_again_after_the_weights_are_
     args = search.parse_args([*argv, "--name", "first"])
     first = search.default_teacher(args, get_task("rte"), cli.scaling(args), tmp_path / "results", "first")
     folders = list((tmp_path / "cache" / "teachers").iterdir())
-    assert first == str(folders[0])
-    assert len(folders) == 1 and finetune.is_usable(folders[0])
+    assert len(folders) == 1 and finetune.is_usable(folders[0]) and first == str(folders[0])
     record = json.loads((folders[0] / finetune.RECORD).read_text())
     assert record["train_examples"] == 100 and record["config"]["epochs"] == 2  # the user's file, the flags
     scores = [h["dev_accuracy"] for h in record["history"]]
