@@ -147,7 +147,9 @@ def stop(*_):
     pathlib.Path(sys.argv[1]).write_text("saved")
     sys.exit(2)
 signal.signal(signal.SIGINT, stop)
-pathlib.Path(sys.argv[1] + ".pid").write_text(str(os.getpid()))
+# written whole, then renamed: the test reads it as soon as the name exists (a bare write_text let it read "")
+pathlib.Path(sys.argv[1] + ".pid.part").write_text(str(os.getpid()))
+os.replace(sys.argv[1] + ".pid.part", sys.argv[1] + ".pid")
 time.sleep(120)
 """
 
