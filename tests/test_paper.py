@@ -85,9 +85,10 @@ def test_a_cell_whose_confirmation_lacks_runs_is_not_done(tmp_path):
 
 def test_cells_distilled_from_another_teacher_than_their_rows_are_marked():
     """A row's teacher fine-tuned again (weights are never committed) scores differently: the cells distilled
-    from the earlier one say so, with its score, and share one footnote."""
+    from the earlier one say so, with its score, and share one footnote. The row's teacher is its own run
+    (`teacher_value`), not its mean over seeds."""
     other = paper.OtherTeachers()
-    row_teacher = {"dev_mean": 0.8714}
+    row_teacher = {"dev_mean": 0.8650, "teacher_value": 0.8714}
     assert other.mark({"teacher_value": 0.8714, "teacher_dir": "/a/refit"}, row_teacher) == ""
     assert other.mark(None, row_teacher) == "" and other.mark({"teacher_value": None}, row_teacher) == ""
     earlier = {"teacher_value": 0.8606, "teacher_dir": "/b/results/parity/teacher-mrpc"}
@@ -243,3 +244,54 @@ def test_a_searched_teacher_whose_weights_are_gone_is_fine_tuned_again_from_its_
     paper.run([Student("cola", "kd"), Student("cola", "pid")], s, said.append)
     runs = [json.loads(line)["cell"] for line in (s.root / paper.LOG).read_text().splitlines()]
     assert runs[2:] == ["cola/teacher-refit"] and sum("skip cola/" in line for line in said) == 2
+
+
+def test_the_teachers_recipe_runs_with_more_seeds_last_and_the_teacher_column_shows_their_spread(tmp_path):
+    """After the students, each task's teacher recipe runs again with its seed + 1 and + 2 (records only, no
+    weights needed, so no refit first); the teacher column becomes mean +- std (n=3), while the students'
+    footnotes and gap still refer to the teacher they distilled from (its own seed)."""
+    import sys
+
+    s = paper.Settings(data_dir="glue", root=tmp_path / "paper", teacher_cache=tmp_path / "teachers", seeds=3)
+    config = {"epochs": 5, "learning_rate": 2.3e-05, "warmup_ratio": 0.0, "weight_decay": 0.01, "batch_size": 32,
+              "seed": 2444, "precision": "auto", "group_by_length": True, "algorithm": "finetune"}
+    (s.root / "teachers").mkdir(parents=True)
+    (s.root / "teachers" / "paper-cola-20261201-212541.json").write_text(json.dumps(
+        {"task": "cola", "base": "minilm", "dev_matthews": 0.29, "config": config}))
+    (s.root / "cola" / "teacher").mkdir(parents=True)
+    (s.root / "cola" / "teacher" / "summary.md").write_text("# Teacher search: cola\n")
+
+    every = paper.cells(["cola"], [], ("kd",), seeds=3)
+    assert [c.name for c in every] == ["teacher", "kd", "teacher-seed+1", "teacher-seed+2"]
+    seed = every[2]
+    out = (s.teacher_cache / "paper-cola.seed+1").resolve()
+    command = seed.command(s)
+    assert command[command.index("--seed") + 1] == "2445" and command[command.index("--out") + 1] == str(out)
+    assert command[command.index("--records") + 1] == str(s.root) and "--group-by-length" in command
+    assert paper.TeacherSeed("rte", 1).command(s) is None  # no rte teacher record: nothing to run yet
+    assert seed.possible(s) and paper.TeacherSeed("rte", 1).possible(s)
+    given = tmp_path / "given-rte"  # a teacher given with a record that has no recipe: never to run
+    given.mkdir()
+    (given / "teacher.json").write_text(json.dumps({"task": "rte", "dev_accuracy": 0.6}))
+    assert not paper.TeacherSeed("rte", 1).possible(paper.Settings("glue", s.root, s.teacher_cache, teachers=(("rte", str(given)),)))
+    said = []
+    paper.run([paper.TeacherSeed("rte", 1)], s, said.append)
+    assert "skip rte/teacher-seed+1: the rte teacher has no record with its recipe" in said[0]
+
+    class WritesItsRecord(paper.TeacherSeed):  # stands in for raykd.teacher: the record copy it writes
+        def command(self, s):
+            copy = s.root / "teachers" / f"{self.out(s).name}-20261202-120000.json"
+            value = {1: 0.2785, 2: 0.2650}[self.offset]
+            return [sys.executable, "-c", f"import pathlib; pathlib.Path({str(copy)!r}).write_text("
+                                          f"'{{\"dev_matthews\": {value}}}')"]
+
+    paper.run([WritesItsRecord("cola", 1), WritesItsRecord("cola", 2)], s, said.append)
+    runs = [json.loads(line) for line in (s.root / paper.LOG).read_text().splitlines()]
+    assert [(r["cell"], r["done"]) for r in runs] == [("cola/teacher-seed+1", True), ("cola/teacher-seed+2", True)]
+    assert seed.done(s) and not any("refit" in line for line in said)  # the teacher's weights were not needed
+    teacher = paper.result(paper.Cell("cola", "teacher"), s)
+    assert teacher["n"] == 3 and teacher["teacher_value"] == 0.29 and teacher["dev_runs"] == [0.29, 0.2785, 0.2650]
+    assert abs(teacher["dev_mean"] - 0.2778333) < 1e-6 and abs(teacher["dev_std"] - 0.0125133) < 1e-6
+    markdown, _ = paper.table(["cola"], s)
+    assert "| cola (matthews) | 27.78 +- 1.25 (n=3) | " in markdown
+    assert paper.OtherTeachers().mark({"teacher_value": 0.29, "teacher_dir": "x"}, teacher) == ""

@@ -19,6 +19,9 @@ Per task:
 - `search`: `raykd.search --space search_spaces/internal.py` (algorithm, weights, temperature, layer
   map searched), its top 3 confirmed with `--seeds` seeds each.
 - with `--fractions`: kd, sid and the search again on that share of the training set (the low-data study).
+- `teacher-seed+K` (K = 1 .. seeds - 1), last: the teacher's recipe fine-tuned again with its seed + K, so
+  that the teacher column is a mean +- std over `--seeds` seeds like every other cell. Only their records
+  are kept; the students distill from the teacher itself (its own seed).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import time
@@ -106,11 +110,12 @@ class Cell:
         return Path(dict(s.teachers).get(self.task) or s.teacher_cache / f"paper-{self.task}").resolve()
 
     def done(self, s: Settings) -> bool:
-        """True when the cell has finished: a teacher cell's summary.md, a student cell's confirm.json with
-        `finished` and all its confirm_top x seeds runs."""
+        """True when the cell has finished: a searched teacher cell's summary.md, a given teacher's record
+        (its teacher.json, or a copy under `<root>/teachers/`), a student cell's confirm.json with `finished`
+        and all its confirm_top x seeds runs."""
         if self.method == "teacher":
-            if self.task in dict(s.teachers):  # given, not searched
-                return (self.teacher_dir(s) / "teacher.json").is_file()
+            if self.task in dict(s.teachers):  # given, not searched; its record, also where its weights are not
+                return f"dev_{get_task(self.task).main_metric}" in find_record(self.teacher_dir(s), s.root)
             return (self.folder(s) / "summary.md").is_file()
         record = self.folder(s) / "confirm.json"
         if not record.is_file():
@@ -119,6 +124,15 @@ class Cell:
         # Every planned run, counted here too: records written before raykd knew an interrupted confirmation
         # from a finished one (raykd.tuning.tuner.ended) say "finished" with runs missing.
         return record.get("finished", False) and len(record["runs"]) >= self.confirm_top * s.seeds
+
+    def possible(self, s: Settings) -> bool:
+        """Every table cell can run (TeacherSeed's can not always)."""
+        return True
+
+    @property
+    def distills(self) -> bool:
+        """A student cell: it needs the task's teacher weights on this machine."""
+        return self.method != "teacher"
 
     @property
     def confirm_top(self) -> int:
@@ -167,22 +181,78 @@ def refit_command(task: str, s: Settings) -> list[str] | None:
     record = find_record(cell.teacher_dir(s), s.root)
     if task in dict(s.teachers) or not cell.done(s) or "config" not in record:
         return None
+    return recipe_command(task, s, record, cell.teacher_dir(s))
+
+
+def recipe_command(task: str, s: Settings, record: dict, out: Path, seed: int | None = None) -> list[str]:
+    """The argv of `raykd.teacher` that fine-tunes the recipe of a teacher's `record` (its base and
+    `config`, with `seed` in place of its own when given) into `out`, with the task's flags, copying its
+    record to `<root>/teachers/`."""
+    config = {**record["config"], **({} if seed is None else {"seed": seed})}
     recipe = []
     for field in RECIPE:
-        flag, value = "--" + field.replace("_", "-"), record["config"][field]
+        flag, value = "--" + field.replace("_", "-"), config[field]
         recipe += [flag if value else f"--no-{flag[2:]}"] if isinstance(value, bool) else [flag, str(value)]
     return [sys.executable, "-m", "raykd.teacher", "--task", task, "--data-dir", s.data_dir, *TASK_FLAGS.get(task, []),
             *(["--address", s.address] if s.address else []), "--teacher-base", str(record["base"]), *recipe,
-            "--out", str(cell.teacher_dir(s)), "--records", str(s.root)]
+            "--out", str(out), "--records", str(s.root)]
 
 
-def cells(tasks: list[str], fractions: list[float], methods: tuple[str, ...] = (*METHODS, "search")) -> list[Cell]:
+@dataclass(frozen=True)
+class TeacherSeed:
+    """The task's teacher recipe (searched, or given with a record that has one) fine-tuned once more with
+    its seed + `offset`, into `<teacher_cache>/<teacher folder>.seed+<offset>`: with the teacher's own run,
+    these give the teacher column its mean +- std over `seeds` seeds. Only the record counts (copied to
+    `<root>/teachers/`); no student uses these weights."""
+    task: str
+    offset: int                # 1 .. seeds - 1
+    method = "teacher-seed"    # not a dataclass field: no annotation
+    distills = False           # needs no teacher weights
+
+    @property
+    def name(self) -> str:
+        return f"teacher-seed+{self.offset}"
+
+    def out(self, s: Settings) -> Path:
+        """Where the run puts its weights: beside the cache's teachers, also for a teacher given elsewhere."""
+        return (s.teacher_cache / f"{Cell(self.task, 'teacher').teacher_dir(s).name}.seed+{self.offset}").resolve()
+
+    def record(self, s: Settings) -> dict:
+        """The run's record (its teacher.json, or its copy under `<root>/teachers/`); {} before it ran."""
+        return find_record(self.out(s), s.root)
+
+    def done(self, s: Settings) -> bool:
+        """True when the run's record has its dev score."""
+        return f"dev_{get_task(self.task).main_metric}" in self.record(s)
+
+    def started(self, s: Settings) -> bool:
+        """Never resumed: an interrupted run starts again (raykd.teacher's partial folder is never usable)."""
+        return False
+
+    def possible(self, s: Settings) -> bool:
+        """False when the task's teacher was given with --teacher and its record has no recipe (not written by
+        raykd.teacher): there is nothing to run with another seed, now or later."""
+        teacher = Cell(self.task, "teacher")
+        return self.task not in dict(s.teachers) or "config" in find_record(teacher.teacher_dir(s), s.root)
+
+    def command(self, s: Settings) -> list[str] | None:
+        """`recipe_command` with the teacher's seed + offset; None while the teacher has no record with a
+        recipe (its cell not done, or a teacher given without one)."""
+        record = find_record(Cell(self.task, "teacher").teacher_dir(s), s.root)
+        if "config" not in record:
+            return None
+        return recipe_command(self.task, s, record, self.out(s), seed=int(record["config"]["seed"]) + self.offset)
+
+
+def cells(tasks: list[str], fractions: list[float], methods: tuple[str, ...] = (*METHODS, "search"),
+          seeds: int = 1) -> list[Cell | TeacherSeed]:
     """Every cell of `methods`, teachers first (the students need them), then the table, then the
-    low-data study (its methods that are among `methods`)."""
+    low-data study (its methods that are among `methods`), then each teacher's `seeds - 1` other seeds
+    (last: they only add the teacher column's spread)."""
     out = [Cell(t, "teacher") for t in tasks]
     out += [Cell(t, m) for t in tasks for m in methods]
     out += [Cell(t, m, f) for f in fractions if f != 1.0 for t in tasks for m in LOW_DATA_METHODS if m in methods]
-    return out
+    return out + [TeacherSeed(t, k) for t in tasks for k in range(1, seeds)]
 
 
 LOG = "cells.jsonl"
@@ -193,9 +263,9 @@ def set_aside_if_unresumable(cell: Cell, s: Settings, log) -> Path | None:
     folders are never committed; or a teacher search whose weights were lost) cannot resume; its records are renamed to
     `<name>-unfinished-<time>` (kept, never deleted) so that the cell runs again from the start. Returns the
     new folder, or None when the cell was not set aside."""
-    folder = cell.folder(s)
     if not cell.started(s) or cell.resumable(s):
         return None
+    folder = cell.folder(s)
     aside = folder.with_name(f"{cell.name}-unfinished-{time.strftime('%Y%m%d-%H%M%S')}")
     folder.rename(aside)
     log(f"{cell.task}/{cell.name}: started elsewhere, its Ray state is not here, so it cannot resume; its records "
@@ -212,8 +282,8 @@ def run(todo: list[Cell], s: Settings, log) -> None:
     for cell in todo:
         if cell.done(s):
             continue
-        teacher = cell.teacher_dir(s) / "teacher.json"
-        if (cell.method != "teacher" and not teacher.is_file() and cell.task not in refit_tried
+        teacher = Cell(cell.task, "teacher").teacher_dir(s) / "teacher.json"
+        if (cell.distills and not teacher.is_file() and cell.task not in refit_tried
                 and (refit := refit_command(cell.task, s))):
             refit_tried.add(cell.task)
             searched = find_record(cell.teacher_dir(s), s.root)
@@ -222,12 +292,17 @@ def run(todo: list[Cell], s: Settings, log) -> None:
                 metric = f"dev_{get_task(cell.task).main_metric}"
                 log(f"{cell.task} teacher fine-tuned again from its record: {metric} {json.loads(teacher.read_text())[metric]:.4f} "
                     f"(the search's: {searched[metric]:.4f})")
-        if cell.method != "teacher" and not teacher.is_file():
-            log(f"skip {cell.task}/{cell.name}: its teacher {cell.teacher_dir(s)} is missing (the teacher cell runs first; "
+        if cell.distills and not teacher.is_file():
+            log(f"skip {cell.task}/{cell.name}: its teacher {teacher.parent} is missing (the teacher cell runs first; "
                 f"if it cannot be fine-tuned again from its record, move results/paper/{cell.task}/teacher away to search it again)")
             continue
+        command = cell.command(s)
+        if command is None:  # a teacher seed without the teacher's recipe
+            log(f"skip {cell.task}/{cell.name}: the {cell.task} teacher has no record with its recipe (its cell is not done, "
+                "or it was given with --teacher without one), so there is no recipe to run with another seed")
+            continue
         set_aside_if_unresumable(cell, s, log)
-        _run_and_record(f"{cell.task}/{cell.name}", cell.command(s), lambda: cell.done(s), s, log)
+        _run_and_record(f"{cell.task}/{cell.name}", command, lambda: cell.done(s), s, log)
 
 
 def _run_and_record(name: str, command: list[str], done, s: Settings, log) -> None:
@@ -271,15 +346,21 @@ def compute_record(s: Settings) -> list[dict]:
 
 
 def result(cell: Cell, s: Settings) -> dict | None:
-    """A finished cell's numbers: the teacher's dev metric, or the chosen configuration's dev mean, std
-    and seed count, with its selection mean, the student's and teacher's sizes and the teacher it was
-    distilled from (its folder and dev score); None when not done."""
+    """A finished cell's numbers; None when not done. A teacher: the dev metric's mean, std (ddof 1) and
+    count over its own run and its teacher-seed+K runs so far, and its own run's (`teacher_value`: the
+    teacher its students distill from). A student: the chosen configuration's dev mean, std and seed count,
+    with its selection mean, the student's and teacher's sizes and the teacher it was distilled from (its
+    folder and dev score)."""
     if not cell.done(s):
         return None
     task = get_task(cell.task)
     if cell.method == "teacher":
-        record = find_record(cell.teacher_dir(s), s.root)
-        return {"dev_mean": record.get(f"dev_{task.main_metric}"), "dev_std": None, "n": 1}
+        metric = f"dev_{task.main_metric}"
+        own = find_record(cell.teacher_dir(s), s.root).get(metric)
+        runs = [v for v in [own, *(TeacherSeed(cell.task, k).record(s).get(metric) for k in range(1, s.seeds))]
+                if v is not None]
+        return {"dev_mean": statistics.mean(runs) if runs else None, "n": len(runs), "dev_runs": runs,
+                "dev_std": statistics.stdev(runs) if len(runs) > 1 else None, "teacher_value": own}
     confirmed = json.loads((cell.folder(s) / "confirm.json").read_text())
     winner = confirmed["chosen"] and next(c for c in confirmed["configs"]
                                           if c["candidate"] == confirmed["chosen"]["candidate"])
@@ -330,9 +411,10 @@ class OtherTeachers:
         self.notes: dict[float, tuple[str, str]] = {}
 
     def mark(self, r: dict | None, teacher: dict | None) -> str:
-        """" [n]" when `r` (a result()) was distilled from a teacher whose dev score differs from `teacher`'s, else ""."""
+        """" [n]" when `r` (a result()) was distilled from a teacher whose dev score differs from that of
+        `teacher` (the teacher cell's result(): its own run, not its mean over seeds), else ""."""
         used = r and r.get("teacher_value")
-        if used is None or not teacher or teacher["dev_mean"] is None or abs(used - teacher["dev_mean"]) < 1e-9:
+        if used is None or not teacher or teacher["teacher_value"] is None or abs(used - teacher["teacher_value"]) < 1e-9:
             return ""
         if used not in self.notes:
             self.notes[used] = (f"[{len(self.notes) + 1}]", f"distilled from the teacher in `{Path(r['teacher_dir']).name}` "
@@ -360,7 +442,7 @@ def table(tasks: list[str], s: Settings) -> tuple[str, dict]:
         def gap(r):
             """The share of the finetune-to-teacher gap that `r` closes, as "N%" of the dev means, against the
             teacher `r` was distilled from; "-" when undefined."""
-            top = r and (r.get("teacher_value") or (teacher or {}).get("dev_mean"))
+            top = r and (r.get("teacher_value") or (teacher or {}).get("teacher_value"))
             if not (r and base and top is not None) or top == base["dev_mean"]:
                 return "-"
             return f"{100 * (r['dev_mean'] - base['dev_mean']) / (top - base['dev_mean']):.0f}%"
@@ -368,7 +450,8 @@ def table(tasks: list[str], s: Settings) -> tuple[str, dict]:
         sizes = next((r for r in row.values() if r), None)
         speed = next((r["speed_up"] for r in row.values() if r and r.get("speed_up")), None)
         lines.append("| " + " | ".join([
-            f"{t} ({task.main_metric})", _cell_text(teacher), *[_cell_text(row[m]) + other.mark(row[m], teacher) for m in METHODS],
+            f"{t} ({task.main_metric})", _cell_text(teacher) + (f" (n={teacher['n']})" if teacher and teacher["n"] > 1 else ""),
+            *[_cell_text(row[m]) + other.mark(row[m], teacher) for m in METHODS],
             f"{best}: {_cell_text(fixed[best])}" if best else "-", _cell_text(row["search"]) + other.mark(row["search"], teacher),
             f"{gap(fixed.get(best))} / {gap(row['search'])}",
             f"{sizes['student_params'] / 1e6:.1f}M / {sizes['teacher_params'] / 1e6:.1f}M" if sizes else "-",
