@@ -96,10 +96,13 @@ def test_cells_distilled_from_another_teacher_than_their_rows_are_marked():
     assert other.lines() == ["[1] distilled from the teacher in `teacher-mrpc` (dev 86.06), not the one in the teacher column"]
 
 
-def test_an_unfinished_cell_without_its_ray_state_is_set_aside_and_run_again(tmp_path):
+def test_an_unfinished_cell_without_its_ray_state_is_set_aside_and_run_again(tmp_path, monkeypatch):
     """A cell started on another machine (ray/ folders are never committed) cannot resume: its records are
-    renamed, not deleted, and the cell's command does not ask to resume."""
-    s = paper.Settings(data_dir=".", root=tmp_path, teacher_cache=tmp_path)
+    renamed, not deleted, and the cell's command does not ask to resume. The results root is relative, as
+    `--results`' default is (Tune's restore check raised on a relative path)."""
+    from pathlib import Path
+    monkeypatch.chdir(tmp_path)
+    s = paper.Settings(data_dir=".", root=Path("."), teacher_cache=tmp_path)
     cell, said = paper.Cell("mrpc", "sid", 0.1), []
     cell.folder(s).mkdir(parents=True)
     (cell.folder(s) / "experiment.json").write_text("{}")

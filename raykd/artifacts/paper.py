@@ -167,7 +167,8 @@ class Cell:
 
     def resumable(self, s: Settings) -> bool:
         """The cell began on this machine and Tune can restore it (`ray/` folders are never committed)."""
-        return tune.Tuner.can_restore(str(self.folder(s) / "ray" / "tune"))
+        # absolute: Tune reads a relative path as a URI without a scheme and raises (pyarrow ArrowInvalid)
+        return tune.Tuner.can_restore(str((self.folder(s) / "ray" / "tune").resolve()))
 
 
 def refit_command(task: str, s: Settings) -> list[str] | None:

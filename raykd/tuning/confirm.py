@@ -75,7 +75,7 @@ def seeds_for(base_seed: int, count: int) -> list[int]:
 
 def started(exp_dir: Path) -> bool:
     """True when the confirmation experiment `<exp_dir>/ray/confirm` exists (to be restored, not rebuilt)."""
-    return tune.Tuner.can_restore(str(Path(exp_dir) / "ray" / TUNE_NAME))
+    return tune.Tuner.can_restore(str((Path(exp_dir) / "ray" / TUNE_NAME).resolve()))  # relative: pyarrow raises
 
 
 def build_tuner(trainable, exp_dir: Path, candidates: list[dict] | None, max_concurrent: int) -> tune.Tuner:
