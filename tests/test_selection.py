@@ -111,3 +111,17 @@ def test_equal_scores_rank_by_epoch_then_configuration_never_by_trial_id():
     seeds = [(0.5, 1, {"algorithm": "kd", "seed": s}) for s in (7, 3, 5)]  # then by the seed, whatever the listing
     assert [c["seed"] for _, _, c in sorted(seeds, key=lambda r: rank(*r))] == \
         [c["seed"] for _, _, c in sorted(seeds[::-1], key=lambda r: rank(*r))] == [3, 5, 7]
+
+
+def test_the_summary_cautions_when_the_teacher_trained_on_the_validation_rows():
+    """raykd.teacher fine-tunes on the whole training set, the held-out validation rows included; a student
+    that mimics the teacher then scores high on them (CoLA: the teacher 61.8 Matthews there, 29.0 on dev).
+    The summary says so whenever the teacher trained on more rows than the trials did, and only then."""
+    from raykd.artifacts.results import _selection_line
+    selection = {"select_on": "validation", "validation_fraction": 0.1, "validation_rows": 856, "train_rows": 7695,
+                 "data_seed": 42}
+    for rows, cautions in ((8551, True), (7695, False), (None, False)):
+        line = _selection_line({**selection, "teacher_train_rows": rows}, 4)
+        assert line.startswith("- selection: on a validation split held out from the training set (0.1, 856 rows")
+        assert ("caution: the teacher was fine-tuned on 8551 training rows, more than the trials' 7695" in line) is cautions
+    assert "caution" not in _selection_line(selection, 4)  # experiments from before the field

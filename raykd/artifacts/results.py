@@ -342,9 +342,17 @@ def selection_info(info: dict) -> dict:
 
 def _selection_line(selection: dict, trials: int) -> str:
     if selection["select_on"] == "validation":
-        return (f"- selection: on a validation split held out from the training set ({selection['validation_fraction']:g}, "
+        line = (f"- selection: on a validation split held out from the training set ({selection['validation_fraction']:g}, "
                 f"{selection['validation_rows']} rows, seed {selection['data_seed']}; the trials trained on the other "
                 f"{selection['train_rows']} rows); GLUE dev is used only to report the chosen student")
+        seen = selection.get("teacher_train_rows")
+        if seen and seen > selection["train_rows"]:  # the teacher trained on rows the students did not: these
+            line += (f"\n- **caution: the teacher was fine-tuned on {seen} training rows, more than the trials' "
+                     f"{selection['train_rows']}, so the validation rows were among them.** A student that mimics the "
+                     "teacher inherits what it memorized there (CoLA, results/paper/notes.md: the teacher scores 61.8 "
+                     "Matthews on these rows against 29.0 on dev), so selection favours distillation that mimics it most; "
+                     "compare methods on GLUE dev")
+        return line
     return (f"- selection: **GLUE dev was used for selection** (`--select-on dev`), so the best dev number is the best of "
             f"{trials} trials on the very set it is reported on and is optimistically biased (the winner's curse); "
             "the default, a validation split held out from the training set, avoids it")
