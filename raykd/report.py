@@ -152,7 +152,7 @@ def paper(args) -> None:
                        args.search_trials, args.max_epochs, args.teacher_trials, address=args.address,
                        teachers=tuple(given_teachers(args.teacher, args.tasks).items()))
     fractions = sorted({*args.fractions, 1.0})
-    every = [c for c in table.cells(args.tasks, fractions, tuple(args.methods), args.seeds) if c.possible(s)]
+    every = table.planned(args.tasks, fractions, s, tuple(args.methods))
     remaining = [c for c in every if not c.done(s)]
     print(f"paper table: {len(every) - len(remaining)} of {len(every)} cells done; remaining: "
           f"{', '.join(f'{c.task}/{c.name}' for c in remaining) or 'none'}", flush=True)
@@ -180,7 +180,8 @@ def paper(args) -> None:
              "(raykd.artifacts.paper explains the cells). GLUE dev, mean +- std over the confirmation seeds of each cell's "
              "chosen configuration (selected on a split held out from the training set); a cell shows '-' until it is done. "
              "3-layer students of a 6-layer all-MiniLM-L6-v2 teacher. The teacher column is its recipe's mean +- std over its "
-             "own seed and the teacher-seed+K runs so far (n of them); the students distill from its own seed's teacher. 'Best fixed' is the fixed method with the best "
+             "own seed and the teacher-seed+K runs so far (n of them); the students distill from its own seed's teacher. "
+             "'Best fixed' is the fixed method with the best "
              "validation mean; 'gap closed' is (student - finetune) / (teacher - finetune) on the dev means; 'speed-up' is "
              "teacher / student latency at batch 1 (p50) and student / teacher throughput at batch 32, PyTorch fp32 on one "
              "CPU thread, both timed in one run by the first cell of the row that exported a student (its best/deploy.json)."
@@ -192,7 +193,7 @@ def paper(args) -> None:
              f"{len(record)} runs, {sum(r['seconds'] for r in record) / 3600:.1f} hours of compute in all.", "",
              "| cell | done | hours | machine | command |", "|---|---|---|---|---|",
              *[f"| {r['cell']} | {r['done']} | {r['seconds'] / 3600:.2f} | {r['machine']} | `{r['command']}` |" for r in record],
-             "", f"Remaining: {', '.join(f'{c.task}/{c.name}' for t in tasks for c in table.cells([t], fractions_of[t], seeds=args.seeds) if c.possible(s) and not c.done(s)) or 'none'}.", ""]
+             "", f"Remaining: {', '.join(f'{c.task}/{c.name}' for t in tasks for c in table.planned([t], fractions_of[t], s) if not c.done(s)) or 'none'}.", ""]
     notes = s.root / "notes.md"  # hand-written: where the results disagree with the paper, with their numbers
     if notes.is_file():
         lines += ["## Notes", "", notes.read_text().strip(), ""]

@@ -125,3 +125,18 @@ def test_the_summary_cautions_when_the_teacher_trained_on_the_validation_rows():
         assert line.startswith("- selection: on a validation split held out from the training set (0.1, 856 rows")
         assert ("caution: the teacher was fine-tuned on 8551 training rows, more than the trials' 7695" in line) is cautions
     assert "caution" not in _selection_line(selection, 4)  # experiments from before the field
+
+
+def test_the_teachers_training_rows_come_from_its_own_record_and_never_raise(tmp_path):
+    """A user's teacher folder may hold no teacher.json, another task's, or a broken one (a field case's
+    sibling): the row count is then unknown, and the search goes on without the caution."""
+    import json
+
+    from raykd.training.finetune import trained_rows
+    cola = get_task("cola")
+    for text, rows in ((json.dumps({"task": "cola", "train_examples": 8551}), 8551),
+                       (json.dumps({"task": "rte", "train_examples": 2490}), None),
+                       ("{not json", None), ("[1, 2]", None), (json.dumps({"task": "cola", "train_examples": "all"}), None)):
+        (tmp_path / "teacher.json").write_text(text)
+        assert trained_rows(tmp_path, cola) == rows, text
+    assert trained_rows(tmp_path / "absent", cola) is None

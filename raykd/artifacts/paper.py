@@ -256,6 +256,12 @@ def cells(tasks: list[str], fractions: list[float], methods: tuple[str, ...] = (
     return out + [TeacherSeed(t, k) for t in tasks for k in range(1, seeds)]
 
 
+def planned(tasks: list[str], fractions: list[float], s: Settings,
+            methods: tuple[str, ...] = (*METHODS, "search")) -> list[Cell | TeacherSeed]:
+    """`cells` with `s.seeds` teacher seeds, less the teacher seeds that can never run (`possible`)."""
+    return [c for c in cells(tasks, fractions, methods, s.seeds) if c.possible(s)]
+
+
 LOG = "cells.jsonl"
 
 

@@ -115,6 +115,18 @@ def find_record(folder: Path, records_root: Path) -> dict:
     return json.loads(path.read_text()) if path else {}
 
 
+def trained_rows(folder: Path, task: Task) -> int | None:
+    """How many of `task`'s training rows the teacher in `folder` was fine-tuned on (its teacher.json's
+    `train_examples`); None when unknown: no record (not raykd's teacher), a record of another task, or one
+    that is not a readable JSON object. Never raises: it only decides a caution line in the summary."""
+    try:
+        record = json.loads((Path(folder) / RECORD).read_text())
+    except (OSError, ValueError):
+        return None
+    rows = record.get("train_examples") if isinstance(record, dict) and record.get("task") == task.name else None
+    return rows if isinstance(rows, int) else None
+
+
 def describe(folder: Path, task: Task) -> str:
     """One line naming a teacher folder and its dev score from its record."""
     record = json.loads((Path(folder) / RECORD).read_text())
