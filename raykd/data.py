@@ -278,7 +278,8 @@ def subsample(ds: datasets.Dataset, fraction: float, seed: int) -> datasets.Data
     return ds.shuffle(seed=seed).select(range(keep)).flatten_indices()
 
 
-HOLD_OUT_FIX = "raise --validation-fraction or --train-fraction, or pass --select-on dev to select on the dev set"
+HOLD_OUT_FIX = ("raise --validation-fraction or --train-fraction, or select on the dev set: --select-on dev for a search, "
+                "--validation-fraction 0 for a teacher")
 
 
 def hold_out(task: Task, ds: datasets.Dataset, fraction: float, seed: int) -> tuple[datasets.Dataset, datasets.Dataset]:

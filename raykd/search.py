@@ -96,12 +96,15 @@ def experiment_dir(args, task) -> Path:
 
 def default_teacher(args, task, scaling: Scaling, records_root: Path, command: str) -> str:
     """The teacher for a search without --teacher: fine-tuned from --teacher-base on the same data
-    (same files, fraction and max length), kept in the cache and reused by every later search with the
-    same recipe (raykd.training.finetune); `command` is the search's command line, for its record.
+    (same files, fraction and max length) without the validation split the trials select on (its best
+    epoch is chosen there; with --select-on dev, on the whole training set and dev), kept in the cache
+    and reused by every later search with the same recipe (raykd.training.finetune); `command` is the
+    search's command line, for its record.
     Returns its folder. Raises RaykdError when the fine-tuning fails."""
     tokenizer = AutoTokenizer.from_pretrained(models.resolve_base(args.teacher_base))
+    # The rows the trials hold out to select on are held out from the teacher too (raykd.training.finetune).
     data = load_task_data(task, cli.data_source(args), tokenizer, args.max_seq_length, args.train_fraction,
-                          args.data_seed, args.cache_dir)
+                          args.data_seed, args.cache_dir, checks.validation_fraction(args))
     cfg = finetune.DEFAULTS.replace(epochs=args.teacher_epochs, learning_rate=args.teacher_learning_rate,
                                     precision=args.precision or finetune.DEFAULTS.precision)
     folder = finetune.recipe_dir(args.cache_dir, task, args.teacher_base, cfg, data, args.max_seq_length)
@@ -110,7 +113,8 @@ def default_teacher(args, task, scaling: Scaling, records_root: Path, command: s
         return str(folder)
     print(f"no teacher for this task, data and recipe yet: fine-tuning {args.teacher_base} for {cfg.epochs} epochs "
           f"into {folder}", flush=True)
-    record = finetune.finetune_teacher(task, args.teacher_base, cfg, ray.put(data), len(data["train"]["labels"]),
+    record = finetune.finetune_teacher(task, args.teacher_base, cfg, ray.put(data),
+                                       finetune.split_record(data, checks.validation_fraction(args), args.data_seed),
                                        scaling, folder, tokenizer, f"(fine-tuned by) {command}", args.max_failures,
                                        replace=True)
     finetune.copy_record(record, folder, records_root)

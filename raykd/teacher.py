@@ -43,6 +43,11 @@ def parse_args(argv=None):
                         "where a search without --teacher finds it)")
     p.add_argument("--records", type=Path, default=Path("results"),
                    help="a copy of the run's record goes to <records>/teachers/ (default: results)")
+    p.add_argument("--validation-fraction", type=float, default=0.1,
+                   help="share of the training set (after --train-fraction) held out from fine-tuning, stratified by label "
+                        "and seeded by --data-seed: the same rows a search holds out by default to select its students on, "
+                        "so that no model has trained on them. The teacher's best epoch (and recipe) is chosen on them and "
+                        "GLUE dev only reports it. 0 trains on the whole training set and chooses on dev (default: 0.1)")
     g = p.add_argument_group("recipe search (with --space)")
     g.add_argument("--space", help="search the recipe over this space file (search_spaces/teacher.py) with Tune, "
                                    "Optuna and ASHA instead of one run with the flags below")
@@ -86,6 +91,9 @@ def main(argv=None):
             raise RaykdError("--resume continues a recipe search; give the --space and --name it started with")
         teacher_search.resume_settings(args.records / task.name / args.name, args, sys.argv[1:] if argv is None else argv)
     checks.check_arguments(args)  # Ray, data and budget flags, as distill and search check them
+    if not 0 <= args.validation_fraction < 1:
+        raise RaykdError(f"--validation-fraction {args.validation_fraction:g} is out of range; it must be in [0, 1), "
+                         "e.g. 0.1 (the search's default), or 0 to train on the whole training set")
     cfg = config_from_args(args, algorithm="finetune")
     space = load_space(args.space) if args.space else None
     if space:
@@ -96,7 +104,7 @@ def main(argv=None):
     base = models.resolve_base(args.teacher_base)
     tokenizer = AutoTokenizer.from_pretrained(base)
     data = load_task_data(task, cli.data_source(args), tokenizer, args.max_seq_length, args.train_fraction,
-                          args.data_seed, args.cache_dir)
+                          args.data_seed, args.cache_dir, args.validation_fraction)
     command = cli.command_line("teacher", argv)
     if space:
         return _search(args, task, space, data, tokenizer, scaling, command)
@@ -107,11 +115,10 @@ def main(argv=None):
     cluster.connect(args.address, verbose=args.verbose)
     cluster.check_fits(scaling.workers, scaling.cpus_per_worker, scaling.gpus_per_worker, "the fine-tuning")
     cluster.log_workers_to(out.with_name(out.name + ".workers.log"), args.verbose)
-    record = finetune.finetune_teacher(task, args.teacher_base, cfg, ray.put(data), len(data["train"]["labels"]),
+    record = finetune.finetune_teacher(task, args.teacher_base, cfg, ray.put(data), finetune.split_record(data, args.validation_fraction, args.data_seed),
                                        scaling, out, tokenizer, command, args.max_failures, replace=args.out is None)
     copy = finetune.copy_record(record, out, args.records)
-    print(f"teacher saved to {out}: dev {task.main_metric} {record[f'dev_{task.main_metric}']:.4f} "
-          f"(epoch {record['best_epoch']}); record copied to {copy}")
+    print(f"teacher saved to {out}: {finetune.scores(record, task)} (epoch {record['best_epoch']}); record copied to {copy}")
     return record
 
 
@@ -128,11 +135,11 @@ def _search(args, task, space, data, tokenizer, scaling, command) -> dict:
         teacher_search.keep_settings(exp_dir, task, args, command)
     space.fixed = {**{k: v for k, v in config_from_args(args, algorithm="finetune").to_dict().items()
                       if k in finetune.FIELDS and k not in space.space}, **space.fixed}  # flags fill what the space leaves
-    record = teacher_search.search(task, args.teacher_base, space, ray.put(data), len(data["train"]["labels"]), scaling,
+    record = teacher_search.search(task, args.teacher_base, space, ray.put(data), finetune.split_record(data, args.validation_fraction, args.data_seed), scaling,
                                    exp_dir, out, tokenizer, command, args.num_samples, args.max_epochs,
                                    args.grace_period, args.search_seed, args.max_failures, resume=args.resume)
     copy = finetune.copy_record(record, out, args.records)
-    print(f"best teacher saved to {out}: dev {task.main_metric} {record[f'dev_{task.main_metric}']:.4f} (epoch "
+    print(f"best teacher saved to {out}: {finetune.scores(record, task)} (epoch "
           f"{record['best_epoch']}, recipe {json.dumps({k: record['config'][k] for k in finetune.FIELDS})}); "
           f"search records in {exp_dir}; record copied to {copy}; distil from it with --teacher {out}")
     return record

@@ -66,17 +66,19 @@ def test_recipe_dir_is_keyed_by_everything_that_decides_the_weights(tmp_path):
     assert len({base, finetune.recipe_dir(tmp_path, task, "minilm", finetune.DEFAULTS.replace(epochs=1), data, 128),
                 finetune.recipe_dir(tmp_path, task, "minilm", finetune.DEFAULTS, other_data, 128),
                 finetune.recipe_dir(tmp_path, task, "minilm", finetune.DEFAULTS, data, 64),
-                finetune.recipe_dir(tmp_path, task, "other", finetune.DEFAULTS, data, 128)}) == 5
+                finetune.recipe_dir(tmp_path, task, "other", finetune.DEFAULTS, data, 128),
+                finetune.recipe_dir(tmp_path, task, "minilm", finetune.DEFAULTS,  # a held-out split chooses its epoch
+                                    {**data, "validation": {"input_ids": [[4]], "labels": [0]}}, 128)}) == 6
 
 
 def test_search_without_teacher_fine_tunes_once_and_again_after_the_weights_are_deleted(
         ray_cluster, tokenizer, glue_dir, tmp_path, capsys):
     """A fresh machine: the search's teacher lookup (the function the search calls before its trials)
-    fine-tunes the teacher (on the user's own --train-file, through every data flag) and keeps its best dev
-    epoch; a second search's lookup reuses it; deleting its weights makes the teacher command redo it. The
+    fine-tunes the teacher (on the user's own --train-file, through every data flag) without the rows the
+    trials select on, and keeps its best epoch on those rows; a second search's lookup reuses it; deleting its weights makes the teacher command redo it (it holds out the same rows by default);
+    with --validation-fraction 0 the teacher command trains on every row and chooses on dev. The
     base is a bare encoder (no classifier), as a Hub base is. (The whole search without --teacher, trials
     and export included, is CI's smoke run of the README's command, which checks its experiment.json.)"""
-    import numpy as np
     import pandas as pd
 
     from raykd.models import load_teacher
@@ -101,9 +103,12 @@ def test_search_without_teacher_fine_tunes_once_and_again_after_the_weights_are_
     folders = list((tmp_path / "cache" / "teachers").iterdir())
     assert len(folders) == 1 and finetune.is_usable(folders[0]) and first == str(folders[0])
     record = json.loads((folders[0] / finetune.RECORD).read_text())
-    assert record["train_examples"] == 100 and record["config"]["epochs"] == 2  # the user's file, the flags
-    scores = [h["dev_accuracy"] for h in record["history"]]
-    assert len(scores) == 2 and record["dev_accuracy"] == max(scores) and record["best_epoch"] == int(np.argmax(scores)) + 1
+    assert record["config"]["epochs"] == 2  # the user's file, the flags
+    # The 10 rows the search's trials select on are held out from the teacher too, and choose its epoch.
+    assert (record["train_examples"], record["validation_examples"], record["selected_on"]) == (90, 10, "val_accuracy")
+    scores = [h["val_accuracy"] for h in record["history"]]
+    assert len(scores) == 2 and record["val_accuracy"] == max(scores) and scores[record["best_epoch"] - 1] == max(scores)
+    assert record["dev_accuracy"] == record["history"][record["best_epoch"] - 1]["dev_accuracy"]
     assert dev_metric_of(folders[0], glue_dir, 64, tmp_path / "cache") == pytest.approx(record["dev_accuracy"])
     model, _ = load_teacher(folders[0], get_task("rte"))  # the fine-tuned folder is a valid teacher for distillation
     assert model.config.num_labels == 2 and not model.training
@@ -119,3 +124,11 @@ def test_search_without_teacher_fine_tunes_once_and_again_after_the_weights_are_
                           "--records", str(tmp_path / "results")])
     assert finetune.is_usable(folders[0]) and again["config"] == record["config"]
     assert len(list((tmp_path / "results" / "teachers").glob("*.json"))) == 2  # the old record is kept
+
+    # --validation-fraction 0: the teacher of a search that selects on dev: every row, its epoch chosen on dev.
+    whole = teacher.main([*data, "--teacher-base", str(base), "--epochs", "2", "--learning-rate", "1e-3",
+                          "--records", str(tmp_path / "results"), "--validation-fraction", "0"])
+    assert (whole["train_examples"], whole["selected_on"]) == (100, "dev_accuracy") and "validation_examples" not in whole
+    dev_scores = [h["dev_accuracy"] for h in whole["history"]]
+    assert whole["dev_accuracy"] == max(dev_scores) and "val_accuracy" not in whole["history"][0]
+    assert sum(finetune.is_usable(p) for p in (tmp_path / "cache" / "teachers").iterdir()) == 2  # its own cache entry

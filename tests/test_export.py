@@ -125,7 +125,8 @@ def test_model_card_yaml_reads_back_with_huggingface_hub(exported, tmp_path):
     teacher = tmp_path / "teachers" / "rte-minilm-abc123"
     teacher.mkdir(parents=True)
     (teacher / "teacher.json").write_text(json.dumps({"task": "rte", "base": "minilm", "best_epoch": 4, "dev_accuracy": 0.5884,
-                                                      "config": {"epochs": 6, "learning_rate": 5e-5}, "train_examples": 2490,
+                                                      "config": {"epochs": 6, "learning_rate": 5e-5}, "train_examples": 2241,
+                                                      "validation_examples": 249,
                                                       "command": f"python -m raykd.teacher --out {teacher}"}))
     info = info_of(tmp_path, teacher)
     plan = plan_of({"algorithm": "sid", "layer_map": "last"})
@@ -146,6 +147,7 @@ def test_model_card_yaml_reads_back_with_huggingface_hub(exported, tmp_path):
     assert (first.dataset_type, first.dataset_config, first.dataset_split, first.metric_type, first.metric_value) == \
         ("nyu-mll/glue", "rte", "validation", "accuracy", 0.55)
     assert "layer map 4, 5, 6" in text and "0.5884" in text and "0.5500 +- 0.0100" in text
+    assert "2241 training examples (another 249 held out to choose its epoch: the students' validation split)" in text
     assert "| student | ONNX int8 |" in text and 'pipeline("text-classification"' in text
     assert str(tmp_path) not in text and "/work/" not in text and "/root/" not in text  # no path of the machine
 

@@ -221,7 +221,12 @@ def test_a_searched_teacher_whose_weights_are_gone_is_fine_tuned_again_from_its_
     assert command[1:] == ["-m", "raykd.teacher", "--task", "cola", "--data-dir", "glue", "--max-seq-length", "64",
                            "--teacher-base", "minilm", "--epochs", "5", "--learning-rate", "2.3e-05", "--warmup-ratio", "0.0",
                            "--weight-decay", "0.01", "--batch-size", "32", "--seed", "2444", "--precision", "auto",
-                           "--no-group-by-length", "--out", str((s.teacher_cache / "paper-cola").resolve()), "--records", str(s.root)]
+                           "--no-group-by-length", "--validation-fraction", "0",  # the record predates the hold-out
+                           "--out", str((s.teacher_cache / "paper-cola").resolve()), "--records", str(s.root)]
+    held_out = {"task": "cola", "base": "minilm", "val_matthews": 0.3, "dev_matthews": 0.29, "config": config,
+                "validation_fraction": 0.1}
+    (s.root / "teachers" / "paper-cola-20261203-101010.json").write_text(json.dumps(held_out))
+    assert paper.refit_command("cola", s)[-6:-4] == ["--validation-fraction", "0.1"]  # the same rows held out again
     given = paper.Settings(data_dir="glue", root=s.root, teacher_cache=s.teacher_cache, teachers=(("cola", "elsewhere"),))
     assert paper.refit_command("cola", given) is None
 

@@ -140,3 +140,19 @@ def test_the_teachers_training_rows_come_from_its_own_record_and_never_raise(tmp
         (tmp_path / "teacher.json").write_text(text)
         assert trained_rows(tmp_path, cola) == rows, text
     assert trained_rows(tmp_path / "absent", cola) is None
+
+
+def test_a_teachers_line_and_record_name_the_split_that_chose_its_epoch():
+    """The console line per epoch and the teacher's one-line description show the validation score (it
+    chooses the epoch when a split is held out) before the dev score, and the dev score alone otherwise."""
+    from raykd.training.finetune import scores
+    from raykd.training.progress import format_epoch
+
+    report = {"epoch": 2, "stage": "finetune", "train_loss": 0.5, "val_matthews": 0.6179, "dev_matthews": 0.29}
+    line = format_epoch("teacher cola", report, 5, "matthews", 120.0)
+    assert "| validation matthews 0.6179 | dev matthews 0.2900 |" in line and "ETA 3m00s" in line
+    assert "validation" not in format_epoch("teacher cola", {**report, "val_matthews": None}, 5, "matthews", 120.0)
+    cola = get_task("cola")
+    assert scores(report, cola) == "validation matthews 0.6179, dev matthews 0.2900"
+    assert scores({"dev_matthews": 0.29}, cola) == "dev matthews 0.2900"
+    assert scores({}, cola) == "no dev score recorded"

@@ -64,20 +64,23 @@ def test_a_teacher_search_stopped_by_ctrl_c_resumes_and_keeps_the_best_trial(ray
         row = trials.set_index("trial").loc[name.removeprefix("trial-").removesuffix(".epochs.jsonl")]
         for line in log.splitlines():
             assert pd.notna(row[f"dev_accuracy@{json.loads(line)['epoch']}"]), (name, log, row.to_dict())
-    # The kept teacher is the best epoch of any trial, with that trial's recipe and the space's fixed value.
-    # Tiny models often tie at the majority class's accuracy: then the earliest epoch wins, and among
+    # The kept teacher is the best epoch of any trial on the validation split held out from its 100 rows (the
+    # rows a search of the same data selects its students on), with that trial's recipe and the space's fixed
+    # value; GLUE dev only reports it. Tiny models often tie at the majority class's accuracy: then the earliest epoch wins, and among
     # those the configuration's key (raykd.artifacts.results.rank), not the first row of the table.
     kept_row = trials.set_index("trial").loc[record["search"]["trial"]]
-    assert record["dev_accuracy"] == pytest.approx(trials["best_score"].max()) == pytest.approx(kept_row["best_score"])
+    assert record["val_accuracy"] == pytest.approx(trials["best_score"].max()) == pytest.approx(kept_row["best_score"])
+    assert (record["selected_on"], record["train_examples"], record["validation_examples"]) == ("val_accuracy", 90, 10)
+    assert record["dev_accuracy"] == pytest.approx(kept_row[f"dev_accuracy@{record['best_epoch']}"], abs=1e-4)
     assert record["config"]["learning_rate"] == pytest.approx(kept_row["learning_rate"])
     assert record["config"]["batch_size"] == 16
 
     def first_best_epoch(row):  # the per-epoch columns are rounded to 4 places
         return min(int(c.split("@")[1]) for c in trials.columns
-                   if c.startswith("dev_accuracy@") and abs(row[c] - row["best_score"]) < 1e-4)
+                   if c.startswith("val_accuracy@") and abs(row[c] - row["best_score"]) < 1e-4)
     tied = trials[(trials["best_score"] - trials["best_score"].max()).abs() < 1e-9]
     assert record["best_epoch"] == first_best_epoch(kept_row) == min(first_best_epoch(r) for _, r in tied.iterrows())
-    assert "selected on GLUE dev" in (exp / "summary.md").read_text()
+    assert "selected on 10 rows held out from the training set" in (exp / "summary.md").read_text()
     assert len(list((tmp_path / "results" / "teachers").glob("best-*.json"))) == 1
 
 
@@ -93,6 +96,8 @@ def test_resume_refuses_a_search_that_is_not_there_or_another_space(glue_dir, tm
     ('from ray import tune\nspace = {"temperature": tune.uniform(1, 4)}', [], "cannot be searched for a teacher"),
     ('from ray import tune\nspace = {"epochs": tune.choice([3, 12])}', [], "exceed --max-epochs 8"),
     ('from ray import tune\nspace = {"seed": tune.randint(0, 9)}', ["--num-samples", "0"], "--num-samples 0 must be at least 1"),
+    ('from ray import tune\nspace = {"seed": tune.randint(0, 9)}', ["--validation-fraction", "1"],
+     "--validation-fraction 1 is out of range; it must be in [0, 1)"),
 ])
 def test_teacher_search_refuses_bad_input_before_compute(glue_dir, tmp_path, capsys, space, flags, message):
     (tmp_path / "space.py").write_text(space)

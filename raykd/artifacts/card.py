@@ -71,6 +71,13 @@ def _portable(command: str) -> str:
     return shlex.join([Path(w).name if "/" in w and not w.startswith("--") else w for w in words])
 
 
+def _held_out(record: dict) -> str:
+    """' (another 856 held out to choose its epoch: the students' validation split)', or '' for a teacher that
+    trained on every row."""
+    rows = record.get("validation_examples")
+    return f" (another {rows} held out to choose its epoch: the students' validation split)" if rows else ""
+
+
 def _fmt(value) -> str:
     return f"{value:.6g}" if isinstance(value, float) else str(value)
 
@@ -131,7 +138,7 @@ def model_card(task: Task, name: str, best: dict, recipe: dict, plan: dict, teac
         cfg = record.get("config", {})
         lines.append(f"- recipe: {cfg.get('epochs', '?')} epochs, learning rate {cfg.get('learning_rate', '?')}, batch "
                      f"{cfg.get('batch_size', '?')}, seed {cfg.get('seed', '?')}, {record.get('train_examples', '?')} "
-                     f"training examples; best epoch {record.get('best_epoch', '?')}, dev {task.main_metric} "
+                     f"training examples{_held_out(record)}; best epoch {record.get('best_epoch', '?')}, dev {task.main_metric} "
                      f"{'?' if teacher_value is None else f'{teacher_value:.4f}'}")
     lines += ["", "## Distillation recipe (the best trial's configuration)", "",
               f"- algorithm `{recipe.get('algorithm')}`, {layers} student layers, layer map "

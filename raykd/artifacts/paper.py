@@ -186,9 +186,10 @@ def refit_command(task: str, s: Settings) -> list[str] | None:
 
 
 def recipe_command(task: str, s: Settings, record: dict, out: Path, seed: int | None = None) -> list[str]:
-    """The argv of `raykd.teacher` that fine-tunes the recipe of a teacher's `record` (its base and
-    `config`, with `seed` in place of its own when given) into `out`, with the task's flags, copying its
-    record to `<root>/teachers/`."""
+    """The argv of `raykd.teacher` that fine-tunes the recipe of a teacher's `record` (its base, `config`
+    and held-out share, with `seed` in place of its own when given) into `out`, with the task's flags,
+    copying its record to `<root>/teachers/`. A record without `validation_fraction` is from a teacher
+    that trained on the whole training set (before raykd held the validation split out): so is its refit."""
     config = {**record["config"], **({} if seed is None else {"seed": seed})}
     recipe = []
     for field in RECIPE:
@@ -196,7 +197,7 @@ def recipe_command(task: str, s: Settings, record: dict, out: Path, seed: int | 
         recipe += [flag if value else f"--no-{flag[2:]}"] if isinstance(value, bool) else [flag, str(value)]
     return [sys.executable, "-m", "raykd.teacher", "--task", task, "--data-dir", s.data_dir, *TASK_FLAGS.get(task, []),
             *(["--address", s.address] if s.address else []), "--teacher-base", str(record["base"]), *recipe,
-            "--out", str(out), "--records", str(s.root)]
+            "--validation-fraction", f"{record.get('validation_fraction', 0):g}", "--out", str(out), "--records", str(s.root)]
 
 
 @dataclass(frozen=True)

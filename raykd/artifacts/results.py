@@ -348,7 +348,7 @@ def _selection_line(selection: dict, trials: int) -> str:
         seen = selection.get("teacher_train_rows")
         if seen and seen > selection["train_rows"]:  # the teacher trained on rows the students did not: these
             line += (f"\n- **caution: the teacher was fine-tuned on {seen} training rows, more than the trials' "
-                     f"{selection['train_rows']}, so the validation rows were among them.** A student that mimics the "
+                     f"{selection['train_rows']}, so it may have trained on the validation rows.** A student that mimics the "
                      "teacher inherits what it memorized there (CoLA, results/paper/notes.md: the teacher scores 61.8 "
                      "Matthews on these rows against 29.0 on dev), so selection favours distillation that mimics it most; "
                      "compare methods on GLUE dev")

@@ -4,7 +4,7 @@ The workers' own output goes to a log file (raykd.run.cluster); what a person wa
 Train controller appends every epoch's metrics to `<run>.epochs.jsonl` (raykd.training.epochs.EpochLog), and
 a thread of the driver prints each new line of it as
 
-    teacher rte | epoch 2/6 finetune | 412 ex/s | loss 0.5123 | dev accuracy 0.6101 | 1m32s/epoch, ETA 6m08s
+    teacher rte | epoch 2/6 finetune | 412 ex/s | loss 0.5123 | validation accuracy 0.6185 | dev accuracy 0.6101 | 1m32s/epoch, ETA 6m08s
 
 The file is the source because the controller runs in another process (and, on a cluster, possibly on
 another node with the same shared storage); Ray Train offers no driver-side per-report hook.
@@ -24,16 +24,17 @@ def _duration(seconds: float) -> str:
 
 
 def format_epoch(label: str, record: dict, total_epochs: int, metric: str, elapsed: float) -> str:
-    """The line for one epoch's `record` (the worker's report); `elapsed` seconds since the run began."""
+    """The line for one epoch's `record` (the worker's report); `elapsed` seconds since the run began. It
+    shows the validation score (when a split is held out: it chooses the epoch) and the dev score."""
     done = int(record["epoch"])
     per_epoch = elapsed / max(done, 1)
     parts = [label, f"epoch {done}/{total_epochs} {record.get('stage', '')}".rstrip()]
     if record.get("examples_per_second"):
         parts.append(f"{record['examples_per_second']:.0f} ex/s")
     parts.append(f"loss {record['train_loss']:.4f}")
-    value = record.get(f"dev_{metric}")
-    if value is not None:
-        parts.append(f"dev {metric} {value:.4f}")
+    for split, key in (("validation", f"val_{metric}"), ("dev", f"dev_{metric}")):  # validation chooses, when held out
+        if record.get(key) is not None:
+            parts.append(f"{split} {metric} {record[key]:.4f}")
     parts.append(f"{_duration(per_epoch)}/epoch, ETA {_duration(per_epoch * max(total_epochs - done, 0))}")
     return " | ".join(parts)
 

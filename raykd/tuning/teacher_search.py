@@ -6,7 +6,9 @@ A distillation result is only as good as its teacher; one fixed recipe left all-
 chance on RTE. Seeds are a searched field like any other: restarts are how small GLUE sets are won
 (TinyBERT's authors "just fine-tuned a few more times").
 
-The teacher is chosen on GLUE dev, the only held-out set its record reports: its dev score is therefore
+By default the teacher is chosen on the validation split held out from the training set (the rows the
+students are later selected on, which it never trains on), and GLUE dev only reports it. With
+`--validation-fraction 0` it trains on every row and is chosen on GLUE dev: its dev score is then
 optimistic by the winner's curse, and says how strong a teacher the students were given, not a result.
 """
 
@@ -86,12 +88,13 @@ def resume_settings(exp_dir: Path, args, argv: list[str]) -> None:
         results.resume_settings(exp_dir, args, argv, SETTINGS, flags={})
 
 
-def search(task: Task, base: str, space: SearchSpace, data_ref, train_examples: int, scaling: Scaling,
+def search(task: Task, base: str, space: SearchSpace, data_ref, rows: dict, scaling: Scaling,
            exp_dir: Path, out: Path, tokenizer, command: str, num_samples: int, max_epochs: int,
            grace_period: int = 2, seed: int = 0, max_failures: int = 1, resume: bool = False) -> dict:
     """Search the teacher recipe over `space` (num_samples trials, ASHA on epochs up to max_epochs) and
-    save the best epoch of the best trial by dev metric to `out` (a teacher folder, finetune.is_usable)
-    with its record; the search's trials.csv and summary.md go to `exp_dir`. Returns the record. With
+    save the best epoch of the best trial to `out` (a teacher folder, finetune.is_usable) with its record
+    (`rows` is finetune.split_record's). Trials and epochs are chosen on the validation split held out from
+    the training set when `rows` says there is one, else on GLUE dev; the search's trials.csv and summary.md go to `exp_dir`. Returns the record. With
     `resume`, Tune restores the interrupted search in `exp_dir`: ended trials are kept, unfinished ones
     continue from their last checkpoint (tuner.restore).
 
@@ -99,7 +102,8 @@ def search(task: Task, base: str, space: SearchSpace, data_ref, train_examples: 
     trial produced a checkpoint, or when `out` appeared meanwhile.
     """
     exp_dir, out = Path(exp_dir).resolve(), Path(out).resolve()
-    metric = f"dev_{task.main_metric}"
+    held_out = "validation_examples" in rows
+    metric = f"{'val' if held_out else 'dev'}_{task.main_metric}"
     tokenizer_dir = exp_dir / "ray" / "tokenizer"
     tokenizer.save_pretrained(tokenizer_dir)
     setup = Setup(task.name, base, space.fixed, data_ref, str(tokenizer_dir), scaling,
@@ -128,10 +132,10 @@ def search(task: Task, base: str, space: SearchSpace, data_ref, train_examples: 
         with files.publish_dir(out, replace=False) as partial:
             best = export_checkpoint(Path(checkpoint), partial)
             record = {"task": task.name, "base": base, "best_epoch": best["epoch"],
-                      **{k: v for k, v in best.items() if k.startswith("dev_")}, "config": recipe.to_dict(),
+                      **{k: v for k, v in best.items() if k.startswith(("dev_", "val_"))}, "config": recipe.to_dict(),
                       # the trials' own seconds: Tune keeps them across --resume, where this process's clock
                       # would count only the last piece of an interrupted search
-                      "train_examples": train_examples, "seconds": round(float(table["seconds"].sum()), 1),
+                      "selected_on": metric, **rows, "seconds": round(float(table["seconds"].sum()), 1),
                       "command": command, "search": {"experiment": exp_dir.name, "trial": trial_id, "trials": len(table),
                                                      "space": str(space.path), "selected_on": metric}}
             files.atomic_json(partial / finetune.RECORD, record)
@@ -140,9 +144,10 @@ def search(task: Task, base: str, space: SearchSpace, data_ref, train_examples: 
     shown = [c for c in ("trial", "status", *finetune.FIELDS, "epochs_run", "best_score", "stop_reason") if c in table]
     files.atomic_write(exp_dir / "summary.md", "\n".join([
         f"# Teacher search: {task.name}", "", f"Command: `{command}`", "",
-        f"Best: trial {trial_id}, epoch {best['epoch']}, {metric} {best[metric]:.4f}, selected on GLUE dev "
-        "(the teacher's dev score is optimistic: it is also what chose it). Saved to the teacher folder "
-        f"`{out.name}`.", "", "| " + " | ".join(shown) + " |", "|" + "---|" * len(shown),
+        f"Best: trial {trial_id}, epoch {best['epoch']}, {finetune.scores(best, task)}, " + (
+            f"selected on {rows['validation_examples']} rows held out from the training set (GLUE dev only reports it)"
+            if held_out else "selected on GLUE dev (the teacher's dev score is optimistic: it is also what chose it)") +
+        f". Saved to the teacher folder `{out.name}`.", "", "| " + " | ".join(shown) + " |", "|" + "---|" * len(shown),
         *("| " + " | ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in row) + " |"
           for row in table[shown].itertuples(index=False)), ""]))
     return record
