@@ -20,6 +20,10 @@ def test_tables_are_built_from_the_records_and_parity_says_no_difference_within_
            dev_accuracy=0.5812, best_epoch=3, train_examples=2490, seconds=4200, command="python -m raykd.teacher --space x",
            config={"epochs": 3, "learning_rate": 4.42e-5, "warmup_ratio": 0.06, "batch_size": 32, "seed": 5288},
            search={"trials": 8, "space": "search_spaces/teacher.py", "selected_on": "dev_accuracy"})
+    # A teacher that held out the students' validation split (results/heldout/paper/teachers/).
+    record(tmp_path / "heldout" / "paper" / "teachers" / "paper-cola-heldout-20261202.json", task="cola", base="minilm",
+           dev_matthews=0.27, val_matthews=0.4512, best_epoch=5, config={"epochs": 5}, train_examples=7695,
+           validation_examples=856, selected_on="val_matthews", seconds=600, command="python -m raykd.teacher --task cola")
     record(tmp_path / "runs" / "rte-sid" / "result.json", task="rte", teacher=str(teacher), config={"algorithm": "sid"},
            best={"dev_accuracy": 0.5993, "epoch": 5}, history=[{}] * 5, student_layers=3, layer_map=[2, 4, 6],
            student_params_total=17390594, student_params_non_embedding=5472002, seconds=900,
@@ -42,6 +46,7 @@ def test_tables_are_built_from_the_records_and_parity_says_no_difference_within_
     assert "| rte | minilm | accuracy 69.31 | 1 / 3 | 69.31 66.00 | one run: 3 epochs | 2241 | 10.0 |" in teachers
     assert ("| rte | minilm | accuracy 58.12 | 3 / 3 |  | searched (8 recipes of search_spaces/teacher.py, chosen on "
             "dev_accuracy): lr 4.4e-05, 3 epochs, warm-up 0.06, batch 32, seed 5288 | 2490 | 70.0 |") in teachers
+    assert "| cola | minilm | matthews 27.00 | 5 / 5 |  | one run: 5 epochs | 7695 (+856 held out, chosen on them: matthews 45.12) |" in teachers
     students = (tmp_path / "students.md").read_text()
     assert "| rte | sid | accuracy 59.93 | 5 / 5 | 69.31 | 3 [2, 4, 6] | 17,390,594 (5,472,002) | 15.0 |" in students
     assert "| mrpc | sid | f1 85.51 | 9 / 9 | 87.14 |" in students
