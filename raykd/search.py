@@ -206,15 +206,18 @@ def main(argv=None):
     layers = sorted({t for values, _ in spaces.candidates(space)
                      for t in resolve(teacher_model.config, space.config(values)).layer_map})
     prep = prepare(task, teacher_dir, teacher_model, tokenizer, args, SHARED_FIELDS, layers, checks.validation_fraction(args))
-    if not args.resume:  # teacher_train_rows over train_rows: the summary cautions (the teacher saw the validation rows)
+    selection = {"select_on": args.select_on, "validation_fraction": checks.validation_fraction(args),
+                 "validation_rows": prep.validation_examples, "train_rows": prep.train_examples,
+                 "data_seed": args.data_seed, "teacher_train_rows": finetune.trained_rows(teacher_dir, task)}
+    caution = results.teacher_caution(selection)  # said now, and in summary.md
+    if caution:
+        print(f"caution: {caution[0]}; {caution[1]}", flush=True)
+    if not args.resume:
         results.keep_space(exp_dir, args.space)
         files.atomic_write(exp_dir / results.EXPERIMENT, json.dumps(
             {"task": task.name, "metric": metric, "mode": mode, "teacher_dir": teacher_dir, "sizes": sizes,
              "teacher_info": prep.teacher_info, "max_epochs": args.max_epochs, "command": command,
-             "selection": {"select_on": args.select_on, "validation_fraction": checks.validation_fraction(args),
-                           "validation_rows": prep.validation_examples, "train_rows": prep.train_examples,
-                           "data_seed": args.data_seed, "teacher_train_rows": finetune.trained_rows(teacher_dir, task)},
-             "settings": results.search_settings(args)}, indent=2))
+             "selection": selection, "settings": results.search_settings(args)}, indent=2))
     experiment = Experiment(prep, space.fixed, scaling, args.max_epochs, str(results.trials_dir(exp_dir)), args.max_failures,
                             {"metric": metric, "mode": mode}, teacher_model.config)
     started = time.perf_counter()

@@ -114,10 +114,11 @@ def test_equal_scores_rank_by_epoch_then_configuration_never_by_trial_id():
 
 
 def test_the_summary_cautions_when_the_teacher_trained_on_the_validation_rows():
-    """raykd.teacher fine-tunes on the whole training set, the held-out validation rows included; a student
-    that mimics the teacher then scores high on them (CoLA: the teacher 61.8 Matthews there, 29.0 on dev).
-    The summary says so whenever the teacher trained on more rows than the trials did, and only then."""
-    from raykd.artifacts.results import _selection_line
+    """A teacher fine-tuned on the whole training set (before raykd held the validation rows out, or with
+    --validation-fraction 0) has trained on the validation rows; a student that mimics it then scores high on them
+    (CoLA: the teacher 61.8 Matthews there, 29.0 on dev). The search says so when it starts and in the summary
+    whenever the teacher trained on more rows than the trials did, and only then."""
+    from raykd.artifacts.results import _selection_line, teacher_caution
     selection = {"select_on": "validation", "validation_fraction": 0.1, "validation_rows": 856, "train_rows": 7695,
                  "data_seed": 42}
     for rows, cautions in ((8551, True), (7695, False), (None, False)):
@@ -125,6 +126,8 @@ def test_the_summary_cautions_when_the_teacher_trained_on_the_validation_rows():
         assert line.startswith("- selection: on a validation split held out from the training set (0.1, 856 rows")
         assert ("caution: the teacher was fine-tuned on 8551 training rows, more than the trials' 7695" in line) is cautions
     assert "caution" not in _selection_line(selection, 4)  # experiments from before the field
+    assert teacher_caution({**selection, "teacher_train_rows": 8551})[0].startswith("the teacher was fine-tuned on 8551")
+    assert teacher_caution({**selection, "select_on": "dev", "teacher_train_rows": 8551}) is None  # dev: no such split
 
 
 def test_the_teachers_training_rows_come_from_its_own_record_and_never_raise(tmp_path):

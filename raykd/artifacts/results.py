@@ -340,19 +340,26 @@ def selection_info(info: dict) -> dict:
     return info.get("selection") or {"select_on": "dev"}
 
 
+def teacher_caution(selection: dict) -> tuple[str, str] | None:
+    """(what, why) when experiment.json's `selection` says the teacher was fine-tuned on more training rows than
+    the trials (so possibly on their validation rows: a teacher from before raykd held them out, one made with
+    --validation-fraction 0, or a low-data run's full-data teacher); None otherwise, or when unknown."""
+    seen = selection.get("teacher_train_rows")
+    if selection.get("select_on") != "validation" or not seen or seen <= selection["train_rows"]:
+        return None
+    return (f"the teacher was fine-tuned on {seen} training rows, more than the trials' {selection['train_rows']}, so it "
+            "may have trained on the validation rows", "A student that mimics the teacher inherits what it memorized "
+            "there (CoLA, results/paper/notes.md: such a teacher scores 61.8 Matthews on these rows against 29.0 on "
+            "dev), so selection favours distillation that mimics it most; compare methods on GLUE dev")
+
+
 def _selection_line(selection: dict, trials: int) -> str:
     if selection["select_on"] == "validation":
         line = (f"- selection: on a validation split held out from the training set ({selection['validation_fraction']:g}, "
                 f"{selection['validation_rows']} rows, seed {selection['data_seed']}; the trials trained on the other "
                 f"{selection['train_rows']} rows); GLUE dev is used only to report the chosen student")
-        seen = selection.get("teacher_train_rows")
-        if seen and seen > selection["train_rows"]:  # the teacher trained on rows the students did not: these
-            line += (f"\n- **caution: the teacher was fine-tuned on {seen} training rows, more than the trials' "
-                     f"{selection['train_rows']}, so it may have trained on the validation rows.** A student that mimics the "
-                     "teacher inherits what it memorized there (CoLA, results/paper/notes.md: the teacher scores 61.8 "
-                     "Matthews on these rows against 29.0 on dev), so selection favours distillation that mimics it most; "
-                     "compare methods on GLUE dev")
-        return line
+        caution = teacher_caution(selection)
+        return line + (f"\n- **caution: {caution[0]}.** {caution[1]}" if caution else "")
     return (f"- selection: **GLUE dev was used for selection** (`--select-on dev`), so the best dev number is the best of "
             f"{trials} trials on the very set it is reported on and is optimistically biased (the winner's curse); "
             "the default, a validation split held out from the training set, avoids it")
