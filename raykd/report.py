@@ -181,7 +181,8 @@ def paper(args) -> None:
     groups = {}  # one command per set of fractions: the tasks of the low-data study, the others
     for t in tasks:
         groups.setdefault(tuple(fractions_of[t]), []).append(t)
-    commands = " and ".join(f"`python -m raykd.report paper --tasks {' '.join(ts)} --seeds {args.seeds}"
+    where = f" --results {args.results}" if args.results != Path("results") else ""
+    commands = " and ".join(f"`python -m raykd.report paper{where} --tasks {' '.join(ts)} --seeds {args.seeds}"
                             f"{' --fractions ' + ' '.join(f'{f:g}' for f in fr) if len(fr) > 1 else ''}`"
                             for fr, ts in groups.items())
     lines = ["# The paper's table, reproduced", "",

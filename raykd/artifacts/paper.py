@@ -453,7 +453,7 @@ def table(tasks: list[str], s: Settings) -> tuple[str, dict]:
             top = r and (r.get("teacher_value") or (teacher or {}).get("teacher_value"))
             if not (r and base and top is not None) or top == base["dev_mean"]:
                 return "-"
-            return f"{100 * (r['dev_mean'] - base['dev_mean']) / (top - base['dev_mean']):.0f}%"
+            return f"{round(100 * (r['dev_mean'] - base['dev_mean']) / (top - base['dev_mean']))}%"  # an int: never "-0%"
 
         sizes = next((r for r in row.values() if r), None)
         speed = next((r["speed_up"] for r in row.values() if r and r.get("speed_up")), None)
