@@ -267,15 +267,23 @@ def _read_hub(task: Task, split: str) -> datasets.Dataset:
     return datasets.Dataset.from_dict(columns)
 
 
-def subsample(ds: datasets.Dataset, fraction: float, seed: int) -> datasets.Dataset:
-    """A seeded random share of the rows, for low-data runs: round(fraction * N) rows, at least 1.
-    Raises RaykdError when `fraction` is outside (0, 1]."""
+def subsample(task: Task, ds: datasets.Dataset, fraction: float, seed: int, what: str = "training rows",
+              fix: str = "raise --train-fraction") -> datasets.Dataset:
+    """A seeded share of the rows, for low-data runs: round(fraction * N) rows (at least 1), in the file's
+    order, drawn by scikit-learn's `train_test_split`, stratified by label for classification tasks (each
+    class keeps its share, which a 10% subset of a small set can otherwise lose) and plain for regression.
+    Raises RaykdError when `fraction` is outside (0, 1] or the rows are too few to keep every class."""
     if not 0 < fraction <= 1:
         raise RaykdError(f"--train-fraction {fraction} is out of range; it must be in (0, 1]")
-    if fraction == 1:
-        return ds
     keep = max(1, round(len(ds) * fraction))
-    return ds.shuffle(seed=seed).select(range(keep)).flatten_indices()
+    if keep >= len(ds):
+        return ds
+    labels = None if task.is_regression else np.asarray(ds["label"])
+    try:
+        rows, _ = train_test_split(np.arange(len(ds)), train_size=keep, random_state=seed, stratify=labels)
+    except ValueError as err:  # a class with a single row, or fewer rows kept than classes
+        raise RaykdError(f"cannot keep {fraction:g} of the {len(ds)} {what} ({' '.join(str(err).split())}); {fix}") from None
+    return ds.select(np.sort(rows)).flatten_indices()
 
 
 HOLD_OUT_FIX = ("raise --validation-fraction or --train-fraction, or select on the dev set: --select-on dev for a search, "
@@ -353,26 +361,48 @@ def check_arguments(max_seq_length: int, train_fraction: float, seed: int):
         raise RaykdError(f"--data-seed {seed} is negative; use a seed >= 0")
 
 
-def load_checked(task: Task, source: DataSource, train_fraction: float = 1.0,
-                 seed: int = 42) -> tuple[datasets.Dataset, datasets.Dataset]:
-    """(train, dev) read and checked row by row, the train set subsampled, the dev labels checked to
-    give the task's metrics a value (raykd.metrics.check_defined). Raises RaykdError on bad data."""
-    train = subsample(load_split(task, "train", source), train_fraction, seed)
+def load_checked(task: Task, source: DataSource) -> tuple[datasets.Dataset, datasets.Dataset]:
+    """(train, dev) read and checked row by row, the dev labels checked to give the task's metrics a value
+    (raykd.metrics.check_defined). Raises RaykdError on bad data."""
+    train = load_split(task, "train", source)
     dev = load_split(task, "dev", source)
     check_defined(task, dev["label"])
     return train, dev
+
+
+def split_train(task: Task, train: datasets.Dataset, train_fraction: float, validation_fraction: float,
+                seed: int) -> tuple[datasets.Dataset, datasets.Dataset | None]:
+    """(train, validation or None): the rows to train on and the rows to select on.
+
+    The validation split is held out of the *whole* training set first (`hold_out`), and only then is each
+    side cut to `train_fraction` (`subsample`, the same seed). So the rows a run selects on depend on the
+    data, `validation_fraction` and `seed` alone, never on `train_fraction`: a low-data run selects on a share
+    of the rows a full-data run selects on, and a teacher that held out the same fraction with the same seed
+    never trained on them (raykd.artifacts.results.teacher_caution). A validation split taken from the
+    subset instead would hold rows that the full-data teacher learnt. With 0 nothing is held out.
+
+    Raises RaykdError as hold_out and subsample do, and when the subsampled validation rows leave a
+    metric undefined."""
+    validation = None
+    if validation_fraction:
+        train, validation = hold_out(task, train, validation_fraction, seed)
+        if train_fraction < 1:
+            validation = subsample(task, validation, train_fraction, seed, "held-out validation rows", HOLD_OUT_FIX)
+            check_defined(task, validation["label"], "validation split", HOLD_OUT_FIX)
+    return subsample(task, train, train_fraction, seed), validation
 
 
 def load_task_data(task: Task, source: DataSource, tokenizer, max_seq_length: int = 128,
                    train_fraction: float = 1.0, seed: int = 42, cache_dir: Path = DEFAULT_CACHE,
                    validation_fraction: float = 0.0) -> dict:
     """{"train": columns, "dev": columns}, tokenized, ready for the workers. With `validation_fraction`
-    > 0 also "validation": that share of the (subsampled) train set, held out by `hold_out` with the
-    same seed, and "train" is the rest. Raises RaykdError on bad flags or data (see check_arguments,
-    load_checked and hold_out)."""
+    > 0 also "validation": that share of the training set held out (`split_train`: before `train_fraction`
+    cuts both sides), and "train" is the rest. Raises RaykdError on bad flags or data (see
+    check_arguments, load_checked and split_train)."""
     check_arguments(max_seq_length, train_fraction, seed)
-    train, dev = load_checked(task, source, train_fraction, seed)
+    train, dev = load_checked(task, source)
+    train, validation = split_train(task, train, train_fraction, validation_fraction, seed)
     splits = {"train": train, "dev": dev}
-    if validation_fraction:
-        splits["train"], splits["validation"] = hold_out(task, train, validation_fraction, seed)
+    if validation is not None:
+        splits["validation"] = validation
     return {split: as_columns(tokenize(ds, tokenizer, max_seq_length, cache_dir)) for split, ds in splits.items()}

@@ -63,8 +63,9 @@ def parse_args(argv=None):
                         "only reports the chosen student), or dev (the old behaviour: train on the whole train set, select "
                         "on dev; the reported number is then optimistically biased) (default: validation)")
     g.add_argument("--validation-fraction", type=float, default=0.1,
-                   help="share of the training set (after --train-fraction) held out to select on, stratified by label, "
-                        "seeded by --data-seed (default: 0.1)")
+                   help="share of the whole training set held out to select on, stratified by label, seeded by --data-seed; "
+                        "--train-fraction then cuts both sides, so a low-data run selects on a share of these rows "
+                        "(default: 0.1)")
     g.add_argument("--confirm-top", type=int, default=3,
                    help="after the search, run the K best configurations again with --confirm-seeds seeds each at the full "
                         "epoch budget, choose by the mean and export that configuration's seed closest to the mean; "
@@ -114,7 +115,7 @@ def default_teacher(args, task, scaling: Scaling, records_root: Path, command: s
     print(f"no teacher for this task, data and recipe yet: fine-tuning {args.teacher_base} for {cfg.epochs} epochs "
           f"into {folder}", flush=True)
     record = finetune.finetune_teacher(task, args.teacher_base, cfg, ray.put(data),
-                                       finetune.split_record(data, checks.validation_fraction(args), args.data_seed),
+                                       finetune.split_record(data, args.train_fraction, checks.validation_fraction(args), args.data_seed),
                                        scaling, folder, tokenizer, f"(fine-tuned by) {command}", args.max_failures,
                                        replace=True)
     finetune.copy_record(record, folder, records_root)
@@ -208,7 +209,8 @@ def main(argv=None):
     prep = prepare(task, teacher_dir, teacher_model, tokenizer, args, SHARED_FIELDS, layers, checks.validation_fraction(args))
     selection = {"select_on": args.select_on, "validation_fraction": checks.validation_fraction(args),
                  "validation_rows": prep.validation_examples, "train_rows": prep.train_examples,
-                 "data_seed": args.data_seed, "teacher_train_rows": finetune.trained_rows(teacher_dir, task)}
+                 "data_seed": args.data_seed, "teacher_train_rows": finetune.trained_rows(teacher_dir, task),
+                 "teacher_held_out": finetune.held_out(teacher_dir, task)}
     caution = results.teacher_caution(selection)  # said now, and in summary.md
     if caution:
         print(f"caution: {caution[0]}; {caution[1]}", flush=True)

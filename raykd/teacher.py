@@ -44,8 +44,8 @@ def parse_args(argv=None):
     p.add_argument("--records", type=Path, default=Path("results"),
                    help="a copy of the run's record goes to <records>/teachers/ (default: results)")
     p.add_argument("--validation-fraction", type=float, default=0.1,
-                   help="share of the training set (after --train-fraction) held out from fine-tuning, stratified by label "
-                        "and seeded by --data-seed: the same rows a search holds out by default to select its students on, "
+                   help="share of the whole training set held out from fine-tuning (before --train-fraction), stratified by "
+                        "label and seeded by --data-seed: the same rows a search holds out by default to select its students on, "
                         "so that no model has trained on them. The teacher's best epoch (and recipe) is chosen on them and "
                         "GLUE dev only reports it. 0 trains on the whole training set and chooses on dev (default: 0.1)")
     g = p.add_argument_group("recipe search (with --space)")
@@ -115,7 +115,7 @@ def main(argv=None):
     cluster.connect(args.address, verbose=args.verbose)
     cluster.check_fits(scaling.workers, scaling.cpus_per_worker, scaling.gpus_per_worker, "the fine-tuning")
     cluster.log_workers_to(out.with_name(out.name + ".workers.log"), args.verbose)
-    record = finetune.finetune_teacher(task, args.teacher_base, cfg, ray.put(data), finetune.split_record(data, args.validation_fraction, args.data_seed),
+    record = finetune.finetune_teacher(task, args.teacher_base, cfg, ray.put(data), finetune.split_record(data, args.train_fraction, args.validation_fraction, args.data_seed),
                                        scaling, out, tokenizer, command, args.max_failures, replace=args.out is None)
     copy = finetune.copy_record(record, out, args.records)
     print(f"teacher saved to {out}: {finetune.scores(record, task)} (epoch {record['best_epoch']}); record copied to {copy}")
@@ -135,7 +135,7 @@ def _search(args, task, space, data, tokenizer, scaling, command) -> dict:
         teacher_search.keep_settings(exp_dir, task, args, command)
     space.fixed = {**{k: v for k, v in config_from_args(args, algorithm="finetune").to_dict().items()
                       if k in finetune.FIELDS and k not in space.space}, **space.fixed}  # flags fill what the space leaves
-    record = teacher_search.search(task, args.teacher_base, space, ray.put(data), finetune.split_record(data, args.validation_fraction, args.data_seed), scaling,
+    record = teacher_search.search(task, args.teacher_base, space, ray.put(data), finetune.split_record(data, args.train_fraction, args.validation_fraction, args.data_seed), scaling,
                                    exp_dir, out, tokenizer, command, args.num_samples, args.max_epochs,
                                    args.grace_period, args.search_seed, args.max_failures, resume=args.resume)
     copy = finetune.copy_record(record, out, args.records)

@@ -106,6 +106,8 @@ def test_search_without_teacher_fine_tunes_once_and_again_after_the_weights_are_
     assert record["config"]["epochs"] == 2  # the user's file, the flags
     # The 10 rows the search's trials select on are held out from the teacher too, and choose its epoch.
     assert (record["train_examples"], record["validation_examples"], record["selected_on"]) == (90, 10, "val_accuracy")
+    assert finetune.held_out(folders[0], get_task("rte")) == {"validation_fraction": 0.1, "data_seed": 42}
+    assert record["train_fraction"] == 1.0
     scores = [h["val_accuracy"] for h in record["history"]]
     assert len(scores) == 2 and record["val_accuracy"] == max(scores) and scores[record["best_epoch"] - 1] == max(scores)
     assert record["dev_accuracy"] == record["history"][record["best_epoch"] - 1]["dev_accuracy"]

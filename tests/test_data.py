@@ -87,13 +87,18 @@ def test_user_csv_and_json_files(tmp_path):
         load_split(get_task("rte"), "train", DataSource(train_file=str(csv_path)))
 
 
-def test_train_fraction_is_seeded(glue_dir):
-    train = load_split(get_task("rte"), "train", DataSource(data_dir=str(glue_dir)))
-    a, b = subsample(train, 0.1, seed=1), subsample(train, 0.1, seed=1)
+def test_train_fraction_is_seeded_and_stratified(glue_dir):
+    rte = get_task("rte")
+    train = load_split(rte, "train", DataSource(data_dir=str(glue_dir)))
+    a, b = subsample(rte, train, 0.1, seed=1), subsample(rte, train, 0.1, seed=1)
     assert len(a) == 249 and a["text_a"] == b["text_a"]
-    assert subsample(train, 0.1, seed=2)["text_a"] != a["text_a"]
+    assert subsample(rte, train, 0.1, seed=2)["text_a"] != a["text_a"]
+    assert abs(sum(a["label"]) / len(a) - sum(train["label"]) / len(train)) < 1 / len(a)  # each class keeps its share
+    assert subsample(rte, train, 1.0, seed=1) is train
     with pytest.raises(RaykdError, match="--train-fraction 0 is out of range"):
-        subsample(train, 0, seed=1)
+        subsample(rte, train, 0, seed=1)
+    with pytest.raises(RaykdError, match=r"cannot keep 0.01 of the 100 training rows .*; raise --train-fraction"):
+        subsample(rte, train.select(range(100)), 0.01, seed=1)  # 1 row cannot hold both classes
 
 
 def test_tokenize_truncates_without_padding_and_caches(glue_dir, tokenizer, tmp_path):

@@ -397,6 +397,20 @@ def test_14_a_changed_space_file_is_refused_saying_what_changed(tmp_path, teache
                                        "tune.uniform(1.0, 4.0)}', is now", "resume with the space it started with")
 
 
+def test_14_a_low_data_experiment_whose_validation_rows_raykd_no_longer_makes_is_refused(tmp_path, teachers, glue_dir, capsys):
+    """Before raykd.data.split_train, a low-data search held its validation rows out of its own subset; those
+    rows are not made any more, so continuing its trials on other rows would mix two selections."""
+    exp_dir, resume = stored_experiment(tmp_path, teachers["rte-bert"], glue_dir)
+    info = json.loads((exp_dir / results.EXPERIMENT).read_text())
+    (exp_dir / results.EXPERIMENT).write_text(json.dumps({**info, "selection": {"select_on": "validation"}}))
+    fails(capsys, search.main, resume, "experiment r1 held its validation rows out of its --train-fraction 0.02 subset",
+          "start a new experiment with another --name")
+    assert sorted(p.name for p in exp_dir.iterdir()) == ["experiment.json", "ray", "space.py"]
+    selection = {"select_on": "validation", "teacher_held_out": None}  # one made since: resumed as before
+    (exp_dir / results.EXPERIMENT).write_text(json.dumps({**info, "selection": selection}))
+    results.resume_settings(exp_dir, search.parse_args(resume), resume)
+
+
 # 6. Outcomes --------------------------------------------------------------------------------------------
 
 def test_22_a_constant_dev_set_for_a_correlation_is_rejected_up_front(tmp_path, teachers, capsys):

@@ -59,7 +59,8 @@ def test_the_search_selects_on_validation_and_reports_dev(confirmed):
     info = json.loads((exp / "experiment.json").read_text())
     assert info["metric"] == "val_accuracy"
     assert info["selection"] == {"select_on": "validation", "validation_fraction": 0.1, "validation_rows": 10,
-                                 "train_rows": 90, "data_seed": 42, "teacher_train_rows": None}  # no record: not raykd's
+                                 "train_rows": 90, "data_seed": 42, "teacher_train_rows": None,  # no record: not raykd's
+                                 "teacher_held_out": None}
     table = pd.read_csv(exp / "trials.csv")
     assert {"val_accuracy@1", "dev_accuracy@1"} <= set(table.columns)
     assert table["best_score"].tolist() == table["val_accuracy@1"].tolist()  # the score ASHA and Optuna saw: validation

@@ -39,13 +39,21 @@ def test_the_held_out_split_is_disjoint_sized_stratified_and_seeded(rte_train):
     assert hold_out(RTE, rte_train, 0.1, seed=7)[1]["row"] != validation["row"]
 
 
-def test_the_split_is_taken_from_the_train_fraction_and_from_a_users_file(glue_dir, tokenizer, tmp_path):
-    data = load_task_data(RTE, DataSource(data_dir=str(glue_dir)), tokenizer, 64, 0.04, 42, tmp_path, 0.1)
+def test_a_low_data_run_selects_on_a_share_of_the_full_runs_held_out_rows(glue_dir, tokenizer, tmp_path):
+    """The split is held out of the whole training set before --train-fraction cuts both sides
+    (raykd.data.split_train): a low-data run never selects on rows that a full-data teacher holding out the
+    same split trained on, and never trains on rows it held out."""
+    rte = DataSource(data_dir=str(glue_dir))
+    data = load_task_data(RTE, rte, tokenizer, 64, 0.04, 42, tmp_path, 0.1)
     assert (len(data["train"]["labels"]), len(data["validation"]["labels"]), len(data["dev"]["labels"])) == (90, 10, 277)
-    plain = load_task_data(RTE, DataSource(data_dir=str(glue_dir)), tokenizer, 64, 0.04, 42, tmp_path)
+    full = load_task_data(RTE, rte, tokenizer, 64, 1.0, 42, tmp_path, 0.1)
     pairs = lambda split: {tuple(x) for x in split["input_ids"]}
-    assert pairs(data["train"]) | pairs(data["validation"]) == pairs(plain["train"]) and "validation" not in plain
+    assert (len(full["train"]["labels"]), len(full["validation"]["labels"])) == (2241, 249)
+    assert pairs(data["validation"]) <= pairs(full["validation"]) and pairs(data["train"]) <= pairs(full["train"])
     assert not pairs(data["train"]) & pairs(data["validation"])
+    assert set(data["validation"]["labels"]) == {0, 1}  # the subsample is stratified too
+    plain = load_task_data(RTE, rte, tokenizer, 64, 0.04, 42, tmp_path)
+    assert len(plain["train"]["labels"]) == 100 and "validation" not in plain  # nothing held out: 4% of every row
     rows = [(f"premise {i}", f"hypothesis {i}", ("entailment", "not_entailment")[i % 2]) for i in range(20)]
     pd.DataFrame(rows, columns=["premise", "hypothesis", "label"]).to_csv(tmp_path / "train.csv", index=False)
     source = DataSource(train_file=str(tmp_path / "train.csv"), dev_file=str(tmp_path / "train.csv"),
@@ -86,7 +94,7 @@ def test_the_teacher_outputs_are_those_of_the_training_part(glue_dir, tiny_teach
     (["--validation-fraction", "-0.2"], "--validation-fraction -0.2 is out of range"),
     (["--confirm-top", "-1"], "--confirm-top -1 is negative; pass the number of configurations"),
     (["--confirm-seeds", "-2"], "--confirm-seeds -2 is negative"),
-    (["--train-fraction", "0.002"], "cannot hold out 0.1 of the 5 training rows for validation"),
+    (["--train-fraction", "0.002"], "cannot keep 0.002 of the 249 held-out validation rows"),
     (["--latency-examples", "-1"], "--latency-examples -1 is negative; pass 0 to skip the latency table"),
 ])
 def test_bad_selection_flags_fail_before_anything_runs(tmp_path, tiny_teacher_dir, glue_dir, capsys, extra, message):
@@ -130,19 +138,40 @@ def test_the_summary_cautions_when_the_teacher_trained_on_the_validation_rows():
     assert teacher_caution({**selection, "select_on": "dev", "teacher_train_rows": 8551}) is None  # dev: no such split
 
 
+def test_the_caution_follows_the_split_the_teacher_held_out_not_its_row_count():
+    """Since raykd.data.split_train a teacher that held out the trials' fraction with their data seed never saw their
+    validation rows, even when it trained on more rows (a low-data run's full-data teacher); one that held out
+    another split, or none, may have."""
+    from raykd.artifacts.results import teacher_caution
+    low_data = {"select_on": "validation", "validation_fraction": 0.1, "validation_rows": 37, "train_rows": 330,
+                "data_seed": 42, "teacher_train_rows": 3301}
+    same = {"validation_fraction": 0.1, "data_seed": 42}
+    assert teacher_caution({**low_data, "teacher_held_out": same}) is None
+    other = teacher_caution({**low_data, "teacher_held_out": {**same, "data_seed": 7}})[0]
+    assert other.startswith("the teacher held out 0.1 of the training set with data seed 7, not the trials' 0.1 with "
+                            "data seed 42, so it may have trained on the validation rows")
+    none = teacher_caution({**low_data, "teacher_train_rows": 3668, "teacher_held_out": None})[0]
+    assert none.startswith("the teacher was fine-tuned on 3668 training rows and held none out")
+    assert teacher_caution({**low_data, "teacher_train_rows": None, "teacher_held_out": None}) is None  # not raykd's
+
+
 def test_the_teachers_training_rows_come_from_its_own_record_and_never_raise(tmp_path):
     """A user's teacher folder may hold no teacher.json, another task's, or a broken one (a field case's
     sibling): the row count is then unknown, and the search goes on without the caution."""
     import json
 
-    from raykd.training.finetune import trained_rows
+    from raykd.training.finetune import held_out, trained_rows
     cola = get_task("cola")
     for text, rows in ((json.dumps({"task": "cola", "train_examples": 8551}), 8551),
                        (json.dumps({"task": "rte", "train_examples": 2490}), None),
                        ("{not json", None), ("[1, 2]", None), (json.dumps({"task": "cola", "train_examples": "all"}), None)):
         (tmp_path / "teacher.json").write_text(text)
         assert trained_rows(tmp_path, cola) == rows, text
-    assert trained_rows(tmp_path / "absent", cola) is None
+        assert held_out(tmp_path, cola) is None, text  # none of these names a split
+    assert trained_rows(tmp_path / "absent", cola) is None and held_out(tmp_path / "absent", cola) is None
+    (tmp_path / "teacher.json").write_text(json.dumps({"task": "cola", "train_examples": 7695, "validation_fraction": 0.1,
+                                                       "data_seed": 42, "validation_examples": 856}))
+    assert held_out(tmp_path, cola) == {"validation_fraction": 0.1, "data_seed": 42}
 
 
 def test_a_teachers_line_and_record_name_the_split_that_chose_its_epoch():

@@ -341,16 +341,31 @@ def selection_info(info: dict) -> dict:
 
 
 def teacher_caution(selection: dict) -> tuple[str, str] | None:
-    """(what, why) when experiment.json's `selection` says the teacher was fine-tuned on more training rows than
-    the trials (so possibly on their validation rows: a teacher from before raykd held them out, one made with
-    --validation-fraction 0, or a low-data run's full-data teacher); None otherwise, or when unknown."""
+    """(what, why) when experiment.json's `selection` says the teacher may have trained on the trials'
+    validation rows; None otherwise, or when unknown (a teacher without raykd's record).
+
+    The held-out rows depend on the data, the validation fraction and the data seed alone (raykd.data.split_train),
+    so a teacher whose record names the trials' fraction and seed never saw them, whatever either's
+    --train-fraction. A teacher that held out another split, or none (from before raykd held them out, or made
+    with --validation-fraction 0), gets the caution; an experiment from before `teacher_held_out` was kept
+    gets it when its teacher trained on more rows than the trials."""
     seen = selection.get("teacher_train_rows")
-    if selection.get("select_on") != "validation" or not seen or seen <= selection["train_rows"]:
+    if selection.get("select_on") != "validation" or not seen:
         return None
-    return (f"the teacher was fine-tuned on {seen} training rows, more than the trials' {selection['train_rows']}, so it "
-            "may have trained on the validation rows", "A student that mimics the teacher inherits what it memorized "
-            "there (CoLA, results/paper/notes.md: such a teacher scores 61.8 Matthews on these rows against 29.0 on "
-            "dev), so selection favours distillation that mimics it most; compare methods on GLUE dev")
+    held = selection.get("teacher_held_out")
+    ours = {"validation_fraction": selection["validation_fraction"], "data_seed": selection["data_seed"]}
+    if held == ours or ("teacher_held_out" not in selection and seen <= selection["train_rows"]):
+        return None
+    if held:
+        what = (f"the teacher held out {held['validation_fraction']:g} of the training set with data seed "
+                f"{held['data_seed']}, not the trials' {ours['validation_fraction']:g} with data seed {ours['data_seed']}")
+    elif "teacher_held_out" in selection:
+        what = f"the teacher was fine-tuned on {seen} training rows and held none out"
+    else:
+        what = f"the teacher was fine-tuned on {seen} training rows, more than the trials' {selection['train_rows']}"
+    return (f"{what}, so it may have trained on the validation rows", "A student that mimics the teacher inherits "
+            "what it memorized there (CoLA, results/paper/notes.md: such a teacher scores 61.8 Matthews on these rows "
+            "against 29.0 on dev), so selection favours distillation that mimics it most; compare methods on GLUE dev")
 
 
 def _selection_line(selection: dict, trials: int) -> str:
@@ -528,12 +543,21 @@ def resume_settings(exp_dir: Path, args, argv: list[str], names: tuple[str, ...]
 
     Raises RaykdError when a flag typed in `argv` contradicts one of them, when --teacher is another
     teacher, or when the space file is not the one the experiment started with (saying which line
-    changed). An experiment from before settings were stored is resumed with the flags as given.
+    changed), or when it is a low-data experiment whose validation rows raykd no longer makes (split_train).
+    An experiment from before settings were stored is resumed with the flags as given.
     """
     info = experiment_info(exp_dir)
     stored = info.get("settings")
     if not stored:
         return
+    selection = info.get("selection") or {}
+    # Until `teacher_held_out` came, with raykd.data.split_train, a low-data run held its validation rows out
+    # of its own subset: those rows cannot be made again, so its trials cannot continue on them.
+    if stored.get("train_fraction", 1) < 1 and selection.get("select_on") == "validation" and \
+            "teacher_held_out" not in selection:
+        raise RaykdError(f"experiment {exp_dir.name} held its validation rows out of its --train-fraction "
+                         f"{stored['train_fraction']} subset, as raykd did before it took them from the whole training "
+                         "set; its trials cannot continue on other rows: start a new experiment with another --name")
     typed = {t.split("=")[0] for t in argv if t.startswith("--") and t != "--"}
     for name, value in stored.items():
         if name not in names:

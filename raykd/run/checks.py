@@ -81,12 +81,11 @@ def check_latency_examples(examples: int):
 
 
 def check_data(task: Task, args, validation_fraction: float = 0.0):
-    """Read and check the train and dev data now (raykd.data.load_checked), and hold out the validation
-    split when `validation_fraction` > 0 (raykd.data.hold_out), so that a bad row, an unusable dev set
-    or a split that cannot be made stops the command before Ray starts. Raises RaykdError."""
-    train, _ = data.load_checked(task, cli.data_source(args), args.train_fraction, args.data_seed)
-    if validation_fraction:
-        data.hold_out(task, train, validation_fraction, args.data_seed)
+    """Read and check the train and dev data now (raykd.data.load_checked), and make the training and
+    validation rows (raykd.data.split_train), so that a bad row, an unusable dev set or a split that cannot
+    be made stops the command before Ray starts. Raises RaykdError."""
+    train, _ = data.load_checked(task, cli.data_source(args))
+    data.split_train(task, train, args.train_fraction, validation_fraction, args.data_seed)
 
 
 def validation_fraction(args) -> float:

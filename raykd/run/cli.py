@@ -24,8 +24,9 @@ def add_data_arguments(parser: argparse.ArgumentParser):
     g.add_argument("--text-columns", default="", help="comma list of text columns in --train-file/--dev-file")
     g.add_argument("--label-column", default="label", help="label column in --train-file/--dev-file")
     g.add_argument("--max-seq-length", type=int, default=128, help="tokens per example after truncation (default: 128)")
-    g.add_argument("--train-fraction", type=float, default=1.0, help="seeded share of the train set to use, for low-data runs (default: 1)")
-    g.add_argument("--data-seed", type=int, default=42, help="seed of --train-fraction's subset (default: 42)")
+    g.add_argument("--train-fraction", type=float, default=1.0, help="seeded, stratified share of the train set to use, for low-data runs; a held-out validation split "
+                   "is cut to the same share (default: 1)")
+    g.add_argument("--data-seed", type=int, default=42, help="seed of --train-fraction's subset and of the held-out validation split (default: 42)")
     g.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help=f"tokenized data and teacher outputs cache (default: {DEFAULT_CACHE})")
 
 

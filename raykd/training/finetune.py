@@ -13,7 +13,7 @@ results folder receives only a copy of the record (`<results>/teachers/<name>.js
 committed, weights are not, and no committed file can make a folder look like a teacher.
 
 By default a teacher is fine-tuned without the validation split a search holds out to select its students
-on (the same fraction, data seed and rows: raykd.data.hold_out), and its best epoch is chosen on that split.
+on (the same fraction, data seed and rows: raykd.data.split_train), and its best epoch is chosen on that split.
 A teacher that trained on those rows scores far higher there than on dev (CoLA: 61.8 against 29.0
 Matthews, results/paper/notes.md), so students that copy it most win the selection whatever they score on
 dev.
@@ -60,10 +60,11 @@ def recipe_dir(cache_dir: Path, task: Task, base: str, cfg: DistillConfig, data:
     return Path(cache_dir).resolve() / "teachers" / f"{task.name}-{Path(base).name}-{key}"
 
 
-def split_record(data: dict, validation_fraction: float, data_seed: int) -> dict:
+def split_record(data: dict, train_fraction: float, validation_fraction: float, data_seed: int) -> dict:
     """The record fields that say which rows a teacher trained on and was chosen on: `train_examples` (rows
-    it fine-tuned on), and with a held-out split `validation_examples`, `validation_fraction`, `data_seed`."""
-    rows = {"train_examples": len(data["train"]["labels"])}
+    it fine-tuned on) and `train_fraction`, and with a held-out split `validation_examples`,
+    `validation_fraction`, `data_seed` (raykd.data.split_train: these two decide the held-out rows)."""
+    rows = {"train_examples": len(data["train"]["labels"]), "train_fraction": train_fraction}
     if "validation" in data:
         rows.update(validation_examples=len(data["validation"]["labels"]), validation_fraction=validation_fraction,
                     data_seed=data_seed)
@@ -143,16 +144,32 @@ def find_record(folder: Path, records_root: Path) -> dict:
     return json.loads(path.read_text()) if path else {}
 
 
+def _own_record(folder: Path, task: Task) -> dict:
+    """The teacher.json in `folder` when it is a record of `task`, else {} (none, another task's, not a JSON
+    object). Never raises."""
+    try:
+        record = json.loads((Path(folder) / RECORD).read_text())
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) and record.get("task") == task.name else {}
+
+
 def trained_rows(folder: Path, task: Task) -> int | None:
     """How many of `task`'s training rows the teacher in `folder` was fine-tuned on (its teacher.json's
     `train_examples`); None when unknown: no record (not raykd's teacher), a record of another task, or one
     that is not a readable JSON object. Never raises: it only decides a caution line in the summary."""
-    try:
-        record = json.loads((Path(folder) / RECORD).read_text())
-    except (OSError, ValueError):
-        return None
-    rows = record.get("train_examples") if isinstance(record, dict) and record.get("task") == task.name else None
+    rows = _own_record(folder, task).get("train_examples")
     return rows if isinstance(rows, int) else None
+
+
+def held_out(folder: Path, task: Task) -> dict | None:
+    """{"validation_fraction", "data_seed"}: the split the teacher in `folder` held out of its training set,
+    which decides its held-out rows (raykd.data.split_train); None when it held out none or its record does
+    not say. Never raises, like trained_rows."""
+    record = _own_record(folder, task)
+    if not record.get("validation_fraction") or not isinstance(record.get("data_seed"), int):
+        return None
+    return {"validation_fraction": record["validation_fraction"], "data_seed": record["data_seed"]}
 
 
 def describe(folder: Path, task: Task) -> str:
