@@ -153,6 +153,9 @@ def test_the_caution_follows_the_split_the_teacher_held_out_not_its_row_count():
     none = teacher_caution({**low_data, "teacher_train_rows": 3668, "teacher_held_out": None})[0]
     assert none.startswith("the teacher was fine-tuned on 3668 training rows and held none out")
     assert teacher_caution({**low_data, "teacher_train_rows": None, "teacher_held_out": None}) is None  # not raykd's
+    share = teacher_caution({**low_data, "teacher_held_out": {**same, "of_train_fraction": 0.3}})[0]
+    assert share.startswith("the teacher held out 0.1 of a 0.3 share of the training set (raykd then cut the share "
+                            "first), not the trials' rows, so it may have trained on the validation rows")
 
 
 def test_the_teachers_training_rows_come_from_its_own_record_and_never_raise(tmp_path):
@@ -172,6 +175,16 @@ def test_the_teachers_training_rows_come_from_its_own_record_and_never_raise(tmp
     (tmp_path / "teacher.json").write_text(json.dumps({"task": "cola", "train_examples": 7695, "validation_fraction": 0.1,
                                                        "data_seed": 42, "validation_examples": 856}))
     assert held_out(tmp_path, cola) == {"validation_fraction": 0.1, "data_seed": 42}
+    # A record from before split_train (no train_fraction) held its rows out of its --train-fraction share
+    old = {"task": "cola", "train_examples": 2309, "validation_fraction": 0.1, "data_seed": 42, "validation_examples": 256}
+    for command, share in (("python -m raykd.teacher --task cola --train-fraction 0.3 --out t", 0.3),
+                           ("python -m raykd.teacher --task cola --train-fraction=0.3", 0.3),
+                           ("python -m raykd.teacher --task cola", None), (None, None), ("--train-fraction", None)):
+        (tmp_path / "teacher.json").write_text(json.dumps({**old, "command": command}))
+        split = {"validation_fraction": 0.1, "data_seed": 42}
+        assert held_out(tmp_path, cola) == (split if share is None else {**split, "of_train_fraction": share}), command
+    (tmp_path / "teacher.json").write_text(json.dumps({**old, "train_fraction": 0.3, "command": "--train-fraction 0.3"}))
+    assert held_out(tmp_path, cola) == {"validation_fraction": 0.1, "data_seed": 42}  # split_train's rows: a share
 
 
 def test_a_teachers_line_and_record_name_the_split_that_chose_its_epoch():

@@ -356,7 +356,10 @@ def teacher_caution(selection: dict) -> tuple[str, str] | None:
     ours = {"validation_fraction": selection["validation_fraction"], "data_seed": selection["data_seed"]}
     if held == ours or ("teacher_held_out" not in selection and seen <= selection["train_rows"]):
         return None
-    if held:
+    if held and "of_train_fraction" in held:
+        what = (f"the teacher held out {held['validation_fraction']:g} of a {held['of_train_fraction']:g} share of the "
+                "training set (raykd then cut the share first), not the trials' rows")
+    elif held:
         what = (f"the teacher held out {held['validation_fraction']:g} of the training set with data seed "
                 f"{held['data_seed']}, not the trials' {ours['validation_fraction']:g} with data seed {ours['data_seed']}")
     elif "teacher_held_out" in selection:

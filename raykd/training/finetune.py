@@ -22,6 +22,7 @@ dev.
 from __future__ import annotations
 
 import json
+import shlex
 import shutil
 import time
 from pathlib import Path
@@ -164,12 +165,30 @@ def trained_rows(folder: Path, task: Task) -> int | None:
 
 def held_out(folder: Path, task: Task) -> dict | None:
     """{"validation_fraction", "data_seed"}: the split the teacher in `folder` held out of its training set,
-    which decides its held-out rows (raykd.data.split_train); None when it held out none or its record does
-    not say. Never raises, like trained_rows."""
+    which decides its held-out rows (raykd.data.split_train), with `of_train_fraction` added for a teacher made
+    before split_train with --train-fraction < 1 (it held its rows out of that share: other rows); None when it
+    held out none or its record does not say. Never raises, like trained_rows."""
     record = _own_record(folder, task)
     if not record.get("validation_fraction") or not isinstance(record.get("data_seed"), int):
         return None
-    return {"validation_fraction": record["validation_fraction"], "data_seed": record["data_seed"]}
+    split = {"validation_fraction": record["validation_fraction"], "data_seed": record["data_seed"]}
+    # Records from before split_train lack `train_fraction`: such a teacher made with --train-fraction < 1 held
+    # its rows out of that share, so they are other rows than split_train's; only its command says so.
+    share = record["train_fraction"] if "train_fraction" in record else _command_fraction(record.get("command"))
+    return split if "train_fraction" in record or share == 1.0 else {**split, "of_train_fraction": share}
+
+
+def _command_fraction(command) -> float:
+    """The --train-fraction of a recorded command line (1.0 when absent, unreadable or not a string)."""
+    if not isinstance(command, str):  # shlex.split(None) would read stdin
+        return 1.0
+    try:
+        words = shlex.split(command)
+        value = next(w.split("=", 1)[1] if "=" in w else words[i + 1]
+                     for i, w in enumerate(words) if w.split("=", 1)[0] == "--train-fraction")
+        return float(value)
+    except (ValueError, IndexError, StopIteration):
+        return 1.0
 
 
 def describe(folder: Path, task: Task) -> str:
