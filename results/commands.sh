@@ -65,4 +65,12 @@ if [[ $step == all || $step == heldout ]]; then
     --validation-fraction 0.1 --out $T/paper-mrpc-heldout --records results/heldout/paper
   ./run report paper --results results/heldout --data-dir $GLUE --tasks mrpc --methods kd sid finetune search all pid \
     --seeds 3 --teacher mrpc=$T/paper-mrpc-heldout
+  ./run report paper --results results/heldout --data-dir $GLUE --tasks mrpc --methods kd sid search --fractions 0.1 0.3 \
+    --seeds 3 --teacher mrpc=$T/paper-mrpc-heldout
+  # SST-2: 3 epochs on 90% of the rows (the students' TASK_FLAGS then take 15% of each side)
+  ./run teacher --task sst2 --data-dir $GLUE --max-seq-length 64 --teacher-base minilm --epochs 3 --learning-rate 5e-5 \
+    --warmup-ratio 0.1 --weight-decay 0.01 --batch-size 32 --seed 42 --precision auto --group-by-length \
+    --validation-fraction 0.1 --out $T/paper-sst2-heldout --records results/heldout/paper
+  ./run report paper --results results/heldout --data-dir $GLUE --tasks sst2 --methods kd sid finetune all pid search \
+    --seeds 3 --teacher sst2=$T/paper-sst2-heldout
 fi
