@@ -303,3 +303,14 @@ def test_the_teachers_recipe_runs_with_more_seeds_last_and_the_teacher_column_sh
     markdown, _ = paper.table(["cola"], s)
     assert "| cola (matthews) | 27.78 +- 1.25 (n=3) | " in markdown
     assert paper.OtherTeachers().mark({"teacher_value": 0.29, "teacher_dir": "x"}, teacher) == ""
+
+
+def test_the_table_plot_draws_only_finished_cells_and_nothing_when_none_is(tmp_path):
+    done = {"dev_mean": 0.8418, "dev_std": 0.0046, "n": 3}
+    numbers = {("mrpc", "teacher"): {"dev_mean": 0.8545, "dev_std": 0.0063, "n": 3}, ("mrpc", "pid"): done,
+               ("mrpc", "sid"): {"dev_mean": None, "dev_std": None}, ("cola", "kd"): None}
+    assert paper.plot(["mrpc", "cola"], numbers, tmp_path / "table.png")
+    assert (tmp_path / "table.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    nothing = {("mrpc", "sid"): {"dev_mean": None, "dev_std": None}, ("cola", "kd"): None}
+    assert not paper.plot(["mrpc", "cola"], nothing, tmp_path / "empty.png")
+    assert not (tmp_path / "empty.png").exists()
