@@ -289,19 +289,41 @@ def deploy_lines(best: dict | None) -> list[str]:
     return lines + [""]
 
 
-def plot(table_frames: list[tuple], metric: str, path: Path):
+def plot(table_frames: list[tuple], table: pd.DataFrame, metric: str, path: Path):
+    """The search as PNG at `path`, two panels. Left: `metric` against epoch, one line per trial, an x where
+    ASHA stopped one. Right: each trial's best score against its trial number (Tune's start order), o for a
+    trial that ran its epochs, x for one ASHA stopped, so the rungs' cuts show at a glance. `table` is
+    trials_table's (trial, stop_reason, best_score columns)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for trial, frame in table_frames:
-        if not frame.empty:
-            ax.plot(frame["epoch"], frame[metric], marker="o", label=f"{trial.trial_id} {trial.config.get('algorithm', '')}")
-    ax.set_xlabel("epoch (internal stages included)")
-    ax.set_ylabel(metric)
-    if ax.lines:  # no trial reported (all failed, say): an empty plot, no legend warning
-        ax.legend(fontsize=6, ncol=2)
+    stopped = set(table.loc[table["stop_reason"] == "stopped by ASHA", "trial"]) if "stop_reason" in table else set()
+    colors = plt.get_cmap("tab20").colors  # 12+ trials: tab10's colours would repeat
+    fig, (curves, per_trial) = plt.subplots(1, 2, figsize=(11, 4), gridspec_kw={"width_ratios": [3, 2]})
+    for k, (trial, frame) in enumerate(table_frames):
+        if frame.empty:
+            continue
+        color = colors[k % len(colors)]
+        curves.plot(frame["epoch"], frame[metric], marker="o", ms=3, color=color,
+                    label=f"{trial.trial_id} {trial.config.get('algorithm', '')}")
+        if trial.trial_id in stopped:
+            curves.plot(frame["epoch"].iloc[-1], frame[metric].iloc[-1], "x", color="black", ms=9, mew=2)
+    curves.set_xlabel("epoch (internal stages included)")
+    curves.set_ylabel(metric)
+    if curves.lines:  # no trial reported (all failed, say): an empty plot, no legend warning
+        curves.legend(fontsize=6, ncol=2)
+    if "best_score" in table:
+        for k, row in enumerate(table.itertuples()):
+            if row.best_score == row.best_score:  # NaN: the trial never finished an epoch
+                asha = row.trial in stopped
+                per_trial.plot(k + 1, row.best_score, "x" if asha else "o", ms=8, mew=2,
+                               color="black" if asha else "C0", label="stopped by ASHA" if asha else "ran its epochs")
+        handles = dict(zip(*reversed(per_trial.get_legend_handles_labels())))
+        if handles:
+            per_trial.legend(handles.values(), handles.keys(), fontsize=7)
+    per_trial.set_xlabel("trial (start order)")
+    per_trial.set_ylabel(f"best score ({metric})")
     fig.tight_layout()
     atomic_savefig(fig, path)
     plt.close(fig)
@@ -458,7 +480,7 @@ def write(exp_dir: Path, seconds: float, formats: tuple[str, ...] | None = None,
     except RuntimeError:  # interrupted before any classification epoch
         search_best = best = None
     confirm = json.loads((exp_dir / CONFIRM).read_text()) if (exp_dir / CONFIRM).is_file() else None
-    plot(trial_rows(exp_dir), metric, exp_dir / "trials.png")
+    plot(trial_rows(exp_dir), table, metric, exp_dir / "trials.png")
     teacher_json = Path(info["teacher_dir"]) / "teacher.json"
     teacher_metric = "dev_" + metric[len("val_"):] if metric.startswith("val_") else metric  # the teacher's dev number
     teacher_value = json.loads(teacher_json.read_text()).get(teacher_metric) if teacher_json.is_file() else None
