@@ -251,6 +251,8 @@ def main(argv=None):
         if chosen:
             print(f"confirmed: configuration #{chosen['candidate']} (mean {chosen['mean']:.4f} over its seeds); exported its "
                   f"seed {chosen['seed']} to {exp_dir / 'best'}; mean +- std per configuration in {exp_dir / 'summary.md'}")
+        if summary.get("one_class"):
+            print(f"caution: {summary['one_class']}")
     return summary
 
 

@@ -52,6 +52,9 @@ def test_trials_table_and_summary(confirmed):
     assert {"algorithm", "temperature", "learning_rate", "dev_accuracy@1", "seconds"} <= set(table.columns)
     assert summary["search_best"]["val_accuracy"] == pytest.approx(table["best_score"].max())
     assert (exp / "trials.png").stat().st_size > 1000 and (exp / "optuna.db").is_file()
+    # every evaluation reports how much of a split the top class takes; a constant student is cautioned
+    assert "val_top_class_share" in (exp / "summary.md").read_text() and "one_class" in summary
+    assert (summary["one_class"] is not None) == ("**caution: the exported student predicts one class" in (exp / "summary.md").read_text())
 
 
 def test_the_search_selects_on_validation_and_reports_dev(confirmed):

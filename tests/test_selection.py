@@ -201,3 +201,11 @@ def test_a_teachers_line_and_record_name_the_split_that_chose_its_epoch():
     assert scores(report, cola) == "validation matthews 0.6179, dev matthews 0.2900"
     assert scores({"dev_matthews": 0.29}, cola) == "dev matthews 0.2900"
     assert scores({}, cola) == "no dev score recorded"
+
+
+def test_an_exported_constant_classifier_gets_a_caution_and_a_varied_one_none():
+    from raykd.artifacts.results import one_class_caution
+    caution = one_class_caution({"val_f1": 0.8065, "val_top_class_share": 1.0, "dev_top_class_share": 1.0})
+    assert "one class for every row of validation and GLUE dev" in caution
+    assert one_class_caution({"val_top_class_share": 0.71, "dev_top_class_share": 0.68}) is None
+    assert one_class_caution({"dev_pearson": 0.8}) is None and one_class_caution(None) is None

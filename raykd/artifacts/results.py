@@ -393,6 +393,18 @@ def teacher_caution(selection: dict) -> tuple[str, str] | None:
             "against 29.0 on dev), so selection favours distillation that mimics it most; compare methods on GLUE dev")
 
 
+def one_class_caution(best: dict | None) -> str | None:
+    """A caution when the exported student predicts one class for every row of a split it was scored on
+    (its `<split>_top_class_share` is 1.0, raykd.metrics.compute): its score is a constant classifier's, so
+    the search found nothing better than always answering that class. None otherwise, and for regression."""
+    splits = [split for split, name in (("validation", "val"), ("GLUE dev", "dev"))
+              if best and best.get(f"{name}_top_class_share") == 1.0]
+    if not splits:
+        return None
+    return (f"the exported student predicts one class for every row of {' and '.join(splits)}: its score is that of a "
+            "constant classifier; give the trials more training rows or epochs, or other learning rates")
+
+
 def _selection_line(selection: dict, trials: int) -> str:
     if selection["select_on"] == "validation":
         line = (f"- selection: on a validation split held out from the training set ({selection['validation_fraction']:g}, "
@@ -495,6 +507,7 @@ def write(exp_dir: Path, seconds: float, formats: tuple[str, ...] | None = None,
     summary["failed_trials"] = int((table["status"] == "ERROR").sum()) if "status" in table else 0
     summary["all_failed"] = bool(len(table)) and summary["failed_trials"] == len(table)
     summary["first_error"] = first_error(exp_dir) if summary["failed_trials"] else None
+    summary["one_class"] = one_class_caution(best)
     if summary["all_failed"]:
         best_line = (f"- **every trial failed** ({len(table)} of {len(table)} ended in ERROR), so there is no best "
                      f"student; the first error: `{summary['first_error']}`")
@@ -509,6 +522,8 @@ def write(exp_dir: Path, seconds: float, formats: tuple[str, ...] | None = None,
             best_line += (f"\n- exported student (`best/`): confirmed configuration #{chosen['candidate']}, seed {chosen['seed']}: "
                           f"{sel} **{chosen[sel]:.4f}**" + ("" if sel == dev else f", {dev} **{chosen[dev]:.4f}**") +
                           f"; over its {stats['n']} seeds {sel} {means} (below)")
+        if summary["one_class"]:
+            best_line += f"\n- **caution: {summary['one_class']}.**"
         if summary["failed_trials"]:
             best_line += f"\n- failed trials: {summary['failed_trials']}; the first error: `{summary['first_error']}`"
     main = f"val_{task.main_metric}" if dev_metric else main_dev
