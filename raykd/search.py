@@ -152,19 +152,19 @@ def run_confirmation(args, experiment: Experiment, exp_dir: Path, search_grid, t
     grid = confirm.build_tuner(tuner.trainable(run_trial, experiment=runner), exp_dir, candidates,
                                tuner.concurrency(experiment.scaling, args.max_concurrent_trials)).fit()
     summary = confirm.summarize(grid, experiment.selection["metric"], f"dev_{task.main_metric}",
-                                experiment.selection["mode"], finished=confirm.ended(exp_dir, grid))
+                                finished=confirm.ended(exp_dir, grid))
     confirm.write(exp_dir, summary)
     return summary
 
 
-def build_tuner(args, space: SearchSpace, experiment: Experiment, exp_dir: Path, metric: str, mode: str):
-    """The search's Tuner (raykd.tuning.tuner): Optuna over the space, ASHA on classification epochs; restored
-    with --resume."""
+def build_tuner(args, space: SearchSpace, experiment: Experiment, exp_dir: Path):
+    """The search's Tuner (raykd.tuning.tuner): Optuna over the space, ASHA on classification epochs, both on
+    each epoch's `score` (experiment.selection's metric, a constant student last); restored with --resume."""
     trainable = tuner.trainable(run_trial, experiment=experiment)
     if args.resume:
         return tuner.restore(trainable, exp_dir)
-    searcher = tuner.optuna_searcher(space.space, metric, mode, args.seed, exp_dir, space.points_to_evaluate)
-    return tuner.tuner(trainable, exp_dir, metric, mode, searcher,
+    searcher = tuner.optuna_searcher(space.space, tuner.SCORE, tuner.SCORE_MODE, args.seed, exp_dir, space.points_to_evaluate)
+    return tuner.tuner(trainable, exp_dir, tuner.SCORE, tuner.SCORE_MODE, searcher,
                         tuner.asha(args.max_epochs, args.grace_period, args.reduction_factor), args.num_samples,
                         tuner.concurrency(experiment.scaling, args.max_concurrent_trials))
 
@@ -223,7 +223,7 @@ def main(argv=None):
     experiment = Experiment(prep, space.fixed, scaling, args.max_epochs, str(results.trials_dir(exp_dir)), args.max_failures,
                             {"metric": metric, "mode": mode}, teacher_model.config)
     started = time.perf_counter()
-    grid = build_tuner(args, space, experiment, exp_dir, metric, mode).fit()
+    grid = build_tuner(args, space, experiment, exp_dir).fit()
     confirming = bool(args.confirm_top and args.confirm_seeds) and tuner.ended(exp_dir, args.num_samples)
     summary = results.write(exp_dir, time.perf_counter() - started, *exports(args, interim=confirming))
     if len(grid) and grid.num_errors == len(grid):

@@ -35,6 +35,9 @@ def test_a_cell_runs_once_and_fills_its_table_row(ray_cluster, tiny_teacher_dir,
     row = next(line for line in table.splitlines() if line.startswith("| rte"))
     assert f"{100 * sum(dev) / 2:.2f} +- " in row and row.count(" - |") >= 3  # kd filled, other methods not run
     assert "| 60.00 (n=1) |" in row  # the teacher's dev score from its record
+    assert row.startswith("| rte (accuracy) | 52.71 |")  # always answering entailment: 146 of RTE's 277 dev rows
+    one_class = json.loads((root / "rte" / "kd" / "summary.json").read_text())["one_class"]
+    assert ("(one class)" in row) == (bool(one_class) or all(abs(d - 0.5271) < 1e-4 or abs(d - 0.4729) < 1e-4 for d in dev))
     fast, wide = paper.speed_up(root / "rte" / "kd" / "best" / "deploy.json")  # timed by the cell's export
     assert row.endswith(f"| {fast:.1f}x / {wide:.1f}x |")
     assert f"--teacher {teacher}" in runs[0]["command"] and f"`--teacher rte={teacher}`" in table
@@ -68,6 +71,16 @@ def test_paper_refuses_bad_flags(tmp_path, tiny_teacher_dir, capsys, flags, mess
         report.main(["paper", "--plan", "--results", str(tmp_path), *flags])
     err = capsys.readouterr().err.strip()
     assert exit_.value.code == 2 and err.startswith("error: ") and message in err
+
+
+def test_the_one_class_floor_is_what_always_answering_one_class_scores_on_real_dev_rows(glue_dir):
+    """MRPC's all-positive answer: 279 of 408 dev pairs are paraphrases, F1 = 2 * 279 / (279 + 408) = 81.22;
+    CoLA's Matthews of any constant answer is 0. A cell whose every seed scores one of these is marked."""
+    mrpc = paper.one_class_scores("mrpc", str(glue_dir))
+    assert mrpc[0] == 0.0 and mrpc[1] == pytest.approx(2 * 279 / (279 + 408))
+    assert paper.one_class_scores("cola", str(glue_dir)) == {0: 0.0, 1: 0.0} and paper.one_class_scores("stsb", str(glue_dir)) == {}
+    r = {"dev_mean": 0.8122, "dev_std": 0.0, "n": 3}
+    assert paper._cell_text({**r, "one_class": True}) == "81.22 +- 0.00 (one class)" and paper._cell_text(r) == "81.22 +- 0.00"
 
 
 def test_a_cell_whose_confirmation_lacks_runs_is_not_done(tmp_path):
@@ -301,7 +314,7 @@ def test_the_teachers_recipe_runs_with_more_seeds_last_and_the_teacher_column_sh
     assert teacher["n"] == 3 and teacher["teacher_value"] == 0.29 and teacher["dev_runs"] == [0.29, 0.2785, 0.2650]
     assert abs(teacher["dev_mean"] - 0.2778333) < 1e-6 and abs(teacher["dev_std"] - 0.0125133) < 1e-6
     markdown, _ = paper.table(["cola"], s)
-    assert "| cola (matthews) | 27.78 +- 1.25 (n=3) | " in markdown
+    assert "| cola (matthews) | - | 27.78 +- 1.25 (n=3) | " in markdown
     assert paper.OtherTeachers().mark({"teacher_value": 0.29, "teacher_dir": "x"}, teacher) == ""
 
 

@@ -209,3 +209,23 @@ def test_an_exported_constant_classifier_gets_a_caution_and_a_varied_one_none():
     assert "one class for every row of validation and GLUE dev" in caution
     assert one_class_caution({"val_top_class_share": 0.71, "dev_top_class_share": 0.68}) is None
     assert one_class_caution({"dev_pearson": 0.8}) is None and one_class_caution(None) is None
+
+
+def test_the_confirmation_never_exports_a_constant_seed_of_a_varied_configuration_nor_prefers_a_constant_configuration():
+    from raykd.tuning.confirm import choose
+
+    def run(candidate, seed, val, constant):
+        return {"candidate": candidate, "seed": seed, "epoch": 1, "val_f1": val, "dev_f1": val - 0.01,
+                "score": val - 3 * constant, "constant": constant, "values": {"seed": seed}}
+
+    # candidate 1: all-positive on every seed (F1 0.81); candidate 2 learnt something (0.78 +- 0.02), one seed constant
+    runs = [run(1, s, 0.8125, True) for s in (43, 44, 45)] + [run(2, 43, 0.76, False), run(2, 44, 0.80, False),
+                                                              run(2, 45, 0.8125, True)]
+    configs = [{"candidate": c, "val_f1_mean": sum(r["val_f1"] for r in runs if r["candidate"] == c) / 3,
+                "score_mean": sum(r["score"] for r in runs if r["candidate"] == c) / 3} for c in (1, 2)]
+    chosen = choose(configs, runs, "val_f1", "dev_f1")
+    assert chosen["candidate"] == 2 and chosen["seed"] == 44 and not chosen["constant"]  # 0.80: nearest the mean
+    assert chosen["mean"] == pytest.approx((0.76 + 0.80 + 0.8125) / 3) and chosen["metrics"]["dev_f1"] == chosen["dev_f1"]
+    # a configuration constant on every seed still ships when nothing else was confirmed (with the caution)
+    assert choose(configs[:1], runs[:3], "val_f1", "dev_f1")["seed"] == 43
+    assert choose([{"candidate": 1, "val_f1_mean": None, "score_mean": None}], [], "val_f1", "dev_f1") is None

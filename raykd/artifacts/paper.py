@@ -26,6 +26,7 @@ Per task:
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -39,8 +40,10 @@ from pathlib import Path
 import torch
 from ray import tune
 
+from raykd.data import DataSource, load_split
 from raykd.errors import RaykdError
 from raykd.files import atomic_json, atomic_savefig
+from raykd.metrics import constant_scores
 from raykd.tasks import get_task
 from raykd.training.finetune import FIELDS as RECIPE, find_record
 
@@ -379,12 +382,31 @@ def result(cell: Cell, s: Settings) -> dict | None:
     teacher_value = json.loads(summary.read_text()).get("teacher_value") if summary.is_file() else None
     dev, sel = confirmed["dev_metric"], confirmed["selection_metric"]
     devs = [r[dev] for r in confirmed["runs"] if r["candidate"] == winner["candidate"] and r[dev] is not None]
+    floors = one_class_scores(cell.task, s.data_dir).values()
+    # One class for every dev row: the search said so (summary.json, since raykd.metrics' top_class_share), or,
+    # for cells run before that, every seed scored exactly what a one-class answer scores on dev.
+    one_class = bool(summary.is_file() and json.loads(summary.read_text()).get("one_class")) or bool(
+        devs and all(any(abs(d - f) < 1e-9 for f in floors) for d in devs))
     return {"dev_mean": winner[f"{dev}_mean"], "dev_std": winner[f"{dev}_std"], "n": winner["n"], "dev_runs": devs,
+            "one_class": one_class,
             "selection_mean": winner[f"{sel}_mean"], "config": winner["config"],
             "student_params": experiment["sizes"]["student_params_total"],
             "teacher_params": experiment["teacher_info"]["teacher_params_total"], "command": experiment["command"],
             "teacher_dir": experiment["teacher_dir"], "teacher_value": teacher_value,
             "speed_up": speed_up(cell.folder(s) / "best" / "deploy.json")}
+
+
+@functools.cache
+def one_class_scores(task_name: str, data_dir: str) -> dict[int, float]:
+    """{class id: the task's main metric on GLUE dev of the answer that is always that class}
+    (raykd.metrics.constant_scores); {} for regression, and when `data_dir` holds no readable dev file (the
+    table is rebuilt where the data is not: its "one class" column then shows "-")."""
+    task = get_task(task_name)
+    try:
+        labels = load_split(task, "dev", DataSource(data_dir=data_dir))["label"]
+    except RaykdError:
+        return {}
+    return constant_scores(task, labels)
 
 
 def speed_up(deploy_json: Path) -> tuple[float, float] | None:
@@ -405,9 +427,10 @@ def speed_up(deploy_json: Path) -> tuple[float, float] | None:
 def _cell_text(r: dict | None) -> str:
     if r is None or r["dev_mean"] is None:
         return "-"
+    one_class = " (one class)" if r.get("one_class") else ""  # a constant student: its number is the floor's
     if r["dev_std"] is None:
-        return f"{100 * r['dev_mean']:.2f} (n={r['n']})"
-    return f"{100 * r['dev_mean']:.2f} +- {100 * r['dev_std']:.2f}"
+        return f"{100 * r['dev_mean']:.2f} (n={r['n']}){one_class}"
+    return f"{100 * r['dev_mean']:.2f} +- {100 * r['dev_std']:.2f}{one_class}"
 
 
 class OtherTeachers:
@@ -436,7 +459,7 @@ class OtherTeachers:
 def table(tasks: list[str], s: Settings) -> tuple[str, dict]:
     """The paper table as markdown, and every cell's numbers {(task, name): result}."""
     numbers = {(c.task, c.name): result(c, s) for c in cells(tasks, [])}
-    head = ["task (metric)", "teacher", *METHODS, "best fixed", "search, confirmed", "gap closed by best fixed / search",
+    head = ["task (metric)", "one class", "teacher", *METHODS, "best fixed", "search, confirmed", "gap closed by best fixed / search",
             "student / teacher params", "student speed-up, batch 1 / 32"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     other = OtherTeachers()
@@ -458,7 +481,8 @@ def table(tasks: list[str], s: Settings) -> tuple[str, dict]:
         sizes = next((r for r in row.values() if r), None)
         speed = next((r["speed_up"] for r in row.values() if r and r.get("speed_up")), None)
         lines.append("| " + " | ".join([
-            f"{t} ({task.main_metric})", _cell_text(teacher) + (f" (n={teacher['n']})" if teacher and teacher["n"] > 1 else ""),
+            f"{t} ({task.main_metric})", f"{100 * max(floor.values()):.2f}" if (floor := one_class_scores(t, s.data_dir)) else "-",
+            _cell_text(teacher) + (f" (n={teacher['n']})" if teacher and teacher["n"] > 1 else ""),
             *[_cell_text(row[m]) + other.mark(row[m], teacher) for m in METHODS],
             f"{best}: {_cell_text(fixed[best])}" if best else "-", _cell_text(row["search"]) + other.mark(row["search"], teacher),
             f"{gap(fixed.get(best))} / {gap(row['search'])}",

@@ -19,6 +19,7 @@ from ray.tune import ExperimentAnalysis
 
 from raykd.errors import RaykdError
 from raykd.files import atomic_savefig, atomic_write, publish_dir
+from raykd.metrics import is_constant
 from raykd.method.plan import FILE as PLAN_FILE
 from raykd.tasks import Task, get_task
 from raykd.training.driver import export_checkpoint
@@ -79,7 +80,9 @@ def trials_table(exp_dir: Path, metric: str, max_epochs: int) -> pd.DataFrame:
     """One row per trial: its configuration, `metric` at every epoch (and, when the metric is measured
     on the validation split, `dev_<m>`, the same metric on GLUE dev), status, stop reason, seconds.
     Columns: trial, status, configuration, stop_reason, then `<metric>@<epoch>` (and `dev_<m>@<epoch>`)
-    by epoch, then epochs_run, cls_epochs_run, best_score, seconds, seconds_to_first_step."""
+    by epoch, then epochs_run, cls_epochs_run, best_score (the trial's best `score`: raykd.metrics.selection_score,
+    3 lower when its student predicted one class), best_value and best_constant (`metric` at that epoch, and
+    whether it was a constant student), seconds, seconds_to_first_step."""
     dev = "dev_" + metric[len("val_"):] if metric.startswith("val_") else None
     rows = []
     for trial, frame in trial_rows(exp_dir):
@@ -93,7 +96,10 @@ def trials_table(exp_dir: Path, metric: str, max_epochs: int) -> pd.DataFrame:
                     row[f"{dev}@{int(epoch['epoch'])}"] = round(float(epoch[dev]), 4)
             row["epochs_run"] = int(frame["epoch"].max())
             row["cls_epochs_run"] = int(frame["cls_epoch"].max())
-            row["best_score"] = float(frame["score"].max())
+            best = frame.loc[pd.to_numeric(frame["score"], errors="coerce").idxmax()]
+            row["best_score"] = float(best["score"])  # what Tune ranked the trial by (metrics.selection_score)
+            if best["score"] > NOT_ELIGIBLE:  # that epoch's metric, and whether its student predicted one class
+                row["best_value"], row["best_constant"] = round(float(best[metric]), 4), is_constant(best, metric)
             if "time_total_s" in frame:  # Tune's clock: absent when only the epoch log saw the trial
                 row["seconds"] = round(float(frame["time_total_s"].max()), 1)
             if "seconds_to_first_step" in frame:  # start-up: worker group, model, teacher outputs
@@ -112,7 +118,8 @@ def in_column_order(table: pd.DataFrame, metric: str) -> pd.DataFrame:
     the totals. Trials that run at once finish in any order, and the table must not change with it."""
     per_epoch = sorted((c for c in table.columns if "@" in c),
                        key=lambda c: (int(c.rsplit("@", 1)[1]), not c.startswith(metric + "@")))
-    totals = [c for c in ("epochs_run", "cls_epochs_run", "best_score", "seconds", "seconds_to_first_step") if c in table]
+    totals = [c for c in ("epochs_run", "cls_epochs_run", "best_score", "best_value", "best_constant", "seconds",
+                          "seconds_to_first_step") if c in table]
     first = [c for c in table.columns if c not in per_epoch and c not in totals]
     return table[first + per_epoch + totals]
 
@@ -496,7 +503,11 @@ def write(exp_dir: Path, seconds: float, formats: tuple[str, ...] | None = None,
     teacher_json = Path(info["teacher_dir"]) / "teacher.json"
     teacher_metric = "dev_" + metric[len("val_"):] if metric.startswith("val_") else metric  # the teacher's dev number
     teacher_value = json.loads(teacher_json.read_text()).get(teacher_metric) if teacher_json.is_file() else None
-    per_algorithm = table.groupby("algorithm")["best_score"].max() if "best_score" in table and "algorithm" in table else {}
+    per_algorithm = {}  # each algorithm's best trial by score: its metric, "(one class)" when that student was constant
+    if "best_value" in table and "algorithm" in table:
+        for algorithm, rows in table.dropna(subset=["best_value"]).groupby("algorithm"):
+            top = rows.loc[rows["best_score"].idxmax()]
+            per_algorithm[algorithm] = f"{top['best_value']:.4f}" + (" (one class)" if bool(top["best_constant"]) else "")
     main_dev = f"dev_{task.main_metric}"
     summary = {"best_trial": best and best["trial"], "best_value": best and best.get(metric),
                "best_epoch": best and best["epoch"], "best_dev_value": best and best.get(main_dev),
@@ -534,7 +545,7 @@ def write(exp_dir: Path, seconds: float, formats: tuple[str, ...] | None = None,
              f"({teacher_info['teacher_params_non_embedding']:,} non-embedding); student: {sizes['student_layers']} layers, "
              f"{sizes['student_params_total']:,} ({sizes['student_params_non_embedding']:,} non-embedding)", "",
              *(["Best per algorithm (the soft-label baseline is `kd`, plain fine-tuning `finetune`):", "",
-                f"| algorithm | best {main} |", "|---|---|", *[f"| {a} | {v:.4f} |" for a, v in dict(per_algorithm).items()]]
+                f"| algorithm | best {main} |", "|---|---|", *[f"| {a} | {v} |" for a, v in per_algorithm.items()]]
                if len(per_algorithm) else  # the space fixes the algorithm: no table of one row, say which
                [f"Algorithm: `{best['recipe'].get('algorithm')}` in every trial (fixed by the space)." if best else ""]), "",
              *(_confirmation_lines(confirm, exp_dir.name) + [""] if confirm else []),

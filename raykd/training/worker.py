@@ -9,7 +9,8 @@ schedule's stages epoch by epoch, the dev metric and a checkpoint reported after
   model            {"kind": "student", "teacher_dir": ...} or {"kind": "base", "base": ...}
   data             ref to {"train": columns, "dev": columns} (raykd.data.as_columns), and "validation" when
                    models are selected on a split held out from the training set
-  selection        {"metric", "mode"}: what `score` holds (the search's metric, negated for "min"); default
+  selection        {"metric", "mode"}: what `score` holds (raykd.metrics.selection_score: the search's metric, negated
+                   for "min", 3 lower for a student that predicts one class for every row); default
                    the task's main metric on the validation split when there is one, else on dev, "max"
   teacher_outputs  {array name: ref or memory-mapped file} from the TeacherService, or None
   live_teacher     the teacher fields to compute at every step (all of them: the benchmark's baseline; the
@@ -217,7 +218,6 @@ def train_loop_per_worker(job: dict):
     # Selection: on the validation split held out from the training set when there is one, else on dev.
     selection = job.get("selection") or {"metric": f"{'val' if 'validation' in data else 'dev'}_{task.main_metric}",
                                          "mode": "max"}
-    sign = 1.0 if selection["mode"] == "max" else -1.0
     validation_collate = Collator(tokenizer, data["validation"], task.is_regression) if "validation" in data else None
     lengths = [len(ids) for ids in data["train"]["input_ids"]]
     sampler = LengthGroupedBatches(lengths, cfg.batch_size, rank, world, cfg.seed, group=cfg.group_by_length)
@@ -254,7 +254,8 @@ def train_loop_per_worker(job: dict):
         if validation_collate:
             result.update(evaluate(bare, task, data["validation"], validation_collate, rank, world, device,
                                    "fp32", "val"))
-        result["score"] = sign * result[selection["metric"]] if stage.classification else NOT_ELIGIBLE
+        result["score"] = (metrics.selection_score(result, selection["metric"], selection["mode"])
+                           if stage.classification else NOT_ELIGIBLE)
         if not math.isfinite(loss):  # the weights are no longer usable: never export them
             result.update(score=NOT_ELIGIBLE, stop_reason="non-finite loss")
         elif not math.isfinite(result["score"]):  # NaN would win Ray's max over checkpoints

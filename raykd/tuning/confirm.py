@@ -7,9 +7,11 @@ are one Ray Tune experiment, `<exp>/ray/confirm`: a grid through the search's ow
 algorithm and a FIFO scheduler (no run is stopped early), so they run in parallel on a cluster and show in
 the dashboard, and `--resume` restores it like the search (a finished run is never run again).
 
-The configuration with the best mean selection score is chosen; the student exported to `best/` is its
-run whose selection score is closest to that mean (a typical seed, not the luckiest one; ties go to the
-lower seed). `confirm.json` and `confirm.csv` hold every run and mean +- sample std (ddof 1) per configuration.
+The configuration with the best mean selection score is chosen (each run's `score`, raykd.metrics.selection_score:
+a seed whose student predicts one class for every selection row counts 3 lower, so a configuration that is
+constant on its seeds never wins); the student exported to `best/` is its run whose selection metric is
+closest to the configuration's mean (a typical seed, not the luckiest one; ties go to the lower seed), among
+its runs that are not constant when it has any. `confirm.json` and `confirm.csv` hold every run and mean +- sample std (ddof 1) per configuration.
 
 The seeds: a configuration searched with seed s (DistillConfig's `seed`, 42 unless the space sets it) is
 confirmed with seeds s+1 .. s+S, never s itself, so the luck that made it win the search does not count twice.
@@ -28,6 +30,7 @@ from ray.tune.schedulers import FIFOScheduler
 
 from raykd.artifacts.results import CONFIRM, config_key, rank
 from raykd.files import atomic_write
+from raykd.metrics import is_constant
 from raykd.training.worker import NOT_ELIGIBLE
 from raykd.tuning import tuner
 
@@ -119,7 +122,7 @@ def ended(exp_dir: Path, grid: ResultGrid) -> bool:
     return len(grid) > 0 and tuner.ended(exp_dir, planned_runs(grid), TUNE_NAME)
 
 
-def summarize(grid: ResultGrid, selection_metric: str, dev_metric: str, mode: str = "max", finished: bool = False) -> dict:
+def summarize(grid: ResultGrid, selection_metric: str, dev_metric: str, finished: bool = False) -> dict:
     """confirm.json's content from the confirmation's ResultGrid.
 
     Every run counts with its best classification epoch by `score` (the checkpoint it would export),
@@ -127,11 +130,12 @@ def summarize(grid: ResultGrid, selection_metric: str, dev_metric: str, mode: st
     no usable classification epoch has no value and is left out of its configuration's mean. Returns
     {"selection_metric", "dev_metric", "finished" (the caller's `finished`: every run ended, see ended()), "planned_runs" (the grid's
     size, of which an interrupted grid may hold fewer), "runs": [per run: candidate, seed,
-    trial, status, epoch, the two metrics, checkpoint], "configs": [per candidate: config, search trial
-    and score, seeds, n, mean and sample std of both metrics], "chosen": the exported run (only when
-    finished and some run has a value), "rule"}. `selection_metric` and `mode` are the search's (each run's
-    `score`, raykd.training.worker): the best mean is the highest, or the lowest for "min". The configurations and their search trials come from
-    the grid's own trial configs (build_tuner), never recomputed.
+    trial, status, epoch, the two metrics, score, constant (one class for every selection row), checkpoint],
+    "configs": [per candidate: config, search trial and score, seeds, n, mean and sample std of both metrics,
+    score_mean, constant_runs], "chosen": the exported run (only when finished and some run has a value),
+    "rule"}. `selection_metric` is the search's; the winner has the highest mean `score` (the selection
+    metric, negated for "min", a constant run 3 lower: raykd.metrics.selection_score). The configurations
+    and their search trials come from the grid's own trial configs (build_tuner), never recomputed.
     """
     by_rank = {}
     frame = grid.get_dataframe(filter_metric="score", filter_mode="max")
@@ -145,6 +149,8 @@ def summarize(grid: ResultGrid, selection_metric: str, dev_metric: str, mode: st
                      "status": "error" if result.error else ("ok" if row is not None else "no usable epoch"),
                      "epoch": None if row is None else int(row["epoch"]),
                      selection_metric: None if row is None else float(row[selection_metric]),
+                     "score": None if row is None else float(row["score"]),
+                     "constant": None if row is None else is_constant(row, selection_metric),
                      dev_metric: None if row is None else float(row[dev_metric]),
                      "checkpoint": None if row is None else row.get("checkpoint_path"),
                      "values": run["values"]})
@@ -155,28 +161,39 @@ def summarize(grid: ResultGrid, selection_metric: str, dev_metric: str, mode: st
     for candidate in sorted(by_rank):
         mine = table[table["candidate"] == candidate] if len(table) else table
         sel_mean, sel_std = _mean_std(pd.to_numeric(mine.get(selection_metric, pd.Series(dtype=float)), errors="coerce"))
+        score_mean, _ = _mean_std(pd.to_numeric(mine.get("score", pd.Series(dtype=float)), errors="coerce"))
         dev_mean, dev_std = _mean_std(pd.to_numeric(mine.get(dev_metric, pd.Series(dtype=float)), errors="coerce"))
         c = by_rank[candidate]
         configs.append({"candidate": candidate, "search_trial": c.get("search_trial"), "search_score": c.get("search_score"),
                         "config": c["config"], "seeds": sorted(int(s) for s in mine.get("seed", [])),
                         "n": int(mine[selection_metric].notna().sum()) if selection_metric in mine else 0,
-                        f"{selection_metric}_mean": sel_mean, f"{selection_metric}_std": sel_std,
+                        f"{selection_metric}_mean": sel_mean, f"{selection_metric}_std": sel_std, "score_mean": score_mean,
+                        "constant_runs": sum(c is True for c in mine.get("constant", [])),
                         f"{dev_metric}_mean": dev_mean, f"{dev_metric}_std": dev_std})
     summary = {"selection_metric": selection_metric, "dev_metric": dev_metric, "finished": finished,
                "planned_runs": planned_runs(grid),
-               "rule": "the configuration with the best mean selection score; its seed closest to that mean is exported",
+               "rule": "the configuration with the best mean selection score (a seed that predicts one class for every "
+                       "row counts 3 lower); its seed closest to its mean is exported, a constant one only when all are",
                "configs": configs, "runs": runs, "chosen": None}
-    scored = [c for c in configs if c[f"{selection_metric}_mean"] is not None]
-    if finished and scored:
-        sign = 1 if mode == "max" else -1
-        winner = max(scored, key=lambda c: (sign * c[f"{selection_metric}_mean"], -c["candidate"]))
-        mean = winner[f"{selection_metric}_mean"]
-        mine = [r for r in runs if r["candidate"] == winner["candidate"] and r[selection_metric] is not None]
-        run = min(mine, key=lambda r: (abs(r[selection_metric] - mean), r["seed"]))
-        summary["chosen"] = {**run, "config": run["values"], "mean": mean,
-                             "metrics": {"epoch": run["epoch"], selection_metric: run[selection_metric],
-                                         dev_metric: run[dev_metric]}}
+    if finished:
+        summary["chosen"] = choose(configs, runs, selection_metric, dev_metric)
     return summary
+
+
+def choose(configs: list[dict], runs: list[dict], selection_metric: str, dev_metric: str) -> dict | None:
+    """The exported run of a finished confirmation (summarize's `configs` and `runs`): the configuration with
+    the highest `score_mean` (ties: the better-ranked candidate), then its run whose `selection_metric` is
+    closest to the configuration's mean (ties: the lower seed), among its runs that are not constant when
+    it has any. Returns the run with "config", "mean" and "metrics" added, or None when no run has a value."""
+    scored = [c for c in configs if c["score_mean"] is not None]
+    if not scored:
+        return None
+    winner = max(scored, key=lambda c: (c["score_mean"], -c["candidate"]))
+    mean = winner[f"{selection_metric}_mean"]
+    mine = [r for r in runs if r["candidate"] == winner["candidate"] and r[selection_metric] is not None]
+    run = min([r for r in mine if not r["constant"]] or mine, key=lambda r: (abs(r[selection_metric] - mean), r["seed"]))
+    return {**run, "config": run["values"], "mean": mean,
+            "metrics": {"epoch": run["epoch"], selection_metric: run[selection_metric], dev_metric: run[dev_metric]}}
 
 
 def write(exp_dir: Path, summary: dict):

@@ -112,8 +112,8 @@ def search(task: Task, base: str, space: SearchSpace, data_ref, rows: dict, scal
     if resume:
         grid = tuner.restore(trainable, exp_dir).fit()
     else:
-        searcher = tuner.optuna_searcher(space.space, metric, "max", seed, exp_dir, space.points_to_evaluate)
-        grid = tuner.tuner(trainable, exp_dir, metric, "max", searcher, tuner.asha(max_epochs, grace_period),
+        searcher = tuner.optuna_searcher(space.space, tuner.SCORE, tuner.SCORE_MODE, seed, exp_dir, space.points_to_evaluate)
+        grid = tuner.tuner(trainable, exp_dir, tuner.SCORE, tuner.SCORE_MODE, searcher, tuner.asha(max_epochs, grace_period),
                            num_samples, tuner.concurrency(scaling)).fit()
     table = results.trials_table(exp_dir, metric, max_epochs)
     files.atomic_write(exp_dir / "trials.csv", table.to_csv(index=False))
