@@ -141,7 +141,8 @@ def search(task: Task, base: str, space: SearchSpace, data_ref, rows: dict, scal
             files.atomic_json(partial / finetune.RECORD, record)
     except FileExistsError:
         raise RaykdError(f"{out} appeared while the teacher search ran; choose another --out") from None
-    shown = [c for c in ("trial", "status", *finetune.FIELDS, "epochs_run", "best_score", "stop_reason") if c in table]
+    shown = [c for c in ("trial", "status", *finetune.FIELDS, "epochs_run", "best_value", "best_constant", "stop_reason")
+             if c in table]  # best_value: the metric of the epoch ranked best (best_constant: it predicted one class)
     files.atomic_write(exp_dir / "summary.md", "\n".join([
         f"# Teacher search: {task.name}", "", f"Command: `{command}`", "",
         f"Best: trial {trial_id}, epoch {best['epoch']}, {finetune.scores(best, task)}, " + (
