@@ -99,6 +99,8 @@ def test_the_confirmation_reports_mean_and_std_and_exports_the_seed_closest_to_t
             assert c[f"{metric}_mean"] == pytest.approx(mine[metric].mean())
             assert c[f"{metric}_std"] == pytest.approx(mine[metric].std(ddof=1))
             assert f"{c[f'{metric}_mean']:.4f} +- {c[f'{metric}_std']:.4f}" in text
+    assert ("predicted one class) |" in text) == any(c["constant_runs"] for c in result["configs"])
+    assert sum(c["constant_runs"] for c in result["configs"]) == runs["constant"].sum()
     chosen = result["chosen"]  # the best mean score (val_accuracy, a constant seed 3 lower), then nearest its mean
     for c in result["configs"]:
         mine = runs[runs["candidate"] == c["candidate"]]

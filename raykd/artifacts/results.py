@@ -443,7 +443,8 @@ def _confirmation_lines(confirm: dict, exp_name: str) -> list[str]:
              "|---|---|---|---|---|" + ("" if same else "---|") + "---|"]
     for c in confirm["configs"]:
         score = "" if c.get("search_score") is None else f"{c['search_score']:.4f}"
-        row = (f"| {c['candidate']} | {c.get('search_trial') or ''} | {score} | {', '.join(map(str, c['seeds']))} ({c['n']}) | "
+        constant = f"; {c['constant_runs']} predicted one class" if c.get("constant_runs") else ""
+        row = (f"| {c['candidate']} | {c.get('search_trial') or ''} | {score} | {', '.join(map(str, c['seeds']))} ({c['n']}{constant}) | "
                f"{plus_minus(c[f'{sel}_mean'], c[f'{sel}_std'])} |")
         if not same:
             row += f" {plus_minus(c[f'{dev}_mean'], c[f'{dev}_std'])} |"
@@ -452,7 +453,7 @@ def _confirmation_lines(confirm: dict, exp_name: str) -> list[str]:
     lines.append("")
     if chosen:
         dev_part = "" if same else f", {dev} {chosen[dev]:.4f}"
-        lines.append(f"Chosen: configuration #{chosen['candidate']} (the best mean {sel}). Exported to `best/`: its seed "
+        lines.append(f"Chosen: configuration #{chosen['candidate']} (the best mean {sel}, a seed that predicted one class counting 3 lower). Exported to `best/`: its seed "
                      f"{chosen['seed']} (trial {chosen['trial']}, epoch {chosen['epoch']}), the seed whose {sel} is closest to "
                      f"the mean ({chosen[sel]:.4f} against {chosen['mean']:.4f}){dev_part}: a typical run, not the luckiest.")
     elif not confirm["finished"]:
