@@ -378,21 +378,20 @@ def result(cell: Cell, s: Settings) -> dict | None:
     if not winner:
         return None
     experiment = json.loads((cell.folder(s) / "experiment.json").read_text())
-    summary = cell.folder(s) / "summary.json"
-    teacher_value = json.loads(summary.read_text()).get("teacher_value") if summary.is_file() else None
+    summary_json = cell.folder(s) / "summary.json"
+    summary = json.loads(summary_json.read_text()) if summary_json.is_file() else {}
     dev, sel = confirmed["dev_metric"], confirmed["selection_metric"]
     devs = [r[dev] for r in confirmed["runs"] if r["candidate"] == winner["candidate"] and r[dev] is not None]
     floors = one_class_scores(cell.task, s.data_dir).values()
     # One class for every dev row: the search said so (summary.json, since raykd.metrics' top_class_share), or,
     # for cells run before that, every seed scored exactly what a one-class answer scores on dev.
-    one_class = bool(summary.is_file() and json.loads(summary.read_text()).get("one_class")) or bool(
-        devs and all(any(abs(d - f) < 1e-9 for f in floors) for d in devs))
+    one_class = bool(summary.get("one_class")) or bool(devs and all(any(abs(d - f) < 1e-9 for f in floors) for d in devs))
     return {"dev_mean": winner[f"{dev}_mean"], "dev_std": winner[f"{dev}_std"], "n": winner["n"], "dev_runs": devs,
             "one_class": one_class,
             "selection_mean": winner[f"{sel}_mean"], "config": winner["config"],
             "student_params": experiment["sizes"]["student_params_total"],
             "teacher_params": experiment["teacher_info"]["teacher_params_total"], "command": experiment["command"],
-            "teacher_dir": experiment["teacher_dir"], "teacher_value": teacher_value,
+            "teacher_dir": experiment["teacher_dir"], "teacher_value": summary.get("teacher_value"),
             "speed_up": speed_up(cell.folder(s) / "best" / "deploy.json")}
 
 
