@@ -202,8 +202,10 @@ def paper(args) -> None:
              "## Low-data study", "", low, "", *(["![low data](low-data.png)", ""] if has_curves else []),
              "## Cells run", "",
              f"{len(record)} runs, {sum(r['seconds'] for r in record) / 3600:.1f} hours of compute in all.", "",
-             "| cell | done | hours | machine | command |", "|---|---|---|---|---|",
-             *[f"| {r['cell']} | {r['done']} | {r['seconds'] / 3600:.2f} | {r['machine']} | `{r['command']}` |" for r in record],
+             "A cell run again (after a fix) keeps its earlier runs here as 'superseded'; the table shows the last run.", "",
+             "| cell | started | done | hours | machine | command |", "|---|---|---|---|---|---|",
+             *[f"| {r['cell']} | {r['start']} | {'superseded' if any(q['cell'] == r['cell'] for q in record[i + 1:]) else r['done']}"
+               f" | {r['seconds'] / 3600:.2f} | {r['machine']} | `{r['command']}` |" for i, r in enumerate(record)],
              "", f"Remaining: {', '.join(f'{c.task}/{c.name}' for t in tasks for c in table.planned([t], fractions_of[t], s) if not c.done(s)) or 'none'}.", ""]
     notes = s.root / "notes.md"  # hand-written: where the results disagree with the paper, with their numbers
     if notes.is_file():

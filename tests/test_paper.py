@@ -54,6 +54,13 @@ def test_a_cell_runs_once_and_fills_its_table_row(ray_cluster, tiny_teacher_dir,
     again = (root / "README.md").read_text()
     assert row in again.splitlines() and any(line.startswith("| mrpc") for line in again.splitlines())
     assert f"`--teacher rte={teacher}`" in again and "--tasks rte mrpc --seeds 2" in again
+    # A cell run again (its record appended once more): the earlier run is listed as superseded, the later one as done.
+    with open(root / "cells.jsonl", "a") as log:
+        log.write(json.dumps({**runs[0], "start": "2099-01-01T00:00:00"}) + "\n")
+    report.main(["paper", "--plan", "--data-dir", str(glue_dir), "--tasks", "rte", "--seeds", "2",
+                 "--results", str(tmp_path / "results"), "--cache-dir", str(tmp_path / "cache")])
+    listed = [line for line in (root / "README.md").read_text().splitlines() if line.startswith("| rte/kd |")]
+    assert [line.split(" | ")[1:3] for line in listed] == [[runs[0]["start"], "superseded"], ["2099-01-01T00:00:00", "True"]]
 
 
 @pytest.mark.parametrize("flags, message", [(["--seeds", "1"], "needs at least 2 seeds"),
