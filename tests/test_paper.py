@@ -325,6 +325,32 @@ def test_the_teachers_recipe_runs_with_more_seeds_last_and_the_teacher_column_sh
     assert paper.OtherTeachers().mark({"teacher_value": 0.29, "teacher_dir": "x"}, teacher) == ""
 
 
+def test_a_teacher_seed_trains_on_the_teachers_own_rows_not_the_students_share(tmp_path):
+    """SST-2's students train on 15% of the rows (TASK_FLAGS); its teacher, given with --teacher, trained on all
+    of them with a held-out split of 10% (data seed 7): its other seeds must do the same, or the teacher column
+    would average two recipes. A record from before `train_fraction` was written keeps the task's flags."""
+    config = {"epochs": 3, "learning_rate": 5e-05, "warmup_ratio": 0.1, "weight_decay": 0.01, "batch_size": 32,
+              "seed": 42, "precision": "auto", "group_by_length": True, "algorithm": "finetune"}
+    given = tmp_path / "paper-sst2-heldout"
+    given.mkdir()
+    record = {"task": "sst2", "base": "minilm", "dev_accuracy": 0.8945, "config": config, "train_fraction": 1.0,
+              "validation_fraction": 0.1, "data_seed": 7}
+    (given / "teacher.json").write_text(json.dumps(record))
+    s = paper.Settings("glue", tmp_path / "paper", tmp_path / "teachers", seeds=3, teachers=(("sst2", str(given)),))
+    command = paper.TeacherSeed("sst2", 1).command(s)
+    assert "--train-fraction" not in command and command[command.index("--max-seq-length") + 1] == "64"
+    assert command[command.index("--validation-fraction") + 1] == "0.1" and command[command.index("--data-seed") + 1] == "7"
+    assert command[command.index("--seed") + 1] == "43"
+    student = paper.Cell("sst2", "kd").command(s)
+    assert student[student.index("--train-fraction") + 1] == "0.15"
+    (given / "teacher.json").write_text(json.dumps({**record, "train_fraction": 0.3}))
+    command = paper.TeacherSeed("sst2", 1).command(s)
+    assert command[command.index("--train-fraction") + 1] == "0.3" and command.count("--train-fraction") == 1
+    (given / "teacher.json").write_text(json.dumps({k: v for k, v in record.items() if k != "train_fraction"}))
+    command = paper.TeacherSeed("sst2", 1).command(s)
+    assert command[command.index("--train-fraction") + 1] == "0.15"
+
+
 def test_the_table_plot_draws_only_finished_cells_and_nothing_when_none_is(tmp_path):
     done = {"dev_mean": 0.8418, "dev_std": 0.0046, "n": 3}
     numbers = {("mrpc", "teacher"): {"dev_mean": 0.8545, "dev_std": 0.0063, "n": 3}, ("mrpc", "pid"): done,

@@ -90,6 +90,17 @@ def widen_scope(root: Path, tasks: list[str], fractions: list[float],
     return scope["tasks"], scope["teachers"]
 
 
+def task_flags(task: str, train_fraction: float | None = None) -> list[str]:
+    """The task's TASK_FLAGS, with `--train-fraction train_fraction` in place of its own when given (none
+    for 1.0: every row)."""
+    flags = list(TASK_FLAGS.get(task, []))
+    if train_fraction is None:
+        return flags
+    if "--train-fraction" in flags:
+        del flags[flags.index("--train-fraction"):flags.index("--train-fraction") + 2]
+    return flags + (["--train-fraction", f"{train_fraction:g}"] if train_fraction != 1.0 else [])
+
+
 @dataclass(frozen=True)
 class Cell:
     """One cell of the table: a task, a method (teacher, one of METHODS, or search) and a share of the
@@ -145,11 +156,8 @@ class Cell:
     def command(self, s: Settings) -> list[str]:
         """The argv that runs the cell: raykd.teacher's recipe search, or raykd.search with its confirmation
         (`--resume` when the cell has Tune state to restore: it started here and was interrupted)."""
-        flags = list(TASK_FLAGS.get(self.task, []))
-        if self.fraction != 1.0:  # replaces the task's own fraction: a share of the whole training set
-            if "--train-fraction" in flags:
-                del flags[flags.index("--train-fraction"):flags.index("--train-fraction") + 2]
-            flags += ["--train-fraction", f"{self.fraction:g}"]
+        # A low-data cell's fraction replaces the task's own: a share of the whole training set.
+        flags = task_flags(self.task, self.fraction if self.fraction != 1.0 else None)
         data = ["--task", self.task, "--data-dir", s.data_dir, *flags, *(["--address", s.address] if s.address else [])]
         resume = ["--resume"] if self.resumable(s) else []
         if self.method == "teacher":
@@ -189,18 +197,24 @@ def refit_command(task: str, s: Settings) -> list[str] | None:
 
 
 def recipe_command(task: str, s: Settings, record: dict, out: Path, seed: int | None = None) -> list[str]:
-    """The argv of `raykd.teacher` that fine-tunes the recipe of a teacher's `record` (its base, `config`
-    and held-out share, with `seed` in place of its own when given) into `out`, with the task's flags,
-    copying its record to `<root>/teachers/`. A record without `validation_fraction` is from a teacher
-    that trained on the whole training set (before raykd held the validation split out): so is its refit."""
+    """The argv of `raykd.teacher` that fine-tunes the recipe of a teacher's `record` on the same rows (its
+    base, `config`, `train_fraction`, held-out share and `data_seed`, with `seed` in place of its own when
+    given) into `out`, with the task's token length, copying its record to `<root>/teachers/`. The rows come
+    from the record, not the students' TASK_FLAGS: SST-2's students use 15% of the rows, its given teacher
+    all of them. A record without `train_fraction` (before raykd wrote it) is from a teacher the runner
+    searched with the task's flags; one without `validation_fraction` trained on the whole training set
+    (before raykd held the validation split out): so is its refit."""
     config = {**record["config"], **({} if seed is None else {"seed": seed})}
     recipe = []
     for field in RECIPE:
         flag, value = "--" + field.replace("_", "-"), config[field]
         recipe += [flag if value else f"--no-{flag[2:]}"] if isinstance(value, bool) else [flag, str(value)]
-    return [sys.executable, "-m", "raykd.teacher", "--task", task, "--data-dir", s.data_dir, *TASK_FLAGS.get(task, []),
+    flags = task_flags(task, record.get("train_fraction"))
+    return [sys.executable, "-m", "raykd.teacher", "--task", task, "--data-dir", s.data_dir, *flags,
             *(["--address", s.address] if s.address else []), "--teacher-base", str(record["base"]), *recipe,
-            "--validation-fraction", f"{record.get('validation_fraction', 0):g}", "--out", str(out), "--records", str(s.root)]
+            "--validation-fraction", f"{record.get('validation_fraction', 0):g}",
+            *(["--data-seed", str(record["data_seed"])] if "data_seed" in record else []),
+            "--out", str(out), "--records", str(s.root)]
 
 
 @dataclass(frozen=True)
