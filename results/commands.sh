@@ -73,4 +73,10 @@ if [[ $step == all || $step == heldout ]]; then
     --validation-fraction 0.1 --out $T/paper-sst2-heldout --records results/heldout/paper
   ./run report paper --results results/heldout --data-dir $GLUE --tasks sst2 --methods kd sid finetune all pid search \
     --seeds 3 --teacher sst2=$T/paper-sst2-heldout
+  # STS-B: the MRPC teacher's recipe (3 epochs, lr 1e-4), 128 tokens, every row
+  ./run teacher --task stsb --data-dir $GLUE --max-seq-length 128 --teacher-base minilm --epochs 3 --learning-rate 1e-4 \
+    --warmup-ratio 0.1 --weight-decay 0.01 --batch-size 32 --seed 42 --precision auto --group-by-length \
+    --validation-fraction 0.1 --out $T/paper-stsb-heldout --records results/heldout/paper
+  ./run report paper --results results/heldout --data-dir $GLUE --tasks stsb --methods kd sid finetune pid all search \
+    --seeds 3 --teacher stsb=$T/paper-stsb-heldout
 fi
