@@ -191,7 +191,7 @@ def paper(args) -> None:
              "chosen configuration (selected on a split held out from the training set); a cell shows '-' until it is done. "
              "3-layer students of a 6-layer all-MiniLM-L6-v2 teacher. The teacher column is its recipe's mean +- std over its "
              "own seed and the teacher-seed+K runs so far (n of them); the students distill from its own seed's teacher. "
-             "'One class' is the best dev score of answering one class for every row (MRPC: all-positive); a cell marked "
+             "'One class' is the best dev score of answering one class for every row (MRPC: all-positive; STS-B, a regression, has none); a cell marked "
              "'(one class)' chose such a student. 'Best fixed' is the fixed method with the best "
              "validation mean; 'gap closed' is (student - finetune) / (teacher - finetune) on the dev means; 'speed-up' is "
              "teacher / student latency at batch 1 (p50) and student / teacher throughput at batch 32, PyTorch fp32 on one "

@@ -90,6 +90,15 @@ def test_the_one_class_floor_is_what_always_answering_one_class_scores_on_real_d
     assert paper._cell_text({**r, "one_class": True}) == "81.22 +- 0.00 (one class)" and paper._cell_text(r) == "81.22 +- 0.00"
 
 
+def test_a_regression_task_has_no_one_class_floor_and_says_so(glue_dir, tmp_path):
+    """STS-B's scores are similarities, not classes: its "one class" cell says why it is empty instead of
+    showing the "-" of a cell not yet known."""
+    s = paper.Settings(data_dir=str(glue_dir), root=tmp_path, teacher_cache=tmp_path)
+    markdown, _ = paper.table(["stsb", "mrpc"], s)
+    rows = [line for line in markdown.splitlines() if line.startswith(("| stsb", "| mrpc"))]
+    assert rows[0].startswith("| stsb (pearson) | none (regression) |") and rows[1].startswith("| mrpc (f1) | 81.22 |")
+
+
 def test_a_cell_whose_confirmation_lacks_runs_is_not_done(tmp_path):
     """A confirm.json that says finished with fewer runs than confirm_top x seeds (written by an interrupted
     confirmation before raykd.tuning.tuner.ended) leaves its cell to be run again."""

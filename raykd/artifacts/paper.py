@@ -494,7 +494,8 @@ def table(tasks: list[str], s: Settings) -> tuple[str, dict]:
         sizes = next((r for r in row.values() if r), None)
         speed = next((r["speed_up"] for r in row.values() if r and r.get("speed_up")), None)
         lines.append("| " + " | ".join([
-            f"{t} ({task.main_metric})", f"{100 * max(floor.values()):.2f}" if (floor := one_class_scores(t, s.data_dir)) else "-",
+            f"{t} ({task.main_metric})", "none (regression)" if task.is_regression  # no classes: no one-class floor
+            else f"{100 * max(floor.values()):.2f}" if (floor := one_class_scores(t, s.data_dir)) else "-",
             _cell_text(teacher) + (f" (n={teacher['n']})" if teacher and teacher["n"] > 1 else ""),
             *[_cell_text(row[m]) + other.mark(row[m], teacher) for m in METHODS],
             f"{best}: {_cell_text(fixed[best])}" if best else "-", _cell_text(row["search"]) + other.mark(row["search"], teacher),
