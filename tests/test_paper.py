@@ -231,10 +231,10 @@ def test_ctrl_c_waits_for_the_cell_to_save_its_state_then_records_it_and_says_so
     assert entry["cell"] == "rte/teacher" and entry["exit"] == 2 and not entry["done"]
 
 
-def test_a_searched_teacher_whose_weights_are_gone_is_fine_tuned_again_from_its_record(tmp_path, monkeypatch):
+def test_a_teacher_whose_weights_are_gone_is_fine_tuned_again_from_its_record(tmp_path, monkeypatch):
     """A new machine has the teacher cell's records but not its weights (never committed): before the task's
-    next student cell, the runner fine-tunes the searched best recipe again into the teacher folder and says
-    how its dev score compares. A teacher given with --teacher, or a cell not done, is never refit."""
+    next student cell, the runner fine-tunes its recorded recipe again into the teacher folder and says
+    how its dev score compares. A cell not done, or a teacher given without a recipe, is never refit."""
     import sys
 
     s = paper.Settings(data_dir="glue", root=tmp_path / "paper", teacher_cache=tmp_path / "teachers")
@@ -256,8 +256,13 @@ def test_a_searched_teacher_whose_weights_are_gone_is_fine_tuned_again_from_its_
                 "validation_fraction": 0.1}
     (s.root / "teachers" / "paper-cola-20261203-101010.json").write_text(json.dumps(held_out))
     assert paper.refit_command("cola", s)[-6:-4] == ["--validation-fraction", "0.1"]  # the same rows held out again
-    given = paper.Settings(data_dir="glue", root=s.root, teacher_cache=s.teacher_cache, teachers=(("cola", "elsewhere"),))
+    # A teacher given with --teacher whose record (copied beside the table) holds its recipe goes back into the
+    # given folder; one given without a record has nothing to refit from.
+    given = paper.Settings(data_dir="glue", root=s.root, teacher_cache=s.teacher_cache,
+                           teachers=(("cola", str(tmp_path / "paper-cola-heldout")),))
     assert paper.refit_command("cola", given) is None
+    (s.root / "teachers" / "paper-cola-heldout-20261203-101010.json").write_text(json.dumps(held_out))
+    assert paper.refit_command("cola", given)[-4:] == ["--out", str(tmp_path / "paper-cola-heldout"), "--records", str(s.root)]
 
     # The refit stands in for raykd.teacher (a process that writes the folder's record), the cell for raykd.search.
     folder = (s.teacher_cache / "paper-cola").resolve()
@@ -271,7 +276,7 @@ def test_a_searched_teacher_whose_weights_are_gone_is_fine_tuned_again_from_its_
 
     said = []
     paper.run([Student("cola", "sid")], s, said.append)
-    assert "cola teacher fine-tuned again from its record: dev_matthews 0.2900 (the search's: 0.2900)" in said
+    assert "cola teacher fine-tuned again from its record: dev_matthews 0.2900 (its record's: 0.2900)" in said
     runs = [json.loads(line)["cell"] for line in (s.root / paper.LOG).read_text().splitlines()]
     assert runs == ["cola/teacher-refit", "cola/sid"]
 

@@ -10,8 +10,9 @@ command; `--plan` prints what is done and what remains without running anything.
 Per task:
 - `teacher`: the teacher's recipe searched (`raykd.teacher --space search_spaces/teacher.py`), unless a
   fine-tuned teacher is given for the task (`--teacher TASK=FOLDER`, a folder written by raykd.teacher).
-  Its weights stay in the cache, never in results/; on a machine without them, the searched teacher is
-  fine-tuned again from its record (the best trial's recipe and seed) before its task's next student cell.
+  Its weights stay in the cache, never in results/; on a machine without them, the teacher is
+  fine-tuned again from its record (the recipe and seed of the search's best trial, or of the given
+  teacher's run) before its task's next student cell.
 - `finetune`, `kd`, `all`, `pid`, `sid`: `raykd.search` over `search_spaces/fixed/<method>.py` (the
   paper's settings, only the learning rate searched, the same number of trials for every method, so
   the baselines are tuned as much as the methods), its best configuration confirmed with `--seeds`
@@ -183,15 +184,17 @@ class Cell:
 
 
 def refit_command(task: str, s: Settings) -> list[str] | None:
-    """The argv that fine-tunes `task`'s searched teacher again into its folder when the teacher cell is done
-    but the weights are not on this machine (they are never committed): `raykd.teacher` with the recipe and
-    seed of the search's best trial, from its record under `<root>/teachers/`, and the task's flags. On the
-    same kind of machine the run repeats the search's epochs exactly (CoLA, 2026-12-02: the same dev score at
-    every epoch). None when there is nothing to refit from: a teacher given with --teacher, the teacher cell
-    not done, or no record with a recipe."""
+    """The argv that fine-tunes `task`'s teacher again into its folder when the teacher cell is done but the
+    weights are not on this machine (they are never committed): `raykd.teacher` with the recipe and seed of
+    its record under `<root>/teachers/` (a searched teacher's best trial, or the run of a teacher given with
+    --teacher, written into the given folder), and the task's flags. On the same kind of machine the run
+    repeats the record's epochs exactly (CoLA, 2026-12-02: the same dev score at every epoch); on another
+    CPU it does not (STS-B, Intel Xeon with AMX then AMD EPYC: 66.02 then 74.34 dev Pearson after epoch 1),
+    so the runner prints both dev scores. None when there is nothing to refit from: the teacher cell not
+    done, or no record with a recipe (a teacher given without one)."""
     cell = Cell(task, "teacher")
     record = find_record(cell.teacher_dir(s), s.root)
-    if task in dict(s.teachers) or not cell.done(s) or "config" not in record:
+    if not cell.done(s) or "config" not in record:
         return None
     return recipe_command(task, s, record, cell.teacher_dir(s))
 
@@ -311,12 +314,12 @@ def run(todo: list[Cell], s: Settings, log) -> None:
         if (cell.distills and not teacher.is_file() and cell.task not in refit_tried
                 and (refit := refit_command(cell.task, s))):
             refit_tried.add(cell.task)
-            searched = find_record(cell.teacher_dir(s), s.root)
+            recorded = find_record(cell.teacher_dir(s), s.root)
             _run_and_record(f"{cell.task}/teacher-refit", refit, teacher.is_file, s, log)
             if teacher.is_file():
                 metric = f"dev_{get_task(cell.task).main_metric}"
                 log(f"{cell.task} teacher fine-tuned again from its record: {metric} {json.loads(teacher.read_text())[metric]:.4f} "
-                    f"(the search's: {searched[metric]:.4f})")
+                    f"(its record's: {recorded[metric]:.4f})")
         if cell.distills and not teacher.is_file():
             log(f"skip {cell.task}/{cell.name}: its teacher {teacher.parent} is missing (the teacher cell runs first; "
                 f"if it cannot be fine-tuned again from its record, move results/paper/{cell.task}/teacher away to search it again)")
