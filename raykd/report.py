@@ -131,20 +131,29 @@ def parity_table(root: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-def given_teachers(pairs: list[str], tasks: list[str]) -> dict[str, str]:
-    """{task: folder} from `--teacher TASK=FOLDER` values. Raises RaykdError for a value without '=', a task
-    not among `tasks`, or a folder that is not a finished teacher of that task (raykd.training.finetune.is_usable)."""
-    from raykd.training.finetune import RECORD, is_usable
+def given_teachers(pairs: list[str], tasks: list[str], records_root: Path) -> dict[str, str]:
+    """{task: folder} from `--teacher TASK=FOLDER` values. A folder that does not exist is accepted when its
+    record under `<records_root>/teachers/` (raykd.training.finetune.find_record) holds a recipe: the runner
+    fine-tunes it again there (raykd.artifacts.paper.refit_command); weights are never committed, so this is
+    every given teacher on a new machine. Raises RaykdError for a value without '=', a task not among `tasks`,
+    or a folder that is not a finished teacher of that task (raykd.training.finetune.is_usable) and cannot be
+    fine-tuned again from a record."""
+    from raykd.training.finetune import RECORD, find_record, is_usable
 
     given = {}
     for pair in pairs:
         task, _, folder = pair.partition("=")
         if not folder or task not in tasks:
             raise RaykdError(f"--teacher {pair}: expected TASK=FOLDER with TASK among --tasks ({' '.join(tasks)})")
-        if not is_usable(Path(folder)):
-            raise RaykdError(f"--teacher {pair}: {folder} is not a finished teacher (config.json, weights and {RECORD}); "
-                             f"fine-tune one with python -m raykd.teacher --task {task}")
-        recorded = json.loads((Path(folder) / RECORD).read_text()).get("task")
+        if is_usable(Path(folder)):
+            recorded = json.loads((Path(folder) / RECORD).read_text()).get("task")
+        else:
+            record = {} if Path(folder).exists() else find_record(Path(folder), records_root)
+            if "config" not in record:
+                raise RaykdError(f"--teacher {pair}: {folder} is not a finished teacher (config.json, weights and {RECORD}) "
+                                 f"and {records_root}/teachers/ has no record of it to fine-tune it again from; "
+                                 f"fine-tune one with python -m raykd.teacher --task {task}")
+            recorded = record.get("task")
         if recorded != task:
             raise RaykdError(f"--teacher {pair}: {folder} was fine-tuned on {recorded}, not {task}; give a {task} teacher")
         given[task] = folder
@@ -159,7 +168,7 @@ def paper(args) -> None:
         get_task(name)
     s = table.Settings(args.data_dir, args.results / "paper", args.cache_dir / "teachers", args.seeds, args.trials,
                        args.search_trials, args.max_epochs, args.teacher_trials, address=args.address,
-                       teachers=tuple(given_teachers(args.teacher, args.tasks).items()))
+                       teachers=tuple(given_teachers(args.teacher, args.tasks, args.results / "paper").items()))
     fractions = sorted({*args.fractions, 1.0})
     every = table.planned(args.tasks, fractions, s, tuple(args.methods))
     remaining = [c for c in every if not c.done(s)]

@@ -8,6 +8,7 @@ import shutil
 import pytest
 
 from raykd import report
+from raykd.errors import RaykdError
 from raykd.artifacts import paper
 
 
@@ -78,6 +79,24 @@ def test_paper_refuses_bad_flags(tmp_path, tiny_teacher_dir, capsys, flags, mess
         report.main(["paper", "--plan", "--results", str(tmp_path), *flags])
     err = capsys.readouterr().err.strip()
     assert exit_.value.code == 2 and err.startswith("error: ") and message in err
+
+
+def test_a_given_teacher_whose_folder_is_gone_is_accepted_when_its_record_has_a_recipe(tmp_path, capsys):
+    """A new machine has the table's records but no teacher weights: --teacher TASK=FOLDER is accepted when the
+    record copied beside the table holds the recipe to fine-tune it again (the runner does, before the task's
+    first student cell); without such a record, or with one of another task, it is refused before any compute."""
+    root, gone = tmp_path / "results" / "paper", tmp_path / "cache" / "paper-stsb-heldout"
+    (root / "teachers").mkdir(parents=True)
+    argv = ["paper", "--plan", "--results", str(tmp_path / "results"), "--tasks", "stsb", "--teacher", f"stsb={gone}"]
+    with pytest.raises(SystemExit) as exit_:
+        report.main(argv)
+    assert exit_.value.code == 2 and "has no record of it to fine-tune it again from" in capsys.readouterr().err
+    record = {"task": "stsb", "base": "minilm", "dev_pearson": 0.8253, "config": {"seed": 42}}
+    (root / "teachers" / "paper-stsb-heldout-20261203-140107.json").write_text(json.dumps(record))
+    assert report.given_teachers([f"stsb={gone}"], ["stsb"], root) == {"stsb": str(gone)}
+    (root / "teachers" / "paper-stsb-heldout-20261203-140107.json").write_text(json.dumps({**record, "task": "mrpc"}))
+    with pytest.raises(RaykdError, match="was fine-tuned on mrpc, not stsb"):
+        report.given_teachers([f"stsb={gone}"], ["stsb"], root)
 
 
 def test_the_one_class_floor_is_what_always_answering_one_class_scores_on_real_dev_rows(glue_dir):
