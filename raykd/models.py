@@ -33,16 +33,53 @@ def resolve_base(name: str) -> str:
     return str(Path(name).resolve()) if Path(name).exists() else name
 
 
+def check_base(name: str, max_seq_length: int | None = None):
+    """The config of a base to fine-tune a teacher from (`minilm`, a Hub id, or a folder), read without
+    weights and checked like a teacher's: a BERT-style encoder with positions for `max_seq_length`.
+    Returns the config. Raises RaykdError when it cannot be found or cannot work."""
+    try:
+        config = AutoConfig.from_pretrained(resolve_base(name))
+    except (OSError, ValueError) as err:
+        raise RaykdError(f"cannot find the base model {name!r} ({first_line(err)}); give a --teacher-base that exists "
+                         "here (a folder with config.json) or on the Hub (an id such as bert-base-uncased; needs "
+                         "network)") from None
+    check_architecture(config, name, max_seq_length)
+    return config
+
+
+def load_base_tokenizer(name: str):
+    """The tokenizer of a base (after `check_base`). Raises RaykdError when a folder has none (every word
+    would be [UNK]) or it cannot be loaded."""
+    resolved = resolve_base(name)
+    path = Path(resolved)
+    if path.is_dir() and not any((path / f).is_file() for f in TOKENIZER_FILES):
+        raise RaykdError(f"base folder {path} has no tokenizer (none of {', '.join(TOKENIZER_FILES[:2])}, ...); save the "
+                         f"tokenizer the model was trained with into it: AutoTokenizer.from_pretrained(BASE).save_pretrained('{path}')")
+    try:
+        return AutoTokenizer.from_pretrained(resolved)
+    except Exception as err:  # damaged or missing files: each tokenizer library raises its own kind
+        raise RaykdError(f"cannot load the tokenizer of {name!r} ({type(err).__name__}: {first_line(err)}); save it "
+                         "again with save_pretrained") from None
+
+
 def load_base_for_finetuning(base: str, task: Task):
     """A pretrained encoder with a fresh classification head for the task.
 
     `base` may also be a model fine-tuned for sequence classification, such as another task's teacher
     (MRPC's for RTE: intermediate-task transfer, Phang et al. 2018, "STILTs"). Its encoder is kept and its
     head, which from_pretrained would load whenever the label counts match, is drawn again as BERT draws
-    it (weights from N(0, initializer_range), biases 0): the old task's labels mean nothing here."""
+    it (weights from N(0, initializer_range), biases 0): the old task's labels mean nothing here.
+    A head of another size (STS-B's one output for RTE's two) is allowed for the same reason, and the old
+    task's `problem_type` is replaced so that the saved teacher (and any pipeline serving it) reads its
+    outputs as this task's: softmax over classes, or one regression score.
+
+    Returns a model with `task.num_labels` outputs. Raises OSError (from transformers) when `base` is
+    neither a folder nor a reachable Hub id."""
     model = AutoModelForSequenceClassification.from_pretrained(
         resolve_base(base), num_labels=task.num_labels, attn_implementation="eager",
-        id2label=_id2label(task), label2id={v: k for k, v in _id2label(task).items()})
+        id2label=_id2label(task), label2id={v: k for k, v in _id2label(task).items()},
+        problem_type="regression" if task.is_regression else "single_label_classification",
+        ignore_mismatched_sizes=True)  # only the head can mismatch, and it is drawn again below
     if any(a.endswith("ForSequenceClassification") for a in model.config.architectures or ()):
         for name, child in model.named_children():
             if name != model.base_model_prefix:  # the head: classifier (and pre_classifier, dropout)

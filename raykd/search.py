@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 
 import ray
-from transformers import AutoTokenizer
 
 from raykd import files, models
 from raykd.artifacts import deploy, results
@@ -102,7 +101,7 @@ def default_teacher(args, task, scaling: Scaling, records_root: Path, command: s
     and reused by every later search with the same recipe (raykd.training.finetune); `command` is the
     search's command line, for its record.
     Returns its folder. Raises RaykdError when the fine-tuning fails."""
-    tokenizer = AutoTokenizer.from_pretrained(models.resolve_base(args.teacher_base))
+    tokenizer = models.load_base_tokenizer(args.teacher_base)
     # The rows the trials hold out to select on are held out from the teacher too (raykd.training.finetune).
     data = load_task_data(task, cli.data_source(args), tokenizer, args.max_seq_length, args.train_fraction,
                           args.data_seed, args.cache_dir, checks.validation_fraction(args))

@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 
 import ray
-from transformers import AutoTokenizer
 
 from raykd import models
 from raykd.data import load_task_data
@@ -101,8 +100,8 @@ def main(argv=None):
     if args.out:
         cli.check_output_dir(args.out)
     scaling = cli.scaling(args)
-    base = models.resolve_base(args.teacher_base)
-    tokenizer = AutoTokenizer.from_pretrained(base)
+    models.check_base(args.teacher_base, args.max_seq_length)
+    tokenizer = models.load_base_tokenizer(args.teacher_base)
     data = load_task_data(task, cli.data_source(args), tokenizer, args.max_seq_length, args.train_fraction,
                           args.data_seed, args.cache_dir, args.validation_fraction)
     command = cli.command_line("teacher", argv)

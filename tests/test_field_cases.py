@@ -14,7 +14,7 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoModelForSequenceClassification
 
-from raykd import distill, export, models, search
+from raykd import distill, export, models, search, teacher
 from raykd.artifacts import results
 from raykd.tuning import spaces
 from conftest import fails
@@ -162,16 +162,36 @@ def test_teacher_folders_that_cannot_work_fail_before_any_compute(tmp_path, teac
                                              "--train-fraction", "0.05", extra=extra), message, out=tmp_path / "out")
 
 
-@pytest.mark.parametrize("base, message", [
+# Bases a teacher is fine-tuned from: by `raykd.teacher`, or by a search without --teacher. A missing
+# folder is resolved under the test's tmp_path; every other name is a fixture teacher or a Hub id.
+BAD_BASES = pytest.mark.parametrize("base, message", [
     ("rte-distilbert", "is a distilbert model (DistilBertForSequenceClassification); raykd distils"),
     ("rte-pos64", "--max-seq-length 128 is longer than the 64 positions of"),
+    ("rte-notok", "has no tokenizer"),
     ("no-such/model", "cannot find the base model 'no-such/model'"),
+    ("missing-folder", "cannot find the base model"),
 ])
+
+
+def bad_base(tmp_path, teachers, base: str) -> str:
+    return teachers.get(base, str(tmp_path / base) if base == "missing-folder" else base)
+
+
+@BAD_BASES
 def test_a_base_to_fine_tune_a_teacher_from_is_checked_too(tmp_path, teachers, glue_dir, capsys, base, message):
     argv = search_argv(tmp_path, teachers["rte-bert"], glue_dir, 'from ray import tune\nspace = {"temperature": tune.uniform(1, 2)}\n')
     argv = [a for a in argv if a != teachers["rte-bert"] and a != "--teacher"]
-    fails(capsys, search.main, [*argv, "--teacher-base", teachers.get(base, base)], message, out=tmp_path / "results")
+    fails(capsys, search.main, [*argv, "--teacher-base", bad_base(tmp_path, teachers, base)], message, out=tmp_path / "results")
     assert not (tmp_path / "cache").exists()  # no teacher was fine-tuned
+
+
+@BAD_BASES
+def test_the_teacher_commands_base_is_checked_before_any_compute(tmp_path, teachers, glue_dir, capsys, base, message):
+    """A mistyped folder or an unusable base was a traceback from Ray's workers after start-up."""
+    fails(capsys, teacher.main, ["--task", "rte", "--data-dir", glue_dir, "--teacher-base", bad_base(tmp_path, teachers, base),
+                                 "--epochs", "1", "--cache-dir", tmp_path / "cache", "--out", tmp_path / "out"],
+          message, out=tmp_path / "out")
+    assert not (tmp_path / "cache").exists()
 
 
 def test_a_tokenizer_that_is_not_the_models_is_refused(tmp_path, teachers):

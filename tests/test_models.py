@@ -99,3 +99,21 @@ def test_another_tasks_teacher_as_base_keeps_its_encoder_and_gets_a_fresh_head(t
     assert torch.equal(new.classifier.bias, torch.zeros(2))
     assert not torch.equal(new.classifier.weight, old.classifier.weight)
     assert abs(new.classifier.weight.std().item() - old.config.initializer_range) < 0.01
+
+
+def test_a_regression_teachers_encoder_serves_a_classification_task(tiny_teacher_dir):
+    """STS-B's teacher (one output, problem_type regression) as RTE's base: the head's size differs, which
+    from_pretrained refuses unless told; the new model has RTE's two outputs and reads them as classes."""
+    from transformers import AutoModelForSequenceClassification
+
+    from raykd.models import load_base_for_finetuning
+
+    old = AutoModelForSequenceClassification.from_pretrained(tiny_teacher_dir, num_labels=1, problem_type="regression",
+                                                             ignore_mismatched_sizes=True)
+    old.save_pretrained(tiny_teacher_dir.parent / "stsb-teacher")
+    new = load_base_for_finetuning(str(tiny_teacher_dir.parent / "stsb-teacher"), get_task("rte"))
+    assert new.classifier.weight.shape == (2, old.config.hidden_size)
+    assert new.config.problem_type == "single_label_classification"
+    assert torch.equal(new.bert.encoder.layer[1].output.dense.weight, old.bert.encoder.layer[1].output.dense.weight)
+    back = load_base_for_finetuning(str(tiny_teacher_dir), get_task("stsb"))  # and the other way round
+    assert back.classifier.weight.shape[0] == 1 and back.config.problem_type == "regression"

@@ -8,8 +8,6 @@ exit code 2.
 
 from __future__ import annotations
 
-from transformers import AutoConfig
-
 from raykd import data, models
 from raykd.errors import RaykdError
 from raykd.run import cli
@@ -103,11 +101,7 @@ def check_search(args, task: Task, space: spaces.SearchSpace, teacher_dir: str |
     if teacher_dir:
         config = models.load_teacher(teacher_dir, task, args.max_seq_length, verbose=True)[0].config
     else:
-        try:
-            config = AutoConfig.from_pretrained(models.resolve_base(args.teacher_base))
-        except (OSError, ValueError) as err:
-            raise RaykdError(f"cannot find the base model {args.teacher_base!r} ({models.first_line(err)}); "
-                             "pass --teacher, or a --teacher-base that exists here or on the Hub") from None
-        models.check_architecture(config, args.teacher_base, args.max_seq_length)
+        config = models.check_base(args.teacher_base, args.max_seq_length)
+        models.load_base_tokenizer(args.teacher_base)
     spaces.check_plans(space, config, args.workers, {"epochs": args.max_epochs})
     check_data(task, args, validation_fraction(args))
