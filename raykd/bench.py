@@ -56,12 +56,20 @@ from raykd.training.batches import Collator
 MiB = 2**20
 
 
-def machine() -> str:
-    """One line naming the CPU, its cores, RAM and the Python, torch, transformers and Ray versions."""
+def machine(gpus_per_worker: float = 0.0) -> str:
+    """One line naming the CPU, its cores, RAM, the GPU the runs used (if any) and the Python, torch,
+    transformers and Ray versions."""
     cpu = deploy.cpu_name()
     ram = psutil.virtual_memory().total
-    return (f"{cpu}, {os.cpu_count()} cores, {ram / 2**30:.0f} GiB RAM, no GPU used; Python {platform.python_version()}, "
+    gpu = (f"{torch.cuda.get_device_name(0)} ({gpus_per_worker:g} per worker) used by the training runs"
+           if gpus_per_worker and torch.cuda.is_available() else "no GPU used")
+    return (f"{cpu}, {os.cpu_count()} cores, {ram / 2**30:.0f} GiB RAM, {gpu}; Python {platform.python_version()}, "
             f"torch {torch.__version__}, transformers {transformers.__version__}, ray {ray.__version__}")
+
+
+def per_worker(args) -> str:
+    """What each Ray Train worker of the timed runs holds, for the tables' notes."""
+    return f"(1 CPU, {args.gpus_per_worker:g} GPU)" if args.gpus_per_worker else "1 CPU"
 
 
 def distill_run(argv: list[str]) -> dict:
@@ -137,7 +145,7 @@ def epoch_times(args, cache_dir: Path, scratch: Path) -> list[str]:
     teacher_dir, _ = teacher_for(task, args.teachers, scratch)
     common = ["--task", "rte", "--data-dir", args.data_dir, "--teacher", teacher_dir, "--epochs", str(args.epochs),
               "--max-seq-length", str(args.max_seq_length), "--workers", str(args.workers),
-              "--learning-rate", "1e-4", "--cache-dir", str(cache_dir)]
+              "--gpus-per-worker", str(args.gpus_per_worker), "--learning-rate", "1e-4", "--cache-dir", str(cache_dir)]
     records = {label: distill_run([*common, *extra, "--out", str(scratch / f"run-{i}")])
                for i, (label, extra) in enumerate(RUNS.items())}
     train = task_data(task, teacher_dir, args, cache_dir)["train"]
@@ -150,7 +158,7 @@ def epoch_times(args, cache_dir: Path, scratch: Path) -> list[str]:
         rows.append(f"| {label} | {statistics.mean(seconds):.1f} ({', '.join(f'{s:.1f}' for s in seconds)}) | "
                     f"{statistics.mean(seconds) / floor:.2f}x | {record['history'][0]['seconds_to_first_step']:.1f} |")
         print(rows[-1], flush=True)
-    rows += ["", f"RTE train set ({len(train['input_ids'])} examples), {args.workers} Ray Train workers x 1 CPU, global batch 32, "
+    rows += ["", f"RTE train set ({len(train['input_ids'])} examples), {args.workers} Ray Train workers x {per_worker(args)}, global batch 32, "
              f"{args.epochs} epochs each, 6 -> 3 layers (map 2,4,6). Teacher forward passes by the TeacherService in "
              f"this process tree: {stats['forward_seconds']:.1f} s (its disk cache was built in section 1; reading "
              f"and checking it took {stats['load_seconds']:.1f} s)."]
@@ -177,7 +185,7 @@ def precision_times(args, cache_dir: Path, scratch: Path) -> list[str]:
     teacher_dir, described = teacher_for(task, args.teachers, scratch)
     common = ["--task", "rte", "--data-dir", args.data_dir, "--teacher", teacher_dir, "--epochs", str(args.epochs),
               "--max-seq-length", str(args.max_seq_length), "--workers", str(args.workers), "--algorithm", "all",
-              "--learning-rate", "1e-4", "--cache-dir", str(cache_dir)]
+              "--gpus-per-worker", str(args.gpus_per_worker), "--learning-rate", "1e-4", "--cache-dir", str(cache_dir)]
     rows = ["| run | seconds per epoch (each epoch) | ratio to the old floor | ratio to its own floor | examples/s "
             "| dev accuracy (last epoch) |", "|---|---|---|---|---|---|"]
     means = {}
@@ -193,7 +201,7 @@ def precision_times(args, cache_dir: Path, scratch: Path) -> list[str]:
                     f"{statistics.mean(h['examples_per_second'] for h in record['history']):.0f} | "
                     f"{record['history'][-1]['dev_accuracy']:.4f} |")
         print(rows[-1], flush=True)
-    rows += ["", f"RTE train set, teacher {described}, {args.workers} Ray Train workers x 1 CPU, global batch 32, "
+    rows += ["", f"RTE train set, teacher {described}, {args.workers} Ray Train workers x {per_worker(args)}, global batch 32, "
              f"{args.epochs} epochs each, 6 -> 3 layers (map 2,4,6), the paper's full loss (algorithm all) for the "
              "distillations, warm teacher-output cache. 'Its own floor' is student fine-tuning in the same precision "
              "(fp32 shuffled for fp32 rows, bf16 grouped for bf16 rows). One seed: the dev accuracies show that each "
@@ -561,6 +569,8 @@ def parse_args(argv=None):
                    help="folder holding <task>-minilm teachers (default: results/teachers)")
     p.add_argument("--epochs", type=int, default=2, help="epochs of each run in the epoch-time section (default: 2)")
     p.add_argument("--workers", type=int, default=2, help="Ray Train workers of those runs (default: 2)")
+    p.add_argument("--gpus-per-worker", type=float, default=0.0,
+                   help="GPUs per worker of the epoch-time and precision runs; 0 trains on CPU (default: 0)")
     p.add_argument("--max-seq-length", type=int, default=128, help="tokens per example (default: 128)")
     p.add_argument("--throughput-fraction", type=float, default=0.2,
                    help="throughput section: share of RTE's train set each trial trains on (default: 0.2)")
@@ -586,7 +596,7 @@ def main(argv=None):
         raise RaykdError(f"--model {args.model} is not a model folder (no config.json); pass an exported student such as results/rte/<name>/best")
     torch.set_num_threads(os.cpu_count() or 1)
     command = cli.command_line("bench", argv)
-    lines = ["# Benchmark", "", f"Machine: {machine()}.", "", f"Command: `{command}` ({time.strftime('%Y-%m-%d')}).", ""]
+    lines = ["# Benchmark", "", f"Machine: {machine(args.gpus_per_worker)}.", "", f"Command: `{command}` ({time.strftime('%Y-%m-%d')}).", ""]
     with tempfile.TemporaryDirectory(prefix="raykd-bench-") as tmp:
         cache_dir, scratch = Path(tmp) / "cache", Path(tmp) / "scratch"  # a cold cache: builds are measured
         cluster.connect()

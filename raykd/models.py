@@ -47,14 +47,21 @@ def check_base(name: str, max_seq_length: int | None = None):
     return config
 
 
+def check_has_tokenizer(folder: Path, what: str):
+    """Raises RaykdError when `folder` (a `what`: base or teacher folder) holds none of TOKENIZER_FILES:
+    loading it would fall back to no vocabulary, and every word would be read as [UNK]."""
+    if not any((folder / f).is_file() for f in TOKENIZER_FILES):
+        raise RaykdError(f"{what} {folder} has no tokenizer (none of {', '.join(TOKENIZER_FILES[:2])}, ...), so every "
+                         f"word would be read as [UNK]; save the tokenizer the model was trained with into it: "
+                         f"AutoTokenizer.from_pretrained(BASE).save_pretrained('{folder}')")
+
+
 def load_base_tokenizer(name: str):
     """The tokenizer of a base (after `check_base`). Raises RaykdError when a folder has none (every word
     would be [UNK]) or it cannot be loaded."""
     resolved = resolve_base(name)
-    path = Path(resolved)
-    if path.is_dir() and not any((path / f).is_file() for f in TOKENIZER_FILES):
-        raise RaykdError(f"base folder {path} has no tokenizer (none of {', '.join(TOKENIZER_FILES[:2])}, ...); save the "
-                         f"tokenizer the model was trained with into it: AutoTokenizer.from_pretrained(BASE).save_pretrained('{path}')")
+    if Path(resolved).is_dir():
+        check_has_tokenizer(Path(resolved), "base folder")
     try:
         return AutoTokenizer.from_pretrained(resolved)
     except Exception as err:  # damaged or missing files: each tokenizer library raises its own kind
@@ -123,10 +130,7 @@ def load_teacher(path: str | Path, task: Task, max_seq_length: int | None = None
         raise RaykdError(f"teacher {path} has {config.num_labels} outputs but {task.name} needs {task.num_labels}; use a teacher fine-tuned on {task.name}")
     order, note = label_order(config, task, path)
     check_architecture(config, f"teacher {path}", max_seq_length)
-    if not any((path / f).is_file() for f in TOKENIZER_FILES):
-        raise RaykdError(f"teacher folder {path} has no tokenizer (none of {', '.join(TOKENIZER_FILES[:2])}, ...), so every "
-                         f"word would be read as [UNK]; save the tokenizer the teacher was trained with into it: "
-                         f"AutoTokenizer.from_pretrained(BASE).save_pretrained('{path}')")
+    check_has_tokenizer(path, "teacher folder")
     bar = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()  # a "Loading weights" bar per load: noise before a one-line error
     try:

@@ -163,12 +163,17 @@ def check_fits(workers: int, cpus_per_worker: float, gpus_per_worker: float, wha
     alive now. Work already running does not count: a busy cluster is waited for, an impossible
     request is not (Ray would retry it forever).
 
+    Prints a note when the cluster has GPUs that the request leaves unused.
     Raises RaykdError naming what is asked and what the cluster has.
     """
     nodes = [n["Resources"] for n in ray.nodes() if n["Alive"]]
     need = {r: a for r, a in (("CPU", cpus_per_worker), ("GPU", gpus_per_worker)) if a > 0}
     places = sum(min(math.floor(node.get(r, 0) / a + 1e-9) for r, a in need.items()) for node in nodes) if need else workers
     if places >= workers:
+        gpus = sum(n.get("GPU", 0) for n in nodes)
+        if gpus and not gpus_per_worker:  # a GPU machine training on its CPUs is never what was meant silently
+            print(f"note: the cluster has {gpus:g} GPU(s) but {what} trains on CPUs (--gpus-per-worker 0); pass "
+                  "--gpus-per-worker 1 to train on them", flush=True)
         return
     total = {r: sum(n.get(r, 0) for n in nodes) for r in ("CPU", "GPU")}
     largest = max((n.get("CPU", 0) for n in nodes), default=0)

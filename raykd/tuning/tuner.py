@@ -38,11 +38,16 @@ def trainable(function, **parameters):
 
 
 def concurrency(scaling: Scaling, requested: int | None = None) -> int:
-    """Trials at once: `requested`, else as many as the cluster's CPUs hold trials of `scaling` (at least 1).
-    Needs a connected Ray cluster."""
+    """Trials at once: `requested`, else as many as the cluster's CPUs (and GPUs, when trials use them) hold
+    trials of `scaling` (at least 1). More would only queue, and would make Optuna draw their configurations
+    before any result came back. Needs a connected Ray cluster."""
     if requested:
         return requested
-    return max(1, int(ray.cluster_resources().get("CPU", 1) // (scaling.workers * scaling.cpus_per_worker)))
+    have = ray.cluster_resources()
+    fits = have.get("CPU", 1) // (scaling.workers * scaling.cpus_per_worker)
+    if scaling.gpus_per_worker > 0:
+        fits = min(fits, have.get("GPU", 0) // (scaling.workers * scaling.gpus_per_worker))
+    return max(1, int(fits))
 
 
 def asha(max_epochs: int, grace_period: int, reduction_factor: int = 2) -> ASHAScheduler:
