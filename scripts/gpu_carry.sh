@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Prepares what scripts/gpu_check.sh needs on a GPU machine with no network whose image has PyTorch and
+# Prepares what scripts/gpu_check_offline.sh needs on a GPU machine with no network whose image has PyTorch and
 # transformers but not Ray, Optuna or datasets (the device tool's H200: Python 3.12, torch 2.11, transformers 5.17):
 #   .whl/  the wheels that image lacks, pinned to this venv's versions, and Ray as a stripped tar.xz (no Java
 #          jars, RLlib, LLM or source maps: the full wheel, 79 MB, is over the 64 MiB that one call may carry)
