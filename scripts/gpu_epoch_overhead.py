@@ -1,4 +1,4 @@
-"""Where a GPU epoch's time goes outside the training steps (run on the GPU machine after scripts/gpu_check.sh's
+"""Where a GPU epoch's time goes outside the training steps (run on the GPU machine after scripts/gpu_check_offline.sh's
 install lines): per epoch raykd trains, evaluates dev and validation in fp32, and writes a checkpoint that Ray
 then copies into the run's storage. Times each on an all-MiniLM-L6-v2-shaped classifier (random weights) with
 RTE-sized work: 2241 training rows (70 steps of 32 x 128 tokens), 526 rows evaluated."""
