@@ -170,8 +170,9 @@ def build_tuner(args, space: SearchSpace, experiment: Experiment, exp_dir: Path)
 
 def exports(args, interim: bool) -> tuple[tuple[str, ...], int]:
     """(formats, latency examples) for results.write. The serving formats (ONNX export, checks, latency:
-    minutes) are made once, for the student that ships; an interim best/ (before or during a confirmation,
-    which replaces it) is the Hugging Face folder alone, without the latency table (14 s at smoke size)."""
+    minutes) are made once, for the student that ships; an interim best/ (of an interrupted search, or before
+    or during a confirmation, which replaces it) is the Hugging Face folder alone, without the latency table
+    (14 s at smoke size)."""
     return (("hf",), 0) if interim else (args.export_formats, args.latency_examples)
 
 
@@ -223,8 +224,10 @@ def main(argv=None):
                             {"metric": metric, "mode": mode}, teacher_model.config)
     started = time.perf_counter()
     grid = build_tuner(args, space, experiment, exp_dir).fit()
-    confirming = bool(args.confirm_top and args.confirm_seeds) and tuner.ended(exp_dir, args.num_samples)
-    summary = results.write(exp_dir, time.perf_counter() - started, *exports(args, interim=confirming))
+    searched = tuner.ended(exp_dir, args.num_samples)
+    confirming = bool(args.confirm_top and args.confirm_seeds) and searched
+    # An interrupted search's best so far is interim too: the serving formats wait for --resume.
+    summary = results.write(exp_dir, time.perf_counter() - started, *exports(args, interim=confirming or not searched))
     if len(grid) and grid.num_errors == len(grid):
         first = str(grid.errors[0]).strip().splitlines()
         raise RaykdError(f"all {len(grid)} trials failed; the first with: {first[-1] if first else 'no message'}; "
@@ -236,8 +239,9 @@ def main(argv=None):
         summary = results.write(exp_dir, time.perf_counter() - started, *exports(args, interim=unfinished))
         if unfinished:
             print(f"the confirmation is unfinished: continue with --resume --name {exp_dir.name}")
-    elif args.confirm_top and args.confirm_seeds:
-        print(f"the search is unfinished: the confirmation starts once it is; continue with --resume --name {exp_dir.name}")
+    elif not searched:
+        then = "the confirmation starts once it is; " if args.confirm_top and args.confirm_seeds else ""
+        print(f"the search is unfinished: {then}continue with --resume --name {exp_dir.name}")
     stats = ray.get(prep.service.stats.remote())
     print(f"teacher forward passes in this search: {stats['forward_seconds']:.1f} s; outputs cached in {stats['cache_dir']}")
     if summary["best_value"] is None:

@@ -95,6 +95,7 @@ def test_search_killed_then_stopped_in_its_confirmation_resumes_each_time(ray_cl
     """Two faults in one search, each followed by --resume, in real `python -m raykd.search` processes:
     1. SIGKILL to the whole process group (its own local cluster with it, as on a laptop) once the first
        trial has finished and the second has reported: the resumed search does not run the finished trial again;
+    1b. SIGINT (Ctrl-C) in the resumed search: the best so far is exported as an interim folder, quickly;
     2. SIGINT (Ctrl-C) once the confirmation's first run has reported: Tune stops the runs in flight and
        its result grid calls them terminated, but confirm.json must say unfinished (this once exported a
        2-seed mean as a finished 2-seed confirmation); the next --resume runs what is missing.
@@ -135,8 +136,21 @@ def test_search_killed_then_stopped_in_its_confirmation_resumes_each_time(ray_cl
     assert len(logs) == 2 and not (exp / "trials.csv").exists(), out[-2000:]
     finished = {p.name: p.read_text() for p in logs[:-1]}  # the first trial, finished before the kill
 
-    # 2. Ctrl-C in the resumed search's confirmation, once its first run has reported
     resume = [*args, "--resume", "--address", ray_cluster.get_runtime_context().gcs_address]
+
+    # 1b. Ctrl-C in the resumed search as soon as Tune has started (its SIGINT handler is set before it prints
+    #     its configuration table; the second trial's Train run takes seconds to start, and a tiny trial
+    #     outruns any later signal): best/ holds the finished trial as an interim Hugging Face folder; the
+    #     latency table (and ONNX, with other formats) waits for the student that ships (this once ran the
+    #     full serving export for minutes after the Ctrl-C)
+    out = run_until("search-interrupted.log", resume,
+                    lambda: "Configuration for experiment" in (tmp_path / "search-interrupted.log").read_text(),
+                    lambda proc: os.kill(proc.pid, signal.SIGINT))
+    assert "the search is unfinished: the confirmation starts once it is; continue with --resume --name faults" in out, out[-3000:]
+    assert json.loads((exp / "best" / "deploy.json").read_text())["latency"] is None
+    assert not (exp / "confirm.json").exists()
+
+    # 2. Ctrl-C in the resumed search's confirmation, once its first run has reported
     out = run_until("interrupted.log", resume, lambda: list((exp / "ray" / "confirm-trials").glob("*.epochs.jsonl")),
                     lambda proc: os.kill(proc.pid, signal.SIGINT))
     table = pd.read_csv(exp / "trials.csv")

@@ -12,6 +12,8 @@ import pytest
 from transformers import AutoModelForSequenceClassification
 
 from raykd import export, search
+from raykd.artifacts import deploy, results
+from raykd.errors import RaykdError
 from test_distill_integration import dev_metric_of
 
 SPACE = '''
@@ -155,6 +157,27 @@ def test_a_resumed_search_runs_no_finished_trial_or_confirmation_again(confirmed
     resumed = search.main([*argv, "--resume"])
     assert logs() == before  # nothing trained again
     assert resumed["confirmation"]["chosen"] == summary["confirmation"]["chosen"] and resumed["trials"] == 2
+
+
+def test_a_failed_int8_quantization_still_ships_the_fp32_onnx(confirmed, monkeypatch):
+    """On the H200 image (onnxruntime 1.30) int8 quantization failed with the error below, and best/ fell back
+    to the Hugging Face folder alone, though its fp32 ONNX had passed its check (results/gpu.md). The failure
+    is injected at raykd's own boundary (deploy.quantize_int8): best/ keeps ONNX fp32, checked and timed."""
+    exp, _, _ = confirmed
+
+    def failing_quantization(onnx_path, out):
+        raise RaykdError(f"int8 quantization of {onnx_path.name} failed (InferenceError: [ShapeInferenceError] Inferred "
+                         "shape and existing shape differ in dimension 0: (384) vs (2)); export without onnx-int8")
+
+    monkeypatch.setattr(deploy, "quantize_int8", failing_quantization)
+    results.write(exp, 1.0, deploy.FORMATS, latency_examples=2)
+    record = json.loads((exp / "best" / deploy.RECORD).read_text())
+    assert record["formats"] == ["hf", "onnx"] and "onnx-int8" not in record["checks"]
+    assert (exp / "best" / deploy.ONNX_FILE).is_file() and not (exp / "best" / deploy.INT8_FILE).exists()
+    assert {r["format"] for r in record["latency"]["rows"]} == {"PyTorch fp32", "ONNX fp32"}
+    assert "Export of the other formats failed: `int8 quantization of model.onnx failed" in (exp / "summary.md").read_text()
+    assert results.export_fallbacks(deploy.FORMATS) == [deploy.FORMATS, ("hf", "onnx"), None]
+    assert results.export_fallbacks(("hf",)) == [("hf",), None] and results.export_fallbacks(None) == [None]
 
 
 ASHA_SPACE = '''

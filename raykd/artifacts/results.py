@@ -475,10 +475,20 @@ def first_error(exp_dir: Path) -> str | None:
     return None
 
 
+def export_fallbacks(formats: tuple[str, ...] | None) -> list[tuple[str, ...] | None]:
+    """The formats results.write tries in turn: all of `formats`; then without onnx-int8 (ONNX Runtime's
+    quantizer is the most fragile step: on the H200 image's onnxruntime 1.30 it failed where the fp32 ONNX
+    passed its check, results/gpu.md); then the Hugging Face folder alone (None: no check, no latency)."""
+    tries = [formats] if formats else []
+    if formats and "onnx-int8" in formats:
+        tries.append(tuple(f for f in formats if f != "onnx-int8"))
+    return [*tries, None]
+
+
 def write(exp_dir: Path, seconds: float, formats: tuple[str, ...] | None = None, latency_examples: int = 100) -> dict:
     """trials.csv, best/, trials.png, summary.md and summary.json of an experiment, finished or not.
-    `formats` and `latency_examples`: export_best's; a format that fails its check leaves best/ in the
-    Hugging Face format alone, with the failure in summary.md ("export_error")."""
+    `formats` and `latency_examples`: export_best's; when a format fails (or fails its check), best/ gets
+    the formats that work (export_fallbacks), and summary.md the first failure ("export_error")."""
     info = experiment_info(exp_dir)
     task, metric, max_epochs = info["task"], info["metric"], info["max_epochs"]
     teacher_info, sizes = info["teacher_info"], info["sizes"]
@@ -490,13 +500,17 @@ def write(exp_dir: Path, seconds: float, formats: tuple[str, ...] | None = None,
     try:
         search_trial, search_metrics, _, search_config = best_checkpoint(exp_dir, confirmed=False)
         search_best = {"trial": search_trial, **search_metrics, "config": search_config}
-        try:
-            best = export_best(exp_dir, exp_dir / "best", task, info["teacher_dir"], formats,
-                               latency_examples=latency_examples)
-        except RaykdError as err:  # an ONNX format failed its check: the search's student still ships
-            export_error = str(err)
-            print(f"warning: {export_error}; best/ holds the Hugging Face folder only", flush=True)
-            best = export_best(exp_dir, exp_dir / "best", task, info["teacher_dir"])
+        tries = export_fallbacks(formats)
+        for i, fallback in enumerate(tries):
+            try:
+                best = export_best(exp_dir, exp_dir / "best", task, info["teacher_dir"], fallback,
+                                   latency_examples=latency_examples if fallback else 0)
+                break
+            except RaykdError as err:  # a format failed (or failed its check): the search's student still ships
+                if i == len(tries) - 1:
+                    raise
+                export_error = export_error or str(err)
+                print(f"warning: {err}; best/ holds the formats {','.join(tries[i + 1] or ('hf',))} only", flush=True)
     except RuntimeError:  # interrupted before any classification epoch
         search_best = best = None
     confirm = json.loads((exp_dir / CONFIRM).read_text()) if (exp_dir / CONFIRM).is_file() else None
