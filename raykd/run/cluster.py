@@ -157,13 +157,15 @@ def log_workers_to(path: Path, verbose: bool):
     print(f"Ray workers' output: {path} (--verbose shows it here)", flush=True)
 
 
-def check_fits(workers: int, cpus_per_worker: float, gpus_per_worker: float, what: str = "each run"):
+def check_fits(workers: int, cpus_per_worker: float, gpus_per_worker: float, what: str = "each run",
+               note_unused_gpus: bool = True):
     """Fail fast on a request the cluster can never hold: `workers` workers of `cpus_per_worker` CPUs
     and `gpus_per_worker` GPUs, each on one node, counted against the total resources of the nodes
     alive now. Work already running does not count: a busy cluster is waited for, an impossible
     request is not (Ray would retry it forever).
 
-    Prints a note when the cluster has GPUs that the request leaves unused.
+    Prints a note when the cluster has GPUs that the request leaves unused (unless `note_unused_gpus` is
+    False: a trial checks again inside Tune, after its command has said so once).
     Raises RaykdError naming what is asked and what the cluster has.
     """
     nodes = [n["Resources"] for n in ray.nodes() if n["Alive"]]
@@ -171,7 +173,7 @@ def check_fits(workers: int, cpus_per_worker: float, gpus_per_worker: float, wha
     places = sum(min(math.floor(node.get(r, 0) / a + 1e-9) for r, a in need.items()) for node in nodes) if need else workers
     if places >= workers:
         gpus = sum(n.get("GPU", 0) for n in nodes)
-        if gpus and not gpus_per_worker:  # a GPU machine training on its CPUs is never what was meant silently
+        if gpus and not gpus_per_worker and note_unused_gpus:  # a GPU machine training on its CPUs is never what was meant silently
             print(f"note: the cluster has {gpus:g} GPU(s) but {what} trains on CPUs (--gpus-per-worker 0); pass "
                   "--gpus-per-worker 1 to train on them", flush=True)
         return

@@ -49,7 +49,7 @@ def run_trial(trial_values: dict, experiment: Experiment):
     the run's error when it fails: the trial then ends as ERROR and the search goes on.
     """
     s = experiment.scaling
-    cluster.check_fits(s.workers, s.cpus_per_worker, s.gpus_per_worker, "this trial")
+    cluster.check_fits(s.workers, s.cpus_per_worker, s.gpus_per_worker, "this trial", note_unused_gpus=False)
     run = resolve(experiment.teacher_config, experiment.config(trial_values), s.workers)
     job = make_job(experiment.prep, run, experiment.selection)
     result = fit(job, experiment.scaling, Path(experiment.trials_dir), run_name(tune.get_context().get_trial_id()),
