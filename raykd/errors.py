@@ -7,17 +7,27 @@ import sys
 class RaykdError(Exception):
     """Bad input or state. The message is one line: what is wrong, then how to fix it."""
 
+    exit_code = 2
+
+
+class Interrupted(RaykdError):
+    """A run stopped by Ctrl-C before its end; the message says how to continue. Its exit code is the shell's
+    for SIGINT (128 + 2), so a wrapping script tells a stopped run from bad input (2) and from a finished one."""
+
+    exit_code = 130
+
 
 def exits_cleanly(main):
-    """Turn a RaykdError escaping a command-line `main` into `error: ...` on stderr and exit code 2."""
+    """Turn a RaykdError escaping a command-line `main` into `error: ...` on stderr and its exit code (2;
+    130 for Interrupted)."""
 
     @functools.wraps(main)
     def wrapper(*args, **kwargs):
-        """Call `main`; a RaykdError becomes `error: <message>` on stderr and SystemExit(2)."""
+        """Call `main`; a RaykdError becomes `error: <message>` on stderr and SystemExit(err.exit_code)."""
         try:
             return main(*args, **kwargs)
         except RaykdError as err:
             print(f"error: {err}", file=sys.stderr)
-            raise SystemExit(2) from None
+            raise SystemExit(err.exit_code) from None
 
     return wrapper

@@ -22,7 +22,7 @@ import ray
 from raykd import files, models
 from raykd.artifacts import deploy, results
 from raykd.data import load_task_data
-from raykd.errors import RaykdError, exits_cleanly
+from raykd.errors import Interrupted, RaykdError, exits_cleanly
 from raykd.method.plan import resolve
 from raykd.run import checks, cli, cluster
 from raykd.run.prepare import SHARED_FIELDS, prepare
@@ -178,6 +178,10 @@ def exports(args, interim: bool) -> tuple[tuple[str, ...], int]:
 
 @exits_cleanly
 def main(argv=None):
+    """`python -m raykd.search`: Tune + Optuna + ASHA over a space of distillation configurations, the
+    multi-seed confirmation of the top ones, and the chosen student exported to <out>/<task>/<name>/best.
+    Returns the summary (raykd.artifacts.results.write). Raises RaykdError (exit 2) for bad input, before
+    any compute; Interrupted (exit 130) after Ctrl-C, once the results so far and an interim best/ are written."""
     args = parse_args(argv)
     args.export_formats = deploy.parse_formats(args.export_formats)
     task = get_task(args.task)
@@ -232,20 +236,18 @@ def main(argv=None):
         first = str(grid.errors[0]).strip().splitlines()
         raise RaykdError(f"all {len(grid)} trials failed; the first with: {first[-1] if first else 'no message'}; "
                          f"see {exp_dir / 'ray-workers.log'} and {exp_dir / 'trials.csv'}")
+    # Interrupted (Ctrl-C): the records say so, and the serving formats wait for the student that ships.
+    unfinished = None if searched else "the search is unfinished" + (
+        ", and the confirmation starts once it is" if args.confirm_top and args.confirm_seeds else "")
     if confirming:
         confirmed = run_confirmation(args, experiment, exp_dir, grid, task)
-        # Interrupted (Ctrl-C): the records say so, and the serving formats wait for the student that ships.
-        unfinished = confirmed is not None and not confirmed["finished"]
-        summary = results.write(exp_dir, time.perf_counter() - started, *exports(args, interim=unfinished))
-        if unfinished:
-            print(f"the confirmation is unfinished: continue with --resume --name {exp_dir.name}")
-    elif not searched:
-        then = "the confirmation starts once it is; " if args.confirm_top and args.confirm_seeds else ""
-        print(f"the search is unfinished: {then}continue with --resume --name {exp_dir.name}")
+        if confirmed is not None and not confirmed["finished"]:
+            unfinished = "the confirmation is unfinished"
+        summary = results.write(exp_dir, time.perf_counter() - started, *exports(args, interim=bool(unfinished)))
     stats = ray.get(prep.service.stats.remote())
     print(f"teacher forward passes in this search: {stats['forward_seconds']:.1f} s; outputs cached in {stats['cache_dir']}")
     if summary["best_value"] is None:
-        print(f"interrupted before any classification epoch; results so far in {exp_dir}; continue with --resume --name {exp_dir.name}")
+        print(f"no trial has ended a classification epoch; results so far in {exp_dir}")
     else:
         search_best, dev = summary["search_best"], f"dev_{task.main_metric}"
         also = f", {dev} {search_best[dev]:.4f}" if metric != dev and search_best.get(dev) is not None else ""
@@ -256,6 +258,8 @@ def main(argv=None):
                   f"seed {chosen['seed']} to {exp_dir / 'best'}; mean +- std per configuration in {exp_dir / 'summary.md'}")
         if summary.get("one_class"):
             print(f"caution: {summary['one_class']}")
+    if unfinished:  # last, after what it has so far; a non-zero exit, so a wrapping script does not take it for done
+        raise Interrupted(f"interrupted (Ctrl-C): {unfinished}; continue with --resume --name {exp_dir.name}")
     return summary
 
 

@@ -67,12 +67,12 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.slow)
 
 
-def fails(capsys, main, argv, *messages, out: Path | None = None) -> str:
-    """Run a command; it must exit 2 with exactly one `error:` line, last on stderr, holding `messages`,
-    and leave `out` unwritten. Returns the line."""
+def fails(capsys, main, argv, *messages, out: Path | None = None, code: int = 2) -> str:
+    """Run a command; it must exit with `code` (2, bad input; 130, Interrupted) and exactly one `error:` line,
+    last on stderr, holding `messages`, and leave `out` unwritten. Returns the line."""
     with pytest.raises(SystemExit) as exit_:
         main([str(a) for a in argv])
-    assert exit_.value.code == 2
+    assert exit_.value.code == code
     err = capsys.readouterr().err
     errors = [line for line in err.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and err.strip().splitlines()[-1] == errors[0], err[-3000:]

@@ -125,12 +125,12 @@ def test_search_killed_then_stopped_in_its_confirmation_resumes_each_time(ray_cl
                 time.sleep(0.2)
             assert proc.poll() is None, (tmp_path / log_name).read_text()[-3000:]
             fault(proc)
-            proc.wait(timeout=600)
-        return (tmp_path / log_name).read_text()
+            code = proc.wait(timeout=600)
+        return (tmp_path / log_name).read_text(), code
 
     # 1. SIGKILL during the search, as soon as the second trial has reported its first epoch (of its 4:
     #    sid's two internal stages, then 2 classification epochs; a tiny epoch takes a fraction of a second)
-    out = run_until("killed.log", args, lambda: len(list(trials.glob("*.epochs.jsonl"))) >= 2,
+    out, _ = run_until("killed.log", args, lambda: len(list(trials.glob("*.epochs.jsonl"))) >= 2,
                     lambda proc: os.killpg(proc.pid, signal.SIGKILL))
     logs = sorted(trials.glob("*.epochs.jsonl"), key=lambda p: p.stat().st_mtime)
     assert len(logs) == 2 and not (exp / "trials.csv").exists(), out[-2000:]
@@ -143,22 +143,24 @@ def test_search_killed_then_stopped_in_its_confirmation_resumes_each_time(ray_cl
     #     outruns any later signal): best/ holds the finished trial as an interim Hugging Face folder; the
     #     latency table (and ONNX, with other formats) waits for the student that ships (this once ran the
     #     full serving export for minutes after the Ctrl-C)
-    out = run_until("search-interrupted.log", resume,
+    out, code = run_until("search-interrupted.log", resume,
                     lambda: "Configuration for experiment" in (tmp_path / "search-interrupted.log").read_text(),
                     lambda proc: os.kill(proc.pid, signal.SIGINT))
-    assert "the search is unfinished: the confirmation starts once it is; continue with --resume --name faults" in out, out[-3000:]
+    # ... and the command says so and exits 130 (a wrapping script once took its exit 0 for a finished search)
+    assert code == 130 and ("error: interrupted (Ctrl-C): the search is unfinished, and the confirmation starts once it is; "
+                            "continue with --resume --name faults") in out, out[-3000:]
     assert json.loads((exp / "best" / "deploy.json").read_text())["latency"] is None
     assert not (exp / "confirm.json").exists()
 
     # 2. Ctrl-C in the resumed search's confirmation, once its first run has reported
-    out = run_until("interrupted.log", resume, lambda: list((exp / "ray" / "confirm-trials").glob("*.epochs.jsonl")),
+    out, code = run_until("interrupted.log", resume, lambda: list((exp / "ray" / "confirm-trials").glob("*.epochs.jsonl")),
                     lambda proc: os.kill(proc.pid, signal.SIGINT))
     table = pd.read_csv(exp / "trials.csv")
     assert len(table) == 2 and set(table["status"]) == {"TERMINATED"}, out[-3000:]
     assert {p: (trials / p).read_text() for p in finished} == finished  # the finished trial was not run again
     record = json.loads((exp / "confirm.json").read_text())
     assert not record["finished"] and record["planned_runs"] == 1 and record["chosen"] is None, out[-3000:]
-    assert "the confirmation is unfinished: continue with --resume --name faults" in out
+    assert code == 130 and "error: interrupted (Ctrl-C): the confirmation is unfinished; continue with --resume --name faults" in out
     assert "The confirmation is unfinished" in (exp / "summary.md").read_text()
 
     # 3. --resume runs the missing confirmation run and exports the confirmed student (in this process:

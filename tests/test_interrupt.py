@@ -63,6 +63,6 @@ def test_ctrl_c_in_a_run_outside_tune_says_so(ray_cluster, tiny_teacher_dir, glu
                                      "--algorithm", "kd", "--epochs", "1", "--train-fraction", "0.04",
                                      "--max-seq-length", "64", "--workers", "1", "--out", out,
                                      "--cache-dir", tmp_path / "cache"],
-              "interrupted (Ctrl-C): Ray Train aborted the run", "run the command again to start over")
+              "interrupted (Ctrl-C): Ray Train aborted the run", "run the command again to start over", code=130)
     finally:
         signal.signal(signal.SIGINT, original)  # Ray's handler stays installed after the run

@@ -216,7 +216,7 @@ def test_ctrl_c_waits_for_the_cell_to_save_its_state_then_records_it_and_says_so
     import threading
     import time
 
-    from raykd.errors import RaykdError
+    from raykd.errors import Interrupted
 
     saved = tmp_path / "state"
 
@@ -241,7 +241,7 @@ def test_ctrl_c_waits_for_the_cell_to_save_its_state_then_records_it_and_says_so
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         threading.Thread(target=ctrl_c, daemon=True).start()
-        with pytest.raises(RaykdError, match=r"interrupted \(Ctrl-C\) in cell rte/teacher; run the same command again"):
+        with pytest.raises(Interrupted, match=r"interrupted \(Ctrl-C\) in cell rte/teacher; run the same command again"):
             paper.run([SavesOnCtrlC("rte", "teacher")], s, print)
     finally:
         signal.signal(signal.SIGINT, previous)

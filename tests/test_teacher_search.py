@@ -42,7 +42,7 @@ def test_a_teacher_search_stopped_by_ctrl_c_resumes_and_keeps_the_best_trial(ray
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=300)
     last = err.strip().splitlines()[-1]
-    assert process.returncode == 2 and last.startswith("error: the teacher search was interrupted"), err[-2000:]
+    assert process.returncode == 130 and last.startswith("error: the teacher search was interrupted"), err[-2000:]
     assert "--resume --name s" in last and not (tmp_path / "best").exists()
     assert json.loads((exp / "experiment.json").read_text())["kind"] == "teacher search"
     before = epoch_logs()

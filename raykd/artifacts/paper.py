@@ -42,7 +42,7 @@ import torch
 from ray import tune
 
 from raykd.data import DataSource, load_split
-from raykd.errors import RaykdError
+from raykd.errors import Interrupted, RaykdError
 from raykd.files import atomic_json, atomic_savefig
 from raykd.metrics import constant_scores
 from raykd.tasks import get_task
@@ -305,7 +305,7 @@ def run(todo: list[Cell], s: Settings, log) -> None:
     """Run the cells that are not done, in order; a failed cell is reported and the next one runs.
     A student cell whose teacher is missing is skipped with the reason. Each run is appended to
     `<root>/cells.jsonl` (command, machine, start, seconds, exit code): the table's compute record.
-    Raises RaykdError, once the cell has exited and its run is recorded, when Ctrl-C interrupted it."""
+    Raises Interrupted, once the cell has exited and its run is recorded, when Ctrl-C interrupted it."""
     refit_tried = set()  # once per task and run: a refit that failed is not tried again before every cell
     for cell in todo:
         if cell.done(s):
@@ -335,7 +335,7 @@ def run(todo: list[Cell], s: Settings, log) -> None:
 
 def _run_and_record(name: str, command: list[str], done, s: Settings, log) -> None:
     """Run one cell's command (or a teacher's refit) and append it to `<root>/cells.jsonl`; `done()` says
-    whether it finished. Raises RaykdError, once the command has exited and is recorded, when Ctrl-C
+    whether it finished. Raises Interrupted, once the command has exited and is recorded, when Ctrl-C
     interrupted it."""
     log(f"run {name}: {' '.join(command[1:])}")
     started, start_time = time.perf_counter(), time.strftime("%Y-%m-%dT%H:%M:%S")
@@ -348,7 +348,7 @@ def _run_and_record(name: str, command: list[str], done, s: Settings, log) -> No
         f.write(json.dumps(entry) + "\n")
     log(f"{'done' if entry['done'] else f'not finished (exit {code})'}: {name} in {entry['seconds'] / 60:.1f} min")
     if interrupted:
-        raise RaykdError(f"interrupted (Ctrl-C) in cell {name}; run the same command again: done cells "
+        raise Interrupted(f"interrupted (Ctrl-C) in cell {name}; run the same command again: done cells "
                          "are kept and this one resumes")
 
 

@@ -11,7 +11,7 @@ from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 from ray.train.v2._internal.callbacks.datasets import DatasetsCallback
 
-from raykd.errors import RaykdError
+from raykd.errors import Interrupted, RaykdError
 from raykd.training.epochs import EpochLog, epoch_log
 from raykd.training.worker import NOT_ELIGIBLE, TRAIN_STATE, train_loop_per_worker
 
@@ -49,7 +49,7 @@ class Scaling:
 def fit(job: dict, scaling: Scaling, storage_path: Path, name: str, callbacks=(), max_failures: int = 0):
     """One Ray Train run of `job` (see raykd.training.worker). DDP uses gloo on CPU and nccl on GPU.
     Every epoch's metrics are appended to `<storage_path>/<name>.epochs.jsonl`. Returns Ray Train's
-    Result (its `error` set when the run failed). Raises RaykdError when Ctrl-C stops a run started
+    Result (its `error` set when the run failed). Raises Interrupted when Ctrl-C stops a run started
     outside Tune (distill, a single teacher)."""
     storage_path = Path(storage_path).resolve()
     storage_path.mkdir(parents=True, exist_ok=True)
@@ -76,7 +76,7 @@ def fit(job: dict, scaling: Scaling, storage_path: Path, name: str, callbacks=()
     except (SystemExit, KeyboardInterrupt):
         # Ctrl-C outside Tune: Ray Train's own SIGINT handler aborts the run, then exits from inside fit()
         # without a word (a Ctrl-C before it is installed is a KeyboardInterrupt). Say so, and what to do.
-        raise RaykdError(f"interrupted (Ctrl-C): Ray Train aborted the run; its epochs so far are in "
+        raise Interrupted(f"interrupted (Ctrl-C): Ray Train aborted the run; its epochs so far are in "
                          f"{epoch_log(storage_path, name)}; run the command again to start over (with a new --out "
                          "where you gave one)") from None
 

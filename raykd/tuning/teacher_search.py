@@ -22,7 +22,7 @@ from ray.tune.integration.ray_train import TuneReportCallback
 
 from raykd import files
 from raykd.artifacts import results
-from raykd.errors import RaykdError
+from raykd.errors import Interrupted, RaykdError
 from raykd.tasks import Task, get_task
 from raykd.training import finetune
 from raykd.training.driver import Scaling, export_checkpoint, fit
@@ -98,7 +98,7 @@ def search(task: Task, base: str, space: SearchSpace, data_ref, rows: dict, scal
     `resume`, Tune restores the interrupted search in `exp_dir`: ended trials are kept, unfinished ones
     continue from their last checkpoint (tuner.restore).
 
-    Raises RaykdError when the search was interrupted (Ctrl-C: fewer than num_samples trials ended), when no
+    Raises Interrupted (a RaykdError) when the search was interrupted (Ctrl-C: fewer than num_samples trials ended), when no
     trial produced a checkpoint, or when `out` appeared meanwhile.
     """
     exp_dir, out = Path(exp_dir).resolve(), Path(out).resolve()
@@ -118,7 +118,7 @@ def search(task: Task, base: str, space: SearchSpace, data_ref, rows: dict, scal
     table = results.trials_table(exp_dir, metric, max_epochs)
     files.atomic_write(exp_dir / "trials.csv", table.to_csv(index=False))
     if not tuner.ended(exp_dir, num_samples):  # Ctrl-C: a teacher from part of the search is not the search's teacher
-        raise RaykdError(f"the teacher search was interrupted ({int(table['status'].isin(['TERMINATED', 'ERROR']).sum())} of "
+        raise Interrupted(f"the teacher search was interrupted ({int(table['status'].isin(['TERMINATED', 'ERROR']).sum())} of "
                          f"{num_samples} trials ended) and saved no teacher; continue it with the same command and --resume "
                          f"--name {exp_dir.name} (its trials so far are in {exp_dir / 'trials.csv'})")
     try:
