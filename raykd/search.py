@@ -256,6 +256,10 @@ def main(argv=None):
         if chosen:
             print(f"confirmed: configuration #{chosen['candidate']} (mean {chosen['mean']:.4f} over its seeds); exported its "
                   f"seed {chosen['seed']} to {exp_dir / 'best'}; mean +- std per configuration in {exp_dir / 'summary.md'}")
+            margin = summary["confirmation"].get("lead")
+            if margin and margin["separated"] is False:
+                print(f"caution: it leads #{margin['runner_up']} by {margin['lead']:.4f}, under the larger seed-to-seed std "
+                      f"({margin['std']:.4f}): no difference the seeds can show")
         if summary.get("one_class"):
             print(f"caution: {summary['one_class']}")
     if unfinished:  # last, after what it has so far; a non-zero exit, so a wrapping script does not take it for done

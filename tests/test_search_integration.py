@@ -115,6 +115,11 @@ def test_the_confirmation_reports_mean_and_std_and_exports_the_seed_closest_to_t
     distance = (mine["val_accuracy"] - best_mean).abs()
     assert abs(chosen["val_accuracy"] - best_mean) == pytest.approx(distance.min())
     assert f"its seed {chosen['seed']}" in text and "closest to the mean" in text
+    margin = result["lead"]  # the winner against the runner-up, weighed against the seeds' spread
+    loser = next(c for c in result["configs"] if c["candidate"] != chosen["candidate"])
+    assert margin["runner_up"] == loser["candidate"] and margin["lead"] == pytest.approx(winner["score_mean"] - loser["score_mean"])
+    assert f"It leads #{loser['candidate']}, the runner-up, by {margin['lead']:.4f}" in text
+    assert ("no difference the seeds can show" in text) == (margin["separated"] is False)
     # best/ is that run's student: its dev metric, measured again from the folder
     assert summary["best_trial"] == chosen["trial"] and summary["best_dev_value"] == pytest.approx(chosen["dev_accuracy"])
     assert dev_metric_of(exp / "best", glue_dir, 64, exp.parents[2] / "cache") == pytest.approx(chosen["dev_accuracy"])

@@ -229,3 +229,30 @@ def test_the_confirmation_never_exports_a_constant_seed_of_a_varied_configuratio
     # a configuration constant on every seed still ships when nothing else was confirmed (with the caution)
     assert choose(configs[:1], runs[:3], "val_f1", "dev_f1")["seed"] == 43
     assert choose([{"candidate": 1, "val_f1_mean": None, "score_mean": None}], [], "val_f1", "dev_f1") is None
+
+
+def test_the_summary_says_whether_the_chosen_configuration_leads_by_more_than_the_seed_std():
+    from raykd.artifacts.results import _confirmation_lines
+    from raykd.tuning.confirm import lead
+
+    def config(candidate, mean, std):
+        return {"candidate": candidate, "search_trial": f"t{candidate}", "search_score": mean, "config": {"lr": candidate},
+                "seeds": [43, 44, 45], "n": 3, "constant_runs": 0, "score_mean": mean,
+                "val_accuracy_mean": mean, "val_accuracy_std": std, "dev_accuracy_mean": mean, "dev_accuracy_std": std}
+
+    chosen = {"candidate": 2, "seed": 44, "trial": "c2", "epoch": 3, "val_accuracy": 0.56, "dev_accuracy": 0.55, "mean": 0.56}
+    close = [config(1, 0.555, 0.02), config(2, 0.56, 0.01), config(3, 0.50, 0.01)]
+    margin = lead(close, chosen, "val_accuracy")
+    assert margin["runner_up"] == 1 and margin["lead"] == pytest.approx(0.005) and margin["std"] == 0.02
+    assert margin["separated"] is False
+    summary = {"selection_metric": "val_accuracy", "dev_metric": "dev_accuracy", "finished": True, "configs": close,
+               "runs": [], "chosen": chosen, "lead": margin}
+    text = "\n".join(_confirmation_lines(summary, "x"))
+    assert "leads #1, the runner-up, by 0.0050 in mean val_accuracy, under the larger seed-to-seed std (0.0200)" in text
+    clear = [config(1, 0.50, 0.01), config(2, 0.56, 0.02)]
+    assert lead(clear, chosen, "val_accuracy") == {"runner_up": 1, "lead": pytest.approx(0.06), "std": 0.02, "separated": True}
+    text = "\n".join(_confirmation_lines(summary | {"configs": clear, "lead": lead(clear, chosen, "val_accuracy")}, "x"))
+    assert "more than the larger seed-to-seed std (0.0200)" in text and "no difference" not in text
+    one_seed = [config(1, 0.50, None), config(2, 0.56, None)]
+    assert lead(one_seed, chosen, "val_accuracy")["separated"] is None
+    assert lead(close[1:2], chosen, "val_accuracy") is None and lead(close, None, "val_accuracy") is None

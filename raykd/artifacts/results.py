@@ -456,6 +456,17 @@ def _confirmation_lines(confirm: dict, exp_name: str) -> list[str]:
         lines.append(f"Chosen: configuration #{chosen['candidate']} (the best mean {sel}, a seed that predicted one class counting 3 lower). Exported to `best/`: its seed "
                      f"{chosen['seed']} (trial {chosen['trial']}, epoch {chosen['epoch']}), the seed whose {sel} is closest to "
                      f"the mean ({chosen[sel]:.4f} against {chosen['mean']:.4f}){dev_part}: a typical run, not the luckiest.")
+        margin = confirm.get("lead")  # raykd.tuning.confirm.lead
+        if margin:
+            said = f"It leads #{margin['runner_up']}, the runner-up, by {margin['lead']:.4f} in mean {sel}"
+            if margin["std"] is None:
+                said += "; with one seed a configuration there is no spread to weigh that against."
+            elif margin["separated"]:
+                said += f", more than the larger seed-to-seed std ({margin['std']:.4f})."
+            else:
+                said += (f", under the larger seed-to-seed std ({margin['std']:.4f}): no difference the seeds can show; "
+                         "the mean decides all the same.")
+            lines += ["", said]
     elif not confirm["finished"]:
         done = sum(r["status"] != "error" and r["epoch"] is not None for r in confirm["runs"])
         lines.append(f"The confirmation is unfinished ({done} of {confirm.get('planned_runs') or len(confirm['runs'])} runs have a result): continue with "

@@ -133,7 +133,7 @@ def summarize(grid: ResultGrid, selection_metric: str, dev_metric: str, finished
     trial, status, epoch, the two metrics, score, constant (one class for every selection row), checkpoint],
     "configs": [per candidate: config, search trial and score, seeds, n, mean and sample std of both metrics,
     score_mean, constant_runs], "chosen": the exported run (only when finished and some run has a value),
-    "rule"}. `selection_metric` is the search's; the winner has the highest mean `score` (the selection
+    "lead": the chosen configuration against the runner-up (lead(); only when finished), "rule"}. `selection_metric` is the search's; the winner has the highest mean `score` (the selection
     metric, negated for "min", a constant run 3 lower: raykd.metrics.selection_score). The configurations
     and their search trials come from the grid's own trial configs (build_tuner), never recomputed.
     """
@@ -177,7 +177,28 @@ def summarize(grid: ResultGrid, selection_metric: str, dev_metric: str, finished
                "configs": configs, "runs": runs, "chosen": None}
     if finished:
         summary["chosen"] = choose(configs, runs, selection_metric, dev_metric)
+        summary["lead"] = lead(configs, summary["chosen"], selection_metric)
     return summary
+
+
+def lead(configs: list[dict], chosen: dict | None, selection_metric: str) -> dict | None:
+    """How far the chosen configuration is ahead of the runner-up, against the seed-to-seed spread.
+
+    Returns {"runner_up" (its candidate number), "lead" (difference of the two `score_mean`s, in the selection
+    metric's units, > 0; a constant seed's 3 counts in it), "std" (the larger of the two configurations'
+    sample std of the selection metric), "separated" (lead > std: the one-std rule of the brief; a smaller
+    lead is no difference the confirmation can show, and the mean decides all the same)}; None without a
+    chosen run or a second configuration with a value; "std" and "separated" are None when a configuration
+    has one seed (no std)."""
+    scored = [c for c in configs if c["score_mean"] is not None]
+    if chosen is None or len(scored) < 2:
+        return None
+    winner = next(c for c in scored if c["candidate"] == chosen["candidate"])
+    runner = max((c for c in scored if c is not winner), key=lambda c: (c["score_mean"], -c["candidate"]))
+    stds = [c.get(f"{selection_metric}_std") for c in (winner, runner)]
+    std = None if None in stds else max(stds)
+    gap = winner["score_mean"] - runner["score_mean"]
+    return {"runner_up": runner["candidate"], "lead": gap, "std": std, "separated": None if std is None else gap > std}
 
 
 def choose(configs: list[dict], runs: list[dict], selection_metric: str, dev_metric: str) -> dict | None:
