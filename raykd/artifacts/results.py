@@ -438,8 +438,9 @@ def _confirmation_lines(confirm: dict, exp_name: str) -> list[str]:
              f"The top {len(confirm['configs'])} configurations of the search by {sel}, each run again with fresh seeds "
              "(the searched seed + 1, + 2, ...) at its full epoch budget, no early stopping (Tune grid in `ray/confirm`); "
              "each run counts with its best classification epoch; mean +- sample std over the seeds "
-             "(`confirm.json`, `confirm.csv`).", "",
-             f"| # | search trial | search {sel} | seeds (n) | {sel} |" + ("" if same else f" {dev} |") + " configuration |",
+             "(`confirm.json`, `confirm.csv`). The search score is the trial's selection score: its "
+             f"{sel}, 3 lower for a student that predicted one class (negated when lower is better).", "",
+             f"| # | search trial | search score | seeds (n) | {sel} |" + ("" if same else f" {dev} |") + " configuration |",
              "|---|---|---|---|---|" + ("" if same else "---|") + "---|"]
     for c in confirm["configs"]:
         score = "" if c.get("search_score") is None else f"{c['search_score']:.4f}"
