@@ -181,12 +181,18 @@ def summarize(grid: ResultGrid, selection_metric: str, dev_metric: str, finished
     return summary
 
 
+def _by_mean(config: dict) -> tuple:
+    """The order of confirmed configurations, shared by choose() and lead(): the higher mean score, then the
+    better-ranked candidate (the lower number)."""
+    return config["score_mean"], -config["candidate"]
+
+
 def lead(configs: list[dict], chosen: dict | None, selection_metric: str) -> dict | None:
     """How far the chosen configuration is ahead of the runner-up, against the seed-to-seed spread.
 
     Returns {"runner_up" (its candidate number), "lead" (difference of the two `score_mean`s, in the selection
     metric's units, > 0; a constant seed's 3 counts in it), "std" (the larger of the two configurations'
-    sample std of the selection metric), "separated" (lead > std: the one-std rule of the brief; a smaller
+    sample std of the selection metric), "separated" (lead > std: the project's one-std rule; a smaller
     lead is no difference the confirmation can show, and the mean decides all the same)}; None without a
     chosen run or a second configuration with a value; "std" and "separated" are None when a configuration
     has one seed (no std)."""
@@ -194,7 +200,7 @@ def lead(configs: list[dict], chosen: dict | None, selection_metric: str) -> dic
     if chosen is None or len(scored) < 2:
         return None
     winner = next(c for c in scored if c["candidate"] == chosen["candidate"])
-    runner = max((c for c in scored if c is not winner), key=lambda c: (c["score_mean"], -c["candidate"]))
+    runner = max((c for c in scored if c is not winner), key=_by_mean)
     stds = [c.get(f"{selection_metric}_std") for c in (winner, runner)]
     std = None if None in stds else max(stds)
     gap = winner["score_mean"] - runner["score_mean"]
@@ -209,7 +215,7 @@ def choose(configs: list[dict], runs: list[dict], selection_metric: str, dev_met
     scored = [c for c in configs if c["score_mean"] is not None]
     if not scored:
         return None
-    winner = max(scored, key=lambda c: (c["score_mean"], -c["candidate"]))
+    winner = max(scored, key=_by_mean)
     mean = winner[f"{selection_metric}_mean"]
     mine = [r for r in runs if r["candidate"] == winner["candidate"] and r[selection_metric] is not None]
     run = min([r for r in mine if not r["constant"]] or mine, key=lambda r: (abs(r[selection_metric] - mean), r["seed"]))
