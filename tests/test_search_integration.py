@@ -77,6 +77,9 @@ def test_the_search_selects_on_validation_and_reports_dev(confirmed):
     assert f"best val_accuracy: **{search_best['val_accuracy']:.4f}**" in text
     assert f"on GLUE dev: dev_accuracy **{search_best['dev_accuracy']:.4f}** (reported only" in text
     assert "GLUE dev is used only to report the chosen student" in text and "was used for selection" not in text
+    # 10 validation rows: an accuracy's standard error there is 15.8 points, and the summary says so
+    assert "**caution: the validation split has 10 rows, so an accuracy near 50% measured on it has a standard error " \
+           "of 15.8 points.** Trials less than about 32 points apart are ranked by chance" in text
     assert "| algorithm | best val_accuracy |" in text  # the space searches the algorithm: its best per algorithm
 
 

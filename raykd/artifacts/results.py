@@ -400,6 +400,35 @@ def teacher_caution(selection: dict) -> tuple[str, str] | None:
             "against 29.0 on dev), so selection favours distillation that mimics it most; compare methods on GLUE dev")
 
 
+# The methods in results/heldout/paper differ by 1 to 3 points on most tasks: a validation split on which an
+# accuracy's standard error is above 2.5 points (under 400 rows) cannot rank them.
+SMALL_VALIDATION_SE = 0.025
+
+
+def small_validation_caution(selection: dict, task: Task) -> tuple[str, str] | None:
+    """(what, why) when experiment.json's `selection` holds a validation split too small to rank the trials:
+    an accuracy p measured on n rows has the binomial standard error sqrt(p (1 - p) / n), at most 0.5 / sqrt(n)
+    (10 points on 25 rows, 3.2 on RTE's 249), and a caution is due when that is above SMALL_VALIDATION_SE.
+    For a regression task (STS-B) the yardstick is Pearson's r: its standard error (1 - r^2) / sqrt(n - 1) is
+    taken at r = 0.8. None when the split is large enough, or when selection is on dev. Never raises.
+
+    The search still selects on it (a second rule would be another selection); the user is told what the
+    numbers can and cannot show, as the confirmation's `lead` does for the seeds' spread."""
+    rows = selection.get("validation_rows")
+    if selection.get("select_on") != "validation" or not rows:
+        return None
+    if task.is_regression:
+        se, unit = (1 - 0.8 ** 2) / max(rows - 1, 1) ** 0.5, "a Pearson correlation near 0.8"
+    else:
+        se, unit = 0.5 / rows ** 0.5, "an accuracy near 50%"
+    if se <= SMALL_VALIDATION_SE:
+        return None
+    return (f"the validation split has {rows} rows, so {unit} measured on it has a standard error of "
+            f"{100 * se:.1f} points", f"trials less than about {200 * se:.0f} points apart are ranked by chance (RTE's "
+            "249 rows chose finetune, last of five on dev: results/heldout/paper/notes.md); trust the confirmation's "
+            "mean +- std over the seeds, or raise --validation-fraction at the cost of training rows")
+
+
 def one_class_caution(best: dict | None) -> str | None:
     """A caution when the exported student predicts one class for every row of a split it was scored on
     (its `<split>_top_class_share` is 1.0, raykd.metrics.compute): its score is a constant classifier's, so
@@ -412,13 +441,13 @@ def one_class_caution(best: dict | None) -> str | None:
             "constant classifier; give the trials more training rows or epochs, or other learning rates")
 
 
-def _selection_line(selection: dict, trials: int) -> str:
+def _selection_line(selection: dict, trials: int, task: Task) -> str:
     if selection["select_on"] == "validation":
         line = (f"- selection: on a validation split held out from the training set ({selection['validation_fraction']:g}, "
                 f"{selection['validation_rows']} rows, seed {selection['data_seed']}; the trials trained on the other "
                 f"{selection['train_rows']} rows); GLUE dev is used only to report the chosen student")
-        caution = teacher_caution(selection)
-        return line + (f"\n- **caution: {caution[0]}.** {caution[1]}" if caution else "")
+        cautions = filter(None, (teacher_caution(selection), small_validation_caution(selection, task)))
+        return line + "".join(f"\n- **caution: {what}.** {why[0].upper()}{why[1:]}." for what, why in cautions)
     return (f"- selection: **GLUE dev was used for selection** (`--select-on dev`), so the best dev number is the best of "
             f"{trials} trials on the very set it is reported on and is optimistically biased (the winner's curse); "
             "the default, a validation split held out from the training set, avoids it")
@@ -550,7 +579,7 @@ def write(exp_dir: Path, seconds: float, formats: tuple[str, ...] | None = None,
         best_line = (f"- **every trial failed** ({len(table)} of {len(table)} ended in ERROR), so there is no best "
                      f"student; the first error: `{summary['first_error']}`")
     else:
-        best_line = _best_line(search_best, metric, teacher_value, dev_metric) + "\n" + _selection_line(selection, len(table))
+        best_line = _best_line(search_best, metric, teacher_value, dev_metric) + "\n" + _selection_line(selection, len(table), task)
         chosen = confirm and confirm.get("chosen")
         if chosen:
             stats = next(c for c in confirm["configs"] if c["candidate"] == chosen["candidate"])
