@@ -17,9 +17,16 @@ class Interrupted(RaykdError):
     exit_code = 130
 
 
+class Unfinished(RaykdError):
+    """Work a command ran that ended without its result (a paper cell that failed or was stopped); what did
+    finish is kept. Exit code 1: neither bad input (2) nor a Ctrl-C of the command itself (130)."""
+
+    exit_code = 1
+
+
 def exits_cleanly(main):
     """Turn a RaykdError escaping a command-line `main` into `error: ...` on stderr and its exit code (2;
-    130 for Interrupted)."""
+    130 for Interrupted, 1 for Unfinished)."""
 
     @functools.wraps(main)
     def wrapper(*args, **kwargs):

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 from raykd.data import DEFAULT_CACHE
-from raykd.errors import RaykdError, exits_cleanly
+from raykd.errors import RaykdError, Unfinished, exits_cleanly
 from raykd.files import atomic_write
 from raykd.tasks import get_task
 
@@ -161,7 +161,8 @@ def given_teachers(pairs: list[str], tasks: list[str], records_root: Path) -> di
 
 
 def paper(args) -> None:
-    """Run the paper table's missing cells (unless --plan), then write results/paper/README.md and its plots."""
+    """Run the paper table's missing cells (unless --plan), then write results/paper/README.md and its plots.
+    Raises Unfinished (exit 1), after writing them, when a cell it ran or skipped is still not done."""
     from raykd.artifacts import paper as table
 
     for name in args.tasks:
@@ -174,8 +175,7 @@ def paper(args) -> None:
     remaining = [c for c in every if not c.done(s)]
     print(f"paper table: {len(every) - len(remaining)} of {len(every)} cells done; remaining: "
           f"{', '.join(f'{c.task}/{c.name}' for c in remaining) or 'none'}", flush=True)
-    if not args.plan:
-        table.run(remaining, s, lambda line: print(line, flush=True))
+    unfinished = table.run(remaining, s, lambda line: print(line, flush=True)) if not args.plan else []
     # The README shows every task and fraction run so far, not only this run's (paper.widen_scope).
     fractions_of, teachers = table.widen_scope(s.root, args.tasks, fractions, dict(s.teachers))
     s = dataclasses.replace(s, teachers=tuple(teachers.items()))
@@ -222,6 +222,9 @@ def paper(args) -> None:
     atomic_write(s.root / "README.md", "\n".join(lines))
     print(main_table)
     print(f"wrote {s.root / 'README.md'}")
+    if unfinished:  # after the README, which shows what did finish
+        raise Unfinished(f"{len(unfinished)} cell(s) of this run did not finish: {', '.join(unfinished)}; read the cell's "
+                         "output above, then run the same command again (done cells are kept, a stopped search resumes)")
 
 
 @exits_cleanly

@@ -215,9 +215,8 @@ def main(argv=None):
                  "validation_rows": prep.validation_examples, "train_rows": prep.train_examples,
                  "data_seed": args.data_seed, "teacher_train_rows": finetune.trained_rows(teacher_dir, task),
                  "teacher_held_out": finetune.held_out(teacher_dir, task)}
-    for caution in (results.teacher_caution(selection), results.small_validation_caution(selection, task)):
-        if caution:  # said now, and in summary.md
-            print(f"caution: {caution[0]}; {caution[1]}", flush=True)
+    for caution in results.selection_cautions(selection, task):  # said now, and in summary.md
+        print(caution.console, flush=True)
     if not args.resume:
         results.keep_space(exp_dir, args.space)
         files.atomic_write(exp_dir / results.EXPERIMENT, json.dumps(

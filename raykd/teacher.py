@@ -32,7 +32,7 @@ from raykd.tuning.spaces import load_space
 
 def parse_args(argv=None):
     """The teacher command's flags: data, base, --out, --records, the recipe search, Ray and the recipe."""
-    p = argparse.ArgumentParser(prog="python -m raykd.teacher", description="Fine-tune a teacher on a task with Ray Train; keep its best dev epoch.")
+    p = argparse.ArgumentParser(prog="python -m raykd.teacher", description="Fine-tune a teacher on a task with Ray Train; keep its best epoch on the held-out validation split (on GLUE dev with --validation-fraction 0).")
     cli.add_data_arguments(p)
     p.add_argument("--teacher-base", default=models.OFFLINE_BASE,
                    help="pretrained model to fine-tune: minilm (all-MiniLM-L6-v2, offline, default), a Hugging Face id such as bert-base-uncased, "

@@ -294,7 +294,8 @@ def test_a_teacher_whose_weights_are_gone_is_fine_tuned_again_from_its_record(tm
             return [sys.executable, "-c", "pass"]
 
     said = []
-    paper.run([Student("cola", "sid")], s, said.append)
+    # the stand-in cell exits 0 without its confirmation: not done, and the runner returns it as such
+    assert paper.run([Student("cola", "sid")], s, said.append) == ["cola/sid (exit 0)"]
     assert "cola teacher fine-tuned again from its record: dev_matthews 0.2900 (its record's: 0.2900)" in said
     runs = [json.loads(line)["cell"] for line in (s.root / paper.LOG).read_text().splitlines()]
     assert runs == ["cola/teacher-refit", "cola/sid"]
@@ -302,9 +303,32 @@ def test_a_teacher_whose_weights_are_gone_is_fine_tuned_again_from_its_record(tm
     # A refit that fails (here: writes nothing) is tried once per run, not before each of the task's cells.
     (folder / "teacher.json").unlink()
     monkeypatch.setattr(paper, "refit_command", lambda task, s: [sys.executable, "-c", "raise SystemExit(1)"])
-    paper.run([Student("cola", "kd"), Student("cola", "pid")], s, said.append)
+    assert paper.run([Student("cola", "kd"), Student("cola", "pid")], s, said.append) == [
+        "cola/kd (skipped: no teacher)", "cola/pid (skipped: no teacher)"]
     runs = [json.loads(line)["cell"] for line in (s.root / paper.LOG).read_text().splitlines()]
     assert runs[2:] == ["cola/teacher-refit"] and sum("skip cola/" in line for line in said) == 2
+
+
+def test_the_table_command_exits_1_naming_the_cells_it_ran_that_did_not_finish(tiny_teacher_dir, tmp_path, capsys, monkeypatch):
+    """A cell stopped on its own (Ctrl-C sent to the search alone: it saves its state and exits 130) or failed
+    leaves the runner going on to the next cell; at the end the command still writes the table, then ends
+    with one error line and exit 1, so a script that runs the table does not take it as finished."""
+    import sys
+    teacher = tmp_path / "rte-teacher"
+    shutil.copytree(tiny_teacher_dir, teacher)
+    (teacher / "teacher.json").write_text(json.dumps({"task": "rte", "base": "tiny", "dev_accuracy": 0.6, "best_epoch": 1}))
+    monkeypatch.setattr(paper.Cell, "command", lambda self, s: [sys.executable, "-c", "raise SystemExit(130)"])
+    argv = ["paper", "--data-dir", "glue", "--tasks", "rte", "--methods", "kd", "sid", "--seeds", "2",
+            "--results", str(tmp_path / "results"), "--cache-dir", str(tmp_path / "cache"), "--teacher", f"rte={teacher}"]
+    with pytest.raises(SystemExit) as ended:
+        report.main(argv)
+    assert ended.value.code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: 2 cell(s) of this run did not finish: rte/kd (exit 130), rte/sid (exit 130); ")
+    runs = [json.loads(line) for line in (tmp_path / "results" / "paper" / paper.LOG).read_text().splitlines()]
+    assert [(r["cell"], r["exit"], r["done"]) for r in runs] == [("rte/kd", 130, False), ("rte/sid", 130, False)]
+    assert "Remaining: rte/finetune, rte/kd, rte/all, rte/pid, rte/sid, rte/search." in (tmp_path / "results" / "paper" / "README.md").read_text()
+    report.main([*argv, "--plan"])  # the plan runs nothing, so nothing is unfinished by it: exit 0
 
 
 def test_the_teachers_recipe_runs_with_more_seeds_last_and_the_teacher_column_shows_their_spread(tmp_path):

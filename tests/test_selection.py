@@ -134,7 +134,7 @@ def test_the_summary_cautions_when_the_teacher_trained_on_the_validation_rows():
         assert line.startswith("- selection: on a validation split held out from the training set (0.1, 856 rows")
         assert ("caution: the teacher was fine-tuned on 8551 training rows, more than the trials' 7695" in line) is cautions
     assert "caution" not in _selection_line(selection, 4, get_task("cola"))  # experiments from before the field
-    assert teacher_caution({**selection, "teacher_train_rows": 8551})[0].startswith("the teacher was fine-tuned on 8551")
+    assert teacher_caution({**selection, "teacher_train_rows": 8551}).what.startswith("the teacher was fine-tuned on 8551")
     assert teacher_caution({**selection, "select_on": "dev", "teacher_train_rows": 8551}) is None  # dev: no such split
 
 
@@ -143,22 +143,25 @@ def test_the_summary_cautions_when_the_validation_split_is_too_small_to_rank_tri
     where the selection chose finetune, last of five methods on dev. Under 400 rows (2.5 points) the search says
     so, with the number, when it starts and in the summary; SST-2's 1010 rows and dev selection get no caution.
     STS-B (regression) is judged by Pearson's standard error at r = 0.8."""
-    from raykd.artifacts.results import _selection_line, small_validation_caution
+    from raykd.artifacts.results import _selection_line, selection_cautions, small_validation_caution
     rte = {"select_on": "validation", "validation_fraction": 0.1, "validation_rows": 249, "train_rows": 2241,
            "data_seed": 42}
-    what, why = small_validation_caution(rte, RTE)
-    assert what == "the validation split has 249 rows, so an accuracy near 50% measured on it has a standard error of 3.2 points"
-    assert why.startswith("trials less than about 6 points apart are ranked by chance")
-    assert f"**caution: {what}.** Trials less than about 6 points" in _selection_line(rte, 12, RTE)
-    assert small_validation_caution({**rte, "validation_rows": 25}, RTE)[0].endswith("standard error of 10.0 points")
-    assert small_validation_caution({**rte, "validation_rows": 399}, RTE) is not None
-    for quiet in ({**rte, "validation_rows": 400}, {**rte, "validation_rows": 1010}, {**rte, "select_on": "dev"},
-                  {"select_on": "dev"}):
+    caution = small_validation_caution(249, RTE)
+    assert caution.what == "the validation split has 249 rows, so an accuracy near 50% measured on it has a standard error of 3.2 points"
+    assert caution.why.startswith("trials less than about 6 points apart are ranked by chance")
+    assert caution.console.startswith(f"caution: {caution.what}; trials less than about 6 points")
+    assert f"**caution: {caution.what}.** Trials less than about 6 points" in _selection_line(rte, 12, RTE)
+    assert selection_cautions(rte, RTE) == [caution]
+    assert small_validation_caution(25, RTE).what.endswith("standard error of 10.0 points")
+    assert small_validation_caution(399, RTE) is not None
+    for quiet in (400, 1010, 0, None):
         assert small_validation_caution(quiet, RTE) is None
+    for quiet in ({**rte, "validation_rows": 1010}, {**rte, "select_on": "dev"}, {"select_on": "dev"}):
+        assert selection_cautions(quiet, RTE) == []  # dev selection: no validation split to be small
     assert "caution" not in _selection_line({**rte, "validation_rows": 1010}, 12, RTE)
     stsb = get_task("stsb")
-    assert small_validation_caution({**rte, "validation_rows": 575}, stsb) is None  # 1.5 points of Pearson
-    assert small_validation_caution({**rte, "validation_rows": 57}, stsb)[0] == (
+    assert small_validation_caution(575, stsb) is None  # 1.5 points of Pearson
+    assert small_validation_caution(57, stsb).what == (
         "the validation split has 57 rows, so a Pearson correlation near 0.8 measured on it has a standard error of 4.8 points")
 
 
@@ -171,13 +174,13 @@ def test_the_caution_follows_the_split_the_teacher_held_out_not_its_row_count():
                 "data_seed": 42, "teacher_train_rows": 3301}
     same = {"validation_fraction": 0.1, "data_seed": 42}
     assert teacher_caution({**low_data, "teacher_held_out": same}) is None
-    other = teacher_caution({**low_data, "teacher_held_out": {**same, "data_seed": 7}})[0]
+    other = teacher_caution({**low_data, "teacher_held_out": {**same, "data_seed": 7}}).what
     assert other.startswith("the teacher held out 0.1 of the training set with data seed 7, not the trials' 0.1 with "
                             "data seed 42, so it may have trained on the validation rows")
-    none = teacher_caution({**low_data, "teacher_train_rows": 3668, "teacher_held_out": None})[0]
+    none = teacher_caution({**low_data, "teacher_train_rows": 3668, "teacher_held_out": None}).what
     assert none.startswith("the teacher was fine-tuned on 3668 training rows and held none out")
     assert teacher_caution({**low_data, "teacher_train_rows": None, "teacher_held_out": None}) is None  # not raykd's
-    share = teacher_caution({**low_data, "teacher_held_out": {**same, "of_train_fraction": 0.3}})[0]
+    share = teacher_caution({**low_data, "teacher_held_out": {**same, "of_train_fraction": 0.3}}).what
     assert share.startswith("the teacher held out 0.1 of a 0.3 share of the training set (raykd then cut the share "
                             "first), not the trials' rows, so it may have trained on the validation rows")
 

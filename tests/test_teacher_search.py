@@ -83,7 +83,7 @@ def test_a_teacher_search_stopped_by_ctrl_c_resumes_and_keeps_the_best_trial(ray
     tied = trials[(trials["best_score"] - trials["best_score"].max()).abs() < 1e-9]
     assert record["best_epoch"] == first_best_epoch(kept_row) == min(first_best_epoch(r) for _, r in tied.iterrows())
     assert "selected on 10 rows held out from the training set" in (exp / "summary.md").read_text()
-    assert "**Caution: the validation split has 10 rows, so an accuracy near 50% measured on it has a standard error " \
+    assert "**caution: the validation split has 10 rows, so an accuracy near 50% measured on it has a standard error " \
            "of 15.8 points.** Trials less than about 32 points apart" in (exp / "summary.md").read_text()
     assert len(list((tmp_path / "results" / "teachers").glob("best-*.json"))) == 1
 

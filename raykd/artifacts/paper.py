@@ -301,11 +301,14 @@ def set_aside_if_unresumable(cell: Cell, s: Settings, log) -> Path | None:
     return aside
 
 
-def run(todo: list[Cell], s: Settings, log) -> None:
+def run(todo: list[Cell], s: Settings, log) -> list[str]:
     """Run the cells that are not done, in order; a failed cell is reported and the next one runs.
     A student cell whose teacher is missing is skipped with the reason. Each run is appended to
     `<root>/cells.jsonl` (command, machine, start, seconds, exit code): the table's compute record.
+    Returns the cells of `todo` still not done, each as 'task/name (why)': the caller's exit status must
+    say so, or a script that runs the table takes a stopped or failed cell for a finished one.
     Raises Interrupted, once the cell has exited and its run is recorded, when Ctrl-C interrupted it."""
+    unfinished = []
     refit_tried = set()  # once per task and run: a refit that failed is not tried again before every cell
     for cell in todo:
         if cell.done(s):
@@ -323,19 +326,24 @@ def run(todo: list[Cell], s: Settings, log) -> None:
         if cell.distills and not teacher.is_file():
             log(f"skip {cell.task}/{cell.name}: its teacher {teacher.parent} is missing (the teacher cell runs first; "
                 f"if it cannot be fine-tuned again from its record, move results/paper/{cell.task}/teacher away to search it again)")
+            unfinished.append(f"{cell.task}/{cell.name} (skipped: no teacher)")
             continue
         command = cell.command(s)
         if command is None:  # a teacher seed without the teacher's recipe
             log(f"skip {cell.task}/{cell.name}: the {cell.task} teacher has no record with its recipe (its cell is not done, "
                 "or it was given with --teacher without one), so there is no recipe to run with another seed")
+            unfinished.append(f"{cell.task}/{cell.name} (skipped: no teacher recipe)")
             continue
         set_aside_if_unresumable(cell, s, log)
-        _run_and_record(f"{cell.task}/{cell.name}", command, lambda: cell.done(s), s, log)
+        code = _run_and_record(f"{cell.task}/{cell.name}", command, lambda: cell.done(s), s, log)
+        if not cell.done(s):
+            unfinished.append(f"{cell.task}/{cell.name} (exit {code})")
+    return unfinished
 
 
-def _run_and_record(name: str, command: list[str], done, s: Settings, log) -> None:
+def _run_and_record(name: str, command: list[str], done, s: Settings, log) -> int:
     """Run one cell's command (or a teacher's refit) and append it to `<root>/cells.jsonl`; `done()` says
-    whether it finished. Raises Interrupted, once the command has exited and is recorded, when Ctrl-C
+    whether it finished. Returns the command's exit code. Raises Interrupted, once the command has exited and is recorded, when Ctrl-C
     interrupted it."""
     log(f"run {name}: {' '.join(command[1:])}")
     started, start_time = time.perf_counter(), time.strftime("%Y-%m-%dT%H:%M:%S")
@@ -350,6 +358,7 @@ def _run_and_record(name: str, command: list[str], done, s: Settings, log) -> No
     if interrupted:
         raise Interrupted(f"interrupted (Ctrl-C) in cell {name}; run the same command again: done cells "
                          "are kept and this one resumes")
+    return code
 
 
 def wait_for_cell(proc: subprocess.Popen) -> tuple[int, bool]:

@@ -12,6 +12,7 @@ import json
 import shutil
 import tempfile
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -369,8 +370,30 @@ def selection_info(info: dict) -> dict:
     return info.get("selection") or {"select_on": "dev"}
 
 
-def teacher_caution(selection: dict) -> tuple[str, str] | None:
-    """(what, why) when experiment.json's `selection` says the teacher may have trained on the trials'
+class Caution(NamedTuple):
+    """A caution that a search's numbers cannot show what they seem to: `what` is wrong, `why` it matters and
+    what to do. Printed when the run starts (`console`) and kept in summary.md (`markdown`), worded alike."""
+    what: str
+    why: str
+
+    @property
+    def console(self) -> str:
+        return f"caution: {self.what}; {self.why}"
+
+    @property
+    def markdown(self) -> str:
+        return f"**caution: {self.what}.** {self.why[0].upper()}{self.why[1:]}."
+
+
+def selection_cautions(selection: dict, task: Task) -> list[Caution]:
+    """The cautions experiment.json's `selection` calls for (teacher_caution, small_validation_caution);
+    empty when selection is on GLUE dev. Never raises."""
+    rows = selection.get("validation_rows") if selection.get("select_on") == "validation" else None
+    return [c for c in (teacher_caution(selection), small_validation_caution(rows, task)) if c]
+
+
+def teacher_caution(selection: dict) -> Caution | None:
+    """A Caution when experiment.json's `selection` says the teacher may have trained on the trials'
     validation rows; None otherwise, or when unknown (a teacher without raykd's record).
 
     The held-out rows depend on the data, the validation fraction and the data seed alone (raykd.data.split_train),
@@ -395,7 +418,7 @@ def teacher_caution(selection: dict) -> tuple[str, str] | None:
         what = f"the teacher was fine-tuned on {seen} training rows and held none out"
     else:
         what = f"the teacher was fine-tuned on {seen} training rows, more than the trials' {selection['train_rows']}"
-    return (f"{what}, so it may have trained on the validation rows", "A student that mimics the teacher inherits "
+    return Caution(f"{what}, so it may have trained on the validation rows", "A student that mimics the teacher inherits "
             "what it memorized there (CoLA, results/paper/notes.md: such a teacher scores 61.8 Matthews on these rows "
             "against 29.0 on dev), so selection favours distillation that mimics it most; compare methods on GLUE dev")
 
@@ -405,17 +428,18 @@ def teacher_caution(selection: dict) -> tuple[str, str] | None:
 SMALL_VALIDATION_SE = 0.025
 
 
-def small_validation_caution(selection: dict, task: Task) -> tuple[str, str] | None:
-    """(what, why) when experiment.json's `selection` holds a validation split too small to rank the trials:
+def small_validation_caution(validation_rows: int | None, task: Task) -> Caution | None:
+    """A Caution when the validation split the trials are ranked on (`validation_rows` rows; None or 0 when
+    there is none, e.g. selection on GLUE dev) is too small to rank them:
     an accuracy p measured on n rows has the binomial standard error sqrt(p (1 - p) / n), at most 0.5 / sqrt(n)
     (10 points on 25 rows, 3.2 on RTE's 249), and a caution is due when that is above SMALL_VALIDATION_SE.
     For a regression task (STS-B) the yardstick is Pearson's r: its standard error (1 - r^2) / sqrt(n - 1) is
-    taken at r = 0.8. None when the split is large enough, or when selection is on dev. Never raises.
+    taken at r = 0.8. None when the split is large enough, or when there is none. Never raises.
 
     The search still selects on it (a second rule would be another selection); the user is told what the
     numbers can and cannot show, as the confirmation's `lead` does for the seeds' spread."""
-    rows = selection.get("validation_rows")
-    if selection.get("select_on") != "validation" or not rows:
+    rows = validation_rows
+    if not rows:
         return None
     if task.is_regression:
         se, unit = (1 - 0.8 ** 2) / max(rows - 1, 1) ** 0.5, "a Pearson correlation near 0.8"
@@ -423,7 +447,7 @@ def small_validation_caution(selection: dict, task: Task) -> tuple[str, str] | N
         se, unit = 0.5 / rows ** 0.5, "an accuracy near 50%"
     if se <= SMALL_VALIDATION_SE:
         return None
-    return (f"the validation split has {rows} rows, so {unit} measured on it has a standard error of "
+    return Caution(f"the validation split has {rows} rows, so {unit} measured on it has a standard error of "
             f"{100 * se:.1f} points", f"trials less than about {200 * se:.0f} points apart are ranked by chance (RTE's "
             "249 rows chose finetune, last of five on dev: results/heldout/paper/notes.md); trust the confirmation's "
             "mean +- std over the seeds, or raise --validation-fraction at the cost of training rows")
@@ -446,8 +470,7 @@ def _selection_line(selection: dict, trials: int, task: Task) -> str:
         line = (f"- selection: on a validation split held out from the training set ({selection['validation_fraction']:g}, "
                 f"{selection['validation_rows']} rows, seed {selection['data_seed']}; the trials trained on the other "
                 f"{selection['train_rows']} rows); GLUE dev is used only to report the chosen student")
-        cautions = filter(None, (teacher_caution(selection), small_validation_caution(selection, task)))
-        return line + "".join(f"\n- **caution: {what}.** {why[0].upper()}{why[1:]}." for what, why in cautions)
+        return line + "".join(f"\n- {c.markdown}" for c in selection_cautions(selection, task))
     return (f"- selection: **GLUE dev was used for selection** (`--select-on dev`), so the best dev number is the best of "
             f"{trials} trials on the very set it is reported on and is optimistically biased (the winner's curse); "
             "the default, a validation split held out from the training set, avoids it")

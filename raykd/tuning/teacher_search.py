@@ -104,10 +104,9 @@ def search(task: Task, base: str, space: SearchSpace, data_ref, rows: dict, scal
     exp_dir, out = Path(exp_dir).resolve(), Path(out).resolve()
     held_out = "validation_examples" in rows
     metric = f"{'val' if held_out else 'dev'}_{task.main_metric}"
-    small = held_out and results.small_validation_caution(
-        {"select_on": "validation", "validation_rows": rows["validation_examples"]}, task)
+    small = results.small_validation_caution(rows.get("validation_examples"), task)
     if small:  # said now, and in summary.md
-        print(f"caution: {small[0]}; {small[1]}", flush=True)
+        print(small.console, flush=True)
     tokenizer_dir = exp_dir / "ray" / "tokenizer"
     tokenizer.save_pretrained(tokenizer_dir)
     setup = Setup(task.name, base, space.fixed, data_ref, str(tokenizer_dir), scaling,
@@ -152,7 +151,7 @@ def search(task: Task, base: str, space: SearchSpace, data_ref, rows: dict, scal
         f"Best: trial {trial_id}, epoch {best['epoch']}, {finetune.scores(best, task)}, " + (
             f"selected on {rows['validation_examples']} rows held out from the training set (GLUE dev only reports it)"
             if held_out else "selected on GLUE dev (the teacher's dev score is optimistic: it is also what chose it)") +
-        f". Saved to the teacher folder `{out.name}`.", *([f"**Caution: {small[0]}.** {small[1][0].upper()}{small[1][1:]}."] if small else []),
+        f". Saved to the teacher folder `{out.name}`.", *([small.markdown] if small else []),
         "", "| " + " | ".join(shown) + " |", "|" + "---|" * len(shown),
         *("| " + " | ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in row) + " |"
           for row in table[shown].itertuples(index=False)), ""]))
