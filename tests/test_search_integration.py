@@ -217,3 +217,41 @@ def test_a_trial_stopped_by_asha_releases_its_workers(ray_cluster, tiny_teacher_
     assert summary["best_value"] == pytest.approx(losses.min().min(), abs=1e-4)
     exported = json.loads((tmp_path / "results" / "rte" / "asha" / "best" / "metrics.json").read_text())
     assert exported["train_loss"] == pytest.approx(losses.min().min(), abs=1e-4)
+
+
+def test_a_reservation_left_without_workers_is_released_after_its_grace(ray_cluster):
+    """Ray Train can leave a stopped trial's worker-group placement group reserved with no workers (it was
+    created as the controller was killed; raykd.tuning.orphans): CI saw one hold a CPU until the test run
+    ended, and every later trial that needed both CPUs timed out. The search's callback releases such a
+    group once it has stayed without actors for its grace, and never one in which an actor lives, nor a
+    reservation of no CPU (a Tune trial's own)."""
+    import time
+
+    from ray.util.placement_group import placement_group, placement_group_table, remove_placement_group
+    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    from raykd.tuning.orphans import ReleaseOrphanedGroups
+
+    @ray_cluster.remote(num_cpus=1)
+    class Worker:
+        def ping(self):
+            return True
+
+    left, used, trial = placement_group([{"CPU": 1}]), placement_group([{"CPU": 1}]), placement_group([{"memory": 2**20}])
+    ray_cluster.get([left.ready(), used.ready(), trial.ready()], timeout=120)
+    worker = Worker.options(scheduling_strategy=PlacementGroupSchedulingStrategy(used)).remote()
+    assert ray_cluster.get(worker.ping.remote(), timeout=120)
+    try:
+        callback, now = ReleaseOrphanedGroups(grace_s=30), time.monotonic()
+        assert left.id.hex() not in callback.release(now)  # first seen: within its grace
+        removed = callback.release(now + 30)
+        assert left.id.hex() in removed and used.id.hex() not in removed and trial.id.hex() not in removed
+        deadline = time.time() + 30
+        while placement_group_table(left)["state"] != "REMOVED" and time.time() < deadline:
+            time.sleep(0.2)
+        assert placement_group_table(left)["state"] == "REMOVED"
+        assert placement_group_table(used)["state"] == placement_group_table(trial)["state"] == "CREATED"
+    finally:
+        ray_cluster.kill(worker)
+        remove_placement_group(used)
+        remove_placement_group(trial)

@@ -98,7 +98,7 @@ def build_tuner(trainable, exp_dir: Path, candidates: list[dict] | None, max_con
         trainable, param_space={"confirm": tune.grid_search(runs)},
         tune_config=tune.TuneConfig(metric="score", mode="max", scheduler=FIFOScheduler(),
                                     max_concurrent_trials=max_concurrent),
-        run_config=tune.RunConfig(name=TUNE_NAME, storage_path=str(Path(exp_dir) / "ray")))
+        run_config=tuner.run_config(exp_dir, TUNE_NAME))
 
 
 def _mean_std(values: pd.Series) -> tuple[float | None, float | None]:

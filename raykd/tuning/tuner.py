@@ -19,6 +19,7 @@ from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
 
 from raykd.training.driver import Scaling
+from raykd.tuning.orphans import ReleaseOrphanedGroups
 
 TUNE_NAME = "tune"  # <experiment>/ray/tune: Tune's own experiment folder
 # What Tune, Optuna and ASHA rank trials by, always maximised: each epoch's `score` (raykd.metrics.selection_score,
@@ -71,7 +72,13 @@ def tuner(trainable, exp_dir: Path, metric: str, mode: str, searcher, scheduler,
     """A new Tuner writing to `<exp_dir>/ray/tune`."""
     return tune.Tuner(trainable, tune_config=tune.TuneConfig(
         metric=metric, mode=mode, search_alg=searcher, scheduler=scheduler, num_samples=num_samples,
-        max_concurrent_trials=max_concurrent), run_config=tune.RunConfig(name=TUNE_NAME, storage_path=str(Path(exp_dir) / "ray")))
+        max_concurrent_trials=max_concurrent), run_config=run_config(exp_dir, TUNE_NAME))
+
+
+def run_config(exp_dir: Path, name: str) -> tune.RunConfig:
+    """Tune's RunConfig for the experiment `<exp_dir>/ray/<name>`, with the callback that releases what
+    stopped trials' Ray Train left reserved (raykd.tuning.orphans); --resume restores it with the rest."""
+    return tune.RunConfig(name=name, storage_path=str(Path(exp_dir) / "ray"), callbacks=[ReleaseOrphanedGroups()])
 
 
 def restore(trainable, exp_dir: Path, name: str = TUNE_NAME) -> tune.Tuner:
