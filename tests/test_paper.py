@@ -380,6 +380,15 @@ def test_the_teachers_recipe_runs_with_more_seeds_last_and_the_teacher_column_sh
     markdown, _ = paper.table(["cola"], s)
     assert "| cola (matthews) | - | 27.78 +- 1.25 (n=3) | " in markdown
     assert paper.OtherTeachers().mark({"teacher_value": 0.29, "teacher_dir": "x"}, teacher) == ""
+    # A refit on this machine (its folder's teacher.json, and the newer copy it leaves beside the first) scores
+    # otherwise: the column keeps the teacher's own run, and the students of the refit are the marked ones.
+    folder = paper.Cell("cola", "teacher").teacher_dir(s)
+    folder.mkdir(parents=True)
+    (folder / "teacher.json").write_text(json.dumps({"task": "cola", "dev_matthews": 0.25, "config": config}))
+    (s.root / "teachers" / "paper-cola-20261205-060000.json").write_text(json.dumps({"task": "cola", "dev_matthews": 0.25}))
+    again = paper.result(paper.Cell("cola", "teacher"), s)
+    assert again["teacher_value"] == 0.29 and again["dev_runs"] == [0.29, 0.2785, 0.2650]
+    assert paper.OtherTeachers().mark({"teacher_value": 0.25, "teacher_dir": str(folder)}, again) == " [1]"
 
 
 def test_a_teacher_seed_trains_on_the_teachers_own_rows_not_the_students_share(tmp_path):

@@ -384,8 +384,8 @@ def compute_record(s: Settings) -> list[dict]:
 
 def result(cell: Cell, s: Settings) -> dict | None:
     """A finished cell's numbers; None when not done. A teacher: the dev metric's mean, std (ddof 1) and
-    count over its own run and its teacher-seed+K runs so far, and its own run's (`teacher_value`: the
-    teacher its students distill from). A student: the chosen configuration's dev mean, std and seed count,
+    count over its own run (its first record, never a refit's) and its teacher-seed+K runs so far, and its own
+    run's (`teacher_value`: the teacher its students distill from unless a refit's, which the table marks). A student: the chosen configuration's dev mean, std and seed count,
     with its selection mean, the student's and teacher's sizes and the teacher it was distilled from (its
     folder and dev score)."""
     if not cell.done(s):
@@ -393,7 +393,7 @@ def result(cell: Cell, s: Settings) -> dict | None:
     task = get_task(cell.task)
     if cell.method == "teacher":
         metric = f"dev_{task.main_metric}"
-        own = find_record(cell.teacher_dir(s), s.root).get(metric)
+        own = find_record(cell.teacher_dir(s), s.root, first=True).get(metric)  # not a refit's: same on every machine
         runs = [v for v in [own, *(TeacherSeed(cell.task, k).record(s).get(metric) for k in range(1, s.seeds))]
                 if v is not None]
         return {"dev_mean": statistics.mean(runs) if runs else None, "n": len(runs), "dev_runs": runs,

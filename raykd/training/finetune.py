@@ -134,14 +134,21 @@ def copy_record(record: dict, folder: Path, records_root: Path) -> Path:
     return target
 
 
-def find_record(folder: Path, records_root: Path) -> dict:
+def find_record(folder: Path, records_root: Path, first: bool = False) -> dict:
     """A teacher's record: its folder's teacher.json, else (the weights are never committed, so a clone has
     only the copies) the newest copy under `<records_root>/teachers/` (`<folder name>-<time>.json` from
-    copy_record, or `<folder name>.json` from earlier versions); {} when there is none."""
+    copy_record, or `<folder name>.json` from earlier versions); {} when there is none.
+
+    `first`: the oldest copy before the folder's teacher.json: the teacher's own run, which a refit from its
+    record (another machine's weights, sometimes another score) neither replaces nor hides. A table built
+    from it reads the same on every machine."""
     name = Path(folder).name
     copies = sorted(Path(records_root).glob(f"teachers/{name}-*.json")) or \
         sorted(Path(records_root).glob(f"teachers/{name}.json"))
-    path = Path(folder) / RECORD if (Path(folder) / RECORD).is_file() else (copies[-1] if copies else None)
+    if first and copies:
+        path = copies[0]
+    else:
+        path = Path(folder) / RECORD if (Path(folder) / RECORD).is_file() else (copies[-1] if copies else None)
     return json.loads(path.read_text()) if path else {}
 
 
