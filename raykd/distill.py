@@ -60,12 +60,12 @@ def main(argv=None):
     started = time.perf_counter()
     cluster.connect(args.address, verbose=args.verbose)
     cluster.check_fits(scaling.workers, scaling.cpus_per_worker, scaling.gpus_per_worker, "the run")
-    prep = prepare(task, teacher_dir, teacher, tokenizer, args, run.teacher_fields, run.layer_map)
+    prep = prepare(task, teacher_dir, teacher, tokenizer, args, run.teacher_fields, run.layer_map, widths=run.narrowed)
     out = cli.fresh_output_dir(out)  # only once every input has been checked
     cluster.log_workers_to(out / "ray-workers.log", args.verbose)
     print(f"teacher: {prep.teacher_info['layers']} layers, {prep.teacher_info['teacher_params_total']:,} parameters "
-          f"({prep.teacher_info['teacher_params_non_embedding']:,} non-embedding); student: {run.student_layers} "
-          f"layers {list(run.layer_map)}, {run.student_params_total:,} ({run.student_params_non_embedding:,} non-embedding)")
+          f"({prep.teacher_info['teacher_params_non_embedding']:,} non-embedding); student: {run.shape} "
+          f"(layers {list(run.layer_map)}), {run.student_params_total:,} ({run.student_params_non_embedding:,} non-embedding)")
     with EpochProgress(epoch_log(out / "ray", "distill"), f"distill {task.name} {cfg.algorithm}",
                        run.epochs, task.main_metric):
         result = fit(make_job(prep, run), scaling, out / "ray", "distill",

@@ -263,14 +263,16 @@ def layer_map(spec: str, teacher_layers: int, student_layers: int) -> tuple[int,
     return tuple(mapping)
 
 
-def build_student(teacher, num_layers: int, mapping: tuple[int, ...], init: str):
-    """A student of `num_layers` blocks with the teacher's width and heads.
+def build_student(teacher, num_layers: int, mapping: tuple[int, ...], init: str, kept=None):
+    """A student of `num_layers` blocks with the teacher's heads, of the teacher's width or, with `kept`
+    (raykd.student.pruning.Kept), narrowed to the kept hidden channels, FFN neurons and attention channels.
 
     Embeddings, pooler and classifier are always copied from the teacher; block k is copied from
-    teacher layer mapping[k-1] (`mapped`), from teacher layer k (`bottom`), or left random.
-    Attention dropout is 0: eager attention maps are taken after dropout, which would make the
-    attention loss compare a damaged map (measured with transformers 5: a quarter of the entries zero in
-    training mode, attention KL about 2.2 instead of 0.002).
+    teacher layer mapping[k-1] (`mapped`), from teacher layer k (`bottom`), or left random. A narrowed
+    student is built at full width first and then cut (raykd.student.pruning.narrow), so every weight it
+    keeps is the teacher's. Attention dropout is 0: eager attention maps are taken after dropout, which
+    would make the attention loss compare a damaged map (measured with transformers 5: a quarter of the
+    entries zero in training mode, attention KL about 2.2 instead of 0.002).
 
     Raises RaykdError for a student deeper than the teacher, and RuntimeError when a copied (not
     `random`) student is left with uninitialised weights.
@@ -290,6 +292,12 @@ def build_student(teacher, num_layers: int, mapping: tuple[int, ...], init: str)
             for k, teacher_layer in enumerate(source):
                 if teacher_layer == int(match.group(1)) + 1:
                     state[key.replace(match.group(0), f".encoder.layer.{k}.")] = value
+    if kept is not None:
+        from raykd.student.pruning import narrow
+
+        config.hidden_size, config.intermediate_size = len(kept.hidden), len(kept.ffn[0])
+        student = AutoModelForSequenceClassification.from_config(config, attn_implementation="eager")
+        state = narrow(state, kept, teacher.config.hidden_size)
     missing, _ = student.load_state_dict(state, strict=False)
     if init != "random" and missing:
         raise RuntimeError(f"student weights left uninitialised: {missing[:3]}")

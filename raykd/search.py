@@ -20,12 +20,13 @@ from pathlib import Path
 import ray
 
 from raykd import files, models
-from raykd.artifacts import deploy, results
+from raykd.artifacts import deploy, front, results
 from raykd.data import load_task_data
 from raykd.errors import Interrupted, RaykdError, exits_cleanly
 from raykd.method.plan import resolve
 from raykd.run import checks, cli, cluster
 from raykd.run.prepare import SHARED_FIELDS, prepare
+from raykd.student import offer
 from raykd.tasks import get_task
 from raykd.training import finetune, precision
 from raykd.training.driver import Scaling
@@ -77,6 +78,7 @@ def parse_args(argv=None):
     p.add_argument("--latency-examples", type=int, default=100,
                    help="dev examples timed one at a time for the latency table of best/'s card (batch-32 throughput "
                         "over as many rows, at most 4 batches); 0 skips the table (default: 100)")
+    offer.add_arguments(p)
     cli.add_teacher_cache_arguments(p)
     cli.add_ray_arguments(p, workers_flag="--workers-per-trial")
     return p.parse_args(argv)
@@ -156,16 +158,47 @@ def run_confirmation(args, experiment: Experiment, exp_dir: Path, search_grid, t
     return summary
 
 
-def build_tuner(args, space: SearchSpace, experiment: Experiment, exp_dir: Path):
+def build_tuner(args, space: SearchSpace, experiment: Experiment, exp_dir: Path, shapes: offer.Offer | None):
     """The search's Tuner (raykd.tuning.tuner): Optuna over the space, ASHA on classification epochs, both on
-    each epoch's `score` (experiment.selection's metric, a constant student last); restored with --resume."""
+    each epoch's `score` (experiment.selection's metric, a constant student last); with --objective pareto Optuna
+    on (score, latency_ms) and ASHA inside latency bands (raykd.tuning.bands). Restored with --resume."""
     trainable = tuner.trainable(run_trial, experiment=experiment)
     if args.resume:
         return tuner.restore(trainable, exp_dir)
-    searcher = tuner.optuna_searcher(space.space, tuner.SCORE, tuner.SCORE_MODE, args.seed, exp_dir, space.points_to_evaluate)
-    return tuner.tuner(trainable, exp_dir, tuner.SCORE, tuner.SCORE_MODE, searcher,
-                        tuner.asha(args.max_epochs, args.grace_period, args.reduction_factor), args.num_samples,
-                        tuner.concurrency(experiment.scaling, args.max_concurrent_trials))
+    metric, mode = tuner.SCORE, tuner.SCORE_MODE
+    scheduler = tuner.asha(args.max_epochs, args.grace_period, args.reduction_factor)
+    if args.objective == "pareto":
+        metric, mode = [tuner.SCORE, "latency_ms"], [tuner.SCORE_MODE, "min"]
+        scheduler = tuner.banded_asha(shapes.bands, args.max_epochs, args.grace_period, args.reduction_factor)
+    searcher = tuner.optuna_searcher(space.space, metric, mode, args.seed, exp_dir, space.points_to_evaluate)
+    return tuner.tuner(trainable, exp_dir, tuner.SCORE, tuner.SCORE_MODE, searcher, scheduler, args.num_samples,
+                       tuner.concurrency(experiment.scaling, args.max_concurrent_trials))
+
+
+def offer_shapes(args, task, space: SearchSpace, teacher_config, teacher_dir: str | None) -> offer.Offer | None:
+    """The student shapes of a space with `shape`, measured here before Ray starts (cached) and within the budget,
+    offered to the space (raykd.student.offer); None for a space without `shape`. Raises RaykdError when no shape
+    meets the budget."""
+    if not space.shape_axes:
+        return None
+    seq_length = args.latency_seq_length
+    if not seq_length:
+        tokenizer = models.load_teacher(teacher_dir, task)[1] if teacher_dir else models.load_base_tokenizer(args.teacher_base)
+        seq_length = offer.median_dev_length(task, cli.data_source(args), tokenizer, args.max_seq_length)
+    shapes = offer.resolve(args, space, teacher_config, seq_length, args.cache_dir, args.serving_threads or deploy.all_threads())
+    print("\n".join(offer.table(shapes)), flush=True)
+    spaces.offer_shapes(space, shapes.offered)
+    return shapes
+
+
+def write_front(exp_dir: Path, shapes: offer.Offer, task, args, interim: bool, best_trial: str | None):
+    """pareto.csv, pareto.png, front/ (not for an interim write) and summary.md's section of a shape search."""
+    import pandas as pd
+
+    frame = front.write(exp_dir, pd.read_csv(exp_dir / "trials.csv", dtype={"trial": str}), shapes.to_dict(), task,
+                        None if interim else args.export_formats)
+    front.append_summary(exp_dir, front.summary_lines(frame, shapes.to_dict(), args.latency_budget_ms, args.max_params,
+                                                      best_trial))
 
 
 def exports(args, interim: bool) -> tuple[tuple[str, ...], int]:
@@ -196,7 +229,8 @@ def main(argv=None):
     if args.resume and not teacher_dir:  # the teacher the experiment started with, not a new default
         teacher_dir = results.experiment_info(exp_dir)["teacher_dir"]
     # Flags, the teacher, every configuration the space can produce against it, the data: before anything starts.
-    checks.check_search(args, task, space, teacher_dir)
+    teacher_config = checks.check_search(args, task, space, teacher_dir)
+    shapes = offer_shapes(args, task, space, teacher_config, teacher_dir)  # timed while the cores are idle
     scaling = cli.scaling(args)
     cluster.connect(args.address, verbose=args.verbose)
     cluster.check_fits(scaling.workers, scaling.cpus_per_worker, scaling.gpus_per_worker, "each trial")
@@ -210,7 +244,9 @@ def main(argv=None):
     # needs another layer makes the TeacherService add it once).
     layers = sorted({t for values, _ in spaces.candidates(space)
                      for t in resolve(teacher_model.config, space.config(values)).layer_map})
-    prep = prepare(task, teacher_dir, teacher_model, tokenizer, args, SHARED_FIELDS, layers, checks.validation_fraction(args))
+    narrowed = any(resolve(teacher_model.config, space.config(values)).narrowed for values, _ in spaces.candidates(space))
+    prep = prepare(task, teacher_dir, teacher_model, tokenizer, args, SHARED_FIELDS, layers, checks.validation_fraction(args),
+                   widths=narrowed)
     selection = {"select_on": args.select_on, "validation_fraction": checks.validation_fraction(args),
                  "validation_rows": prep.validation_examples, "train_rows": prep.train_examples,
                  "data_seed": args.data_seed, "teacher_train_rows": finetune.trained_rows(teacher_dir, task),
@@ -222,11 +258,13 @@ def main(argv=None):
         files.atomic_write(exp_dir / results.EXPERIMENT, json.dumps(
             {"task": task.name, "metric": metric, "mode": mode, "teacher_dir": teacher_dir, "sizes": sizes,
              "teacher_info": prep.teacher_info, "max_epochs": args.max_epochs, "command": command,
-             "selection": selection, "settings": results.search_settings(args)}, indent=2))
+             "selection": selection, "settings": results.search_settings(args),
+             "shapes": shapes and shapes.to_dict()}, indent=2))
     experiment = Experiment(prep, space.fixed, scaling, args.max_epochs, str(results.trials_dir(exp_dir)), args.max_failures,
-                            {"metric": metric, "mode": mode}, teacher_model.config)
+                            {"metric": metric, "mode": mode}, teacher_model.config,
+                            shapes and {n: shapes.trial_cost(n) for n in shapes.offered})
     started = time.perf_counter()
-    grid = build_tuner(args, space, experiment, exp_dir).fit()
+    grid = build_tuner(args, space, experiment, exp_dir, shapes).fit()
     searched = tuner.ended(exp_dir, args.num_samples)
     confirming = bool(args.confirm_top and args.confirm_seeds) and searched
     # An interrupted search's best so far is interim too: the serving formats wait for --resume.
@@ -243,6 +281,8 @@ def main(argv=None):
         if confirmed is not None and not confirmed["finished"]:
             unfinished = "the confirmation is unfinished"
         summary = results.write(exp_dir, time.perf_counter() - started, *exports(args, interim=bool(unfinished)))
+    if shapes:
+        write_front(exp_dir, shapes, task, args, interim=bool(unfinished), best_trial=(summary["search_best"] or {}).get("trial"))
     stats = ray.get(prep.service.stats.remote())
     print(f"teacher forward passes in this search: {stats['forward_seconds']:.1f} s; outputs cached in {stats['cache_dir']}")
     if summary["best_value"] is None:

@@ -106,6 +106,14 @@ def export_onnx(folder: Path, path: Path) -> Path:
     # torch.export would specialise).
     example = tokenizer(["a short example", "a somewhat longer example sentence with more words in it"],
                         padding=True, return_tensors="pt")
+    return export_model_onnx(model, {n: example[n] for n in names}, path, Path(folder).name)
+
+
+def export_model_onnx(model, example: dict[str, torch.Tensor], path: Path, name: str = "the model") -> Path:
+    """Export a classifier (eval mode) to one ONNX file at `path`, traced on `example` (input name -> int64
+    [batch, sequence], in _Logits' positional order; neither axis 1), both axes dynamic. Raises RaykdError when
+    the export fails."""
+    names = list(example)
     batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence")
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -115,7 +123,7 @@ def export_onnx(folder: Path, path: Path) -> Path:
                               output_names=["logits"], dynamic_shapes={n: {0: batch, 1: sequence} for n in names},
                               dynamo=True, external_data=False, verbose=False)
     except Exception as err:  # the exporter raises many kinds
-        raise RaykdError(f"ONNX export of {Path(folder).name} failed ({type(err).__name__}: "
+        raise RaykdError(f"ONNX export of {name} failed ({type(err).__name__}: "
                          f"{(str(err).strip().splitlines() or [''])[0][:300]}); export with --format hf only") from None
     return path
 

@@ -644,7 +644,8 @@ SETTINGS = ("num_samples", "max_epochs", "grace_period", "reduction_factor", "se
             "workers", "cpus_per_worker", "gpus_per_worker", "max_failures", "precision", "data_dir", "train_file",
             "dev_file", "text_columns", "label_column", "max_seq_length", "train_fraction", "data_seed",
             "teacher_cache_memory", "teacher_cache_disk", "live_teacher", "cache_dir", "select_on", "validation_fraction",
-            "confirm_top", "confirm_seeds")
+            "confirm_top", "confirm_seeds", "objective", "latency_budget_ms", "max_params", "latency_backend",
+            "serving_threads", "latency_seq_length", "latency_bands")
 # What an experiment started before a setting existed did, for --resume (it selected on GLUE dev).
 LEGACY = {"select_on": "dev"}
 FLAGS = {"workers": "--workers-per-trial"}

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from raykd.errors import RaykdError
 from raykd.method.algorithms import ALGORITHMS
 from raykd.method.losses import LOSSES
+from raykd.student.shape import expand
 from raykd.training.precision import CHOICES
 
 # Names come from the registries, so a registered loss or schedule is a valid choice with no second list.
@@ -37,6 +38,12 @@ class DistillConfig:
         "sid", "schedule: finetune, kd, all, pid or sid (the registry raykd.method.algorithms.ALGORITHMS)",
         choices=ALGORITHMS)  # the registry itself: a schedule registered later is a valid choice too
     student_layers: int = _field(0, "student depth; 0 means half the teacher's layers", low=0)
+    student_hidden_size: int = _field(
+        0, "student hidden width, a multiple of the teacher's heads: the teacher's channels ranked by activation "
+        "(raykd.student.pruning); 0 means the teacher's width", low=0)
+    student_ffn_size: int = _field(
+        0, "student FFN (intermediate) width of every layer, the teacher's neurons ranked by activation; 0 means "
+        "the teacher's", low=0)
     layer_map: str = _field(
         "skip", "student layer k <- teacher layer: skip (k*r, the paper), last, bottom, uniform, "
         "or a comma list of teacher layers such as 2,4,6")
@@ -92,6 +99,16 @@ class DistillConfig:
                 f"unknown hyperparameter(s) {', '.join(unknown)}; valid names: {', '.join(cls.names())}")
         types = {f.name: f.type for f in dataclasses.fields(cls)}
         return cls(**{k: _coerce(k, v, types[k]) for k, v in values.items()})
+
+    @classmethod
+    def merged(cls, *layers: dict) -> "DistillConfig":
+        """The configuration of `layers` of values, each over the ones before it: a search's defaults, the space's
+        fixed values, then a trial's values, whose `student_shape` becomes its three fields
+        (raykd.student.shape.expand). Raises RaykdError as from_dict does."""
+        merged = {}
+        for values in layers:
+            merged.update(expand(values or {}))
+        return cls.from_dict(merged)
 
     def to_dict(self) -> dict:
         """The fields as a plain dict (dataclasses.asdict), which `from_dict` reads back."""

@@ -4,6 +4,8 @@ Every fact the driver, the workers, the records and the model card need about a 
 here, from the configuration and the teacher's config alone, and never again:
 
     student depth   `student_layers`, 0 meaning half the teacher's (the paper's ratio)
+    student widths  `student_hidden_size` and `student_ffn_size`, 0 meaning the teacher's; narrower ones keep
+                    the teacher's most active channels (raykd.student.pruning)
     layer map       student layer k (1-based) learns from teacher layer `layer_map[k-1]`
     stages          the schedule of `config.algorithm` (raykd.method.algorithms) for that depth
     teacher fields  the teacher outputs the stages read (logits, attentions, cls, hidden_states)
@@ -40,7 +42,11 @@ class RunPlan:
     config: DistillConfig
     teacher_depth: int                   # the teacher's transformer layers
     teacher_heads: int
+    teacher_hidden: int
+    teacher_ffn: int
     student_layers: int                  # the student's transformer layers
+    student_hidden: int                  # the student's hidden width (the teacher's unless pruned)
+    student_ffn: int                     # the student's FFN width in every layer
     layer_map: tuple[int, ...]           # teacher layer (1-based) for each student layer 1..student_layers
     stages: tuple[Stage, ...]
     teacher_fields: frozenset[str]       # the teacher outputs the stages read
@@ -48,14 +54,25 @@ class RunPlan:
     student_params_non_embedding: int
 
     @property
+    def narrowed(self) -> bool:
+        """True when the student is narrower than the teacher (raykd.student.pruning cuts it)."""
+        return self.student_hidden != self.teacher_hidden or self.student_ffn != self.teacher_ffn
+
+    @property
+    def shape(self) -> str:
+        """The student's shape as raykd.student.shape names it: `L<layers>-H<hidden>-F<ffn>`."""
+        return f"L{self.student_layers}-H{self.student_hidden}-F{self.student_ffn}"
+
+    @property
     def epochs(self) -> int:
         """Epochs of the whole schedule, internal stages included."""
         return len(epoch_plan(list(self.stages)))
 
     def sizes(self) -> dict:
-        """{"student_layers", "layer_map", "student_params_total", "student_params_non_embedding"}: what the
-        run records and the tables print."""
-        return {"student_layers": self.student_layers, "layer_map": list(self.layer_map),
+        """{"student_layers", "student_hidden", "student_ffn", "layer_map", "student_params_total",
+        "student_params_non_embedding"}: what the run records and the tables print."""
+        return {"student_layers": self.student_layers, "student_hidden": self.student_hidden,
+                "student_ffn": self.student_ffn, "layer_map": list(self.layer_map),
                 "student_params_total": self.student_params_total,
                 "student_params_non_embedding": self.student_params_non_embedding}
 
@@ -63,7 +80,8 @@ class RunPlan:
         """The plan as JSON-ready values (`plan.json`): the configuration, the sizes, the teacher's shape,
         the fields and the stages by name and epochs."""
         return {"config": self.config.to_dict(), **self.sizes(), "teacher_depth": self.teacher_depth,
-                "teacher_heads": self.teacher_heads, "teacher_fields": sorted(self.teacher_fields),
+                "teacher_heads": self.teacher_heads, "teacher_hidden": self.teacher_hidden,
+                "teacher_ffn": self.teacher_ffn, "teacher_fields": sorted(self.teacher_fields),
                 "stages": [{"name": s.name, "epochs": s.epochs, "classification": s.classification} for s in self.stages]}
 
 
@@ -71,14 +89,17 @@ def resolve(teacher_config, cfg: DistillConfig, workers: int | None = None) -> R
     """The plan of `cfg` against a teacher with Hugging Face config `teacher_config`
     (`num_hidden_layers`, `num_attention_heads`, and what a BERT-like config holds).
 
-    Checks: a student no deeper than the teacher, a layer map in range with one teacher layer per student
-    layer (raykd.models.layer_map), and, with `workers`, a global batch that gives each worker an example.
-    Raises RaykdError starting with the field's name (`student_layers=`, `layer_map=`, `batch_size=`), or
+    Checks: a student no deeper and no wider than the teacher, a hidden width that is a multiple of the heads
+    in a family whose widths raykd can cut (raykd.student.pruning), a layer map in range with one teacher layer per
+    student layer (raykd.models.layer_map), and, with `workers`, a global batch that gives each worker an example.
+    Raises RaykdError starting with the field's name (`student_layers=`, `student_hidden_size=`,
+    `student_ffn_size=`, `layer_map=`, `batch_size=`), or
     naming the weights when they are all 0 for a stage (no loss left to minimise).
     """
     t = teacher_config.num_hidden_layers
     n = models.student_depth(t, cfg.student_layers)
     mapping = models.layer_map(cfg.layer_map, t, n)
+    hidden, ffn = _widths(teacher_config, cfg)
     if workers is not None and cfg.batch_size < workers:
         raise RaykdError(f"batch_size={cfg.batch_size} is smaller than the {workers} workers of a run, which split the "
                          f"global batch; use a batch of at least {workers} or fewer workers")
@@ -88,17 +109,44 @@ def resolve(teacher_config, cfg: DistillConfig, workers: int | None = None) -> R
         weights = "w_soft and w_hard" if empty.classification else "w_attention and w_hidden"
         raise RaykdError(f"{weights} are all 0, which leaves {cfg.algorithm}'s stage {empty.name} with no loss; "
                          f"give one of {weights} a weight above 0")
-    total, non_embedding = _parameter_counts(teacher_config.to_json_string(), n)
-    return RunPlan(cfg, t, teacher_config.num_attention_heads, n, mapping, stages, frozenset(teacher_fields(list(stages))),
-                   total, non_embedding)
+    total, non_embedding = _parameter_counts(teacher_config.to_json_string(), n, hidden, ffn)
+    return RunPlan(cfg, t, teacher_config.num_attention_heads, teacher_config.hidden_size,
+                   teacher_config.intermediate_size, n, hidden, ffn, mapping, stages,
+                   frozenset(teacher_fields(list(stages))), total, non_embedding)
+
+
+def _widths(teacher_config, cfg: DistillConfig) -> tuple[int, int]:
+    """(hidden, ffn) of the student: the configuration's, 0 meaning the teacher's. Raises RaykdError (starting with
+    the field's name) for a width over the teacher's, a hidden width the heads do not divide, or a narrower
+    student of a family whose blocks raykd cannot cut."""
+    from raykd.student.pruning import supports_widths
+
+    heads = teacher_config.num_attention_heads
+    hidden = cfg.student_hidden_size or teacher_config.hidden_size
+    ffn = cfg.student_ffn_size or teacher_config.intermediate_size
+    for name, value, most in (("student_hidden_size", hidden, teacher_config.hidden_size),
+                              ("student_ffn_size", ffn, teacher_config.intermediate_size)):
+        if value > most:
+            raise RaykdError(f"{name}={value} is wider than the teacher's {most}: a student keeps a subset of the "
+                             f"teacher's channels; choose at most {most} (0 = the teacher's)")
+    if hidden % heads:
+        raise RaykdError(f"student_hidden_size={hidden} is not a multiple of the teacher's {heads} heads (every head "
+                         f"keeps the same share of channels); use a multiple of {heads}, such as {max(heads, hidden // heads * heads)}")
+    narrowed = (hidden, ffn) != (teacher_config.hidden_size, teacher_config.intermediate_size)
+    if narrowed and not supports_widths(teacher_config):
+        name = "student_hidden_size" if hidden != teacher_config.hidden_size else "student_ffn_size"
+        raise RaykdError(f"{name}={hidden if name == 'student_hidden_size' else ffn}: raykd narrows BERT-layout "
+                         f"teachers only, not {teacher_config.model_type}; keep {name} at 0 (the teacher's width)")
+    return hidden, ffn
 
 
 @functools.lru_cache(maxsize=64)
-def _parameter_counts(teacher_config_json: str, layers: int) -> tuple[int, int]:
-    """(total, non-embedding) parameters of a `layers`-deep student with the teacher's width: built on the
+def _parameter_counts(teacher_config_json: str, layers: int, hidden: int, ffn: int) -> tuple[int, int]:
+    """(total, non-embedding) parameters of a student of `layers` blocks, `hidden` and `ffn` wide: built on the
     meta device, where a module has shapes and no storage (a search checks hundreds of values)."""
     values = json.loads(teacher_config_json)
-    config = AutoConfig.for_model(values.pop("model_type"), **{**values, "num_hidden_layers": layers})
+    config = AutoConfig.for_model(values.pop("model_type"), **{**values, "num_hidden_layers": layers,
+                                                                "hidden_size": hidden, "intermediate_size": ffn})
     with torch.device("meta"):
         student = AutoModelForSequenceClassification.from_config(config)
     counts = models.parameter_counts(student)

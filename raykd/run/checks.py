@@ -11,6 +11,7 @@ from __future__ import annotations
 from raykd import data, models
 from raykd.errors import RaykdError
 from raykd.run import cli
+from raykd.student import offer, shape
 from raykd.tasks import Task
 from raykd.teacher_outputs.disk_cache import parse_size
 from raykd.tuning import spaces
@@ -95,13 +96,18 @@ def validation_fraction(args) -> float:
 def check_search(args, task: Task, space: spaces.SearchSpace, teacher_dir: str | None):
     """Everything a search needs checked before it starts: the flags, the space's metric, the teacher
     (or the base a teacher will be fine-tuned from), every configuration the space can produce against
-    it (raykd.method.plan.resolve, as a single run gets), and the data. Raises RaykdError."""
+    it (raykd.method.plan.resolve, as a single run gets; a space's `shape` offered as its whole grid), and the
+    data. Returns the teacher's (or the base's) Hugging Face config. Raises RaykdError."""
     check_search_arguments(args)
+    offer.check_arguments(args, space)
     spaces.check_metric(space, task)
     if teacher_dir:
         config = models.load_teacher(teacher_dir, task, args.max_seq_length, verbose=True)[0].config
     else:
         config = models.check_base(args.teacher_base, args.max_seq_length)
         models.load_base_tokenizer(args.teacher_base)
+    if space.shape_axes:
+        spaces.offer_shapes(space, [s.name for s in shape.grid(space.shape_axes, config)])
     spaces.check_plans(space, config, args.workers, {"epochs": args.max_epochs})
     check_data(task, args, validation_fraction(args))
+    return config

@@ -15,6 +15,7 @@ from tqdm import tqdm
 from raykd import models
 from raykd.data import load_task_data
 from raykd.run import cli, cluster
+from raykd.student import pruning
 from raykd.tasks import Task
 from raykd.teacher_outputs.cache import estimate_bytes
 from raykd.teacher_outputs.disk_cache import DiskCache, cache_key, ensure, parse_size
@@ -42,13 +43,15 @@ def _alive(name: str) -> bool:
 
 
 def prepare(task: Task, teacher_dir: str, teacher, tokenizer, args, fields=(), layers=None,
-            validation_fraction: float = 0.0) -> Prepared:
+            validation_fraction: float = 0.0, widths: bool = False) -> Prepared:
     """Load and tokenize the data, build the teacher-output cache for `fields` of the teacher layers
     `layers` (None: all; here, in the driver, with a progress bar on the console; nothing when it is
     warm), start Ray and the TeacherService. Prints the cache plan. Call before any run.
     With `validation_fraction` > 0 that share of the training set is held out to select on
     (raykd.data.hold_out); the cache, keyed by the tokenized training inputs, then holds the outputs
-    of the remaining training rows only. Raises RaykdError for bad data or an unwritable cache."""
+    of the remaining training rows only. With `widths` (a run narrows its student) the teacher's channel
+    importance is measured on the training rows (raykd.student.pruning.measure, a few seconds) and shipped with
+    every job. Raises RaykdError for bad data or an unwritable cache."""
     data = load_task_data(task, cli.data_source(args), tokenizer, args.max_seq_length, args.train_fraction,
                           args.data_seed, args.cache_dir, validation_fraction)
     budget = parse_size(args.teacher_cache_memory, "--teacher-cache-memory")
@@ -89,5 +92,8 @@ def prepare(task: Task, teacher_dir: str, teacher, tokenizer, args, fields=(), l
         _KEPT[(key, budget, threads)] = (name, service)
     info = {"layers": teacher.config.num_hidden_layers, "heads": teacher.config.num_attention_heads,
             **{f"teacher_params_{k}": v for k, v in models.parameter_counts(teacher).items()}}
+    importance = None
+    if widths:
+        importance = ray.put(pruning.measure(teacher, data["train"], tokenizer.pad_token_id))
     return Prepared(task, str(teacher_dir), info, ray.put(data), len(data["train"]["labels"]), service,
-                    args.live_teacher, live_fields, len(data.get("validation", {}).get("labels", ())))
+                    args.live_teacher, live_fields, len(data.get("validation", {}).get("labels", ())), importance)

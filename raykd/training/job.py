@@ -29,6 +29,7 @@ class Prepared:
     live_teacher: bool = False
     live_fields: tuple[str, ...] = ()  # computed by each worker: the cache would exceed its disk budget
     validation_examples: int = 0  # rows held out from the training set to select on (none: selection on dev)
+    importance: ray.ObjectRef | None = None  # the teacher's channel importance (raykd.student.pruning), for narrowed students
 
 
 def make_job(prep: Prepared, run: RunPlan, selection: dict | None = None) -> dict:
@@ -45,4 +46,5 @@ def make_job(prep: Prepared, run: RunPlan, selection: dict | None = None) -> dic
     return {"hparams": run.config.to_dict(), "plan": run, "task": prep.task.name,
             "model": {"kind": "student", "teacher_dir": prep.teacher_dir},
             "data": prep.data_ref, "teacher_outputs": refs, "tokenizer_dir": prep.teacher_dir,
-            "live_teacher": sorted(live) or None, "submitted_at": submitted, "selection": selection}
+            "live_teacher": sorted(live) or None, "submitted_at": submitted, "selection": selection,
+            "importance": prep.importance if run.narrowed else None}

@@ -13,9 +13,13 @@ schedule's stages epoch by epoch, the dev metric and a checkpoint reported after
                    for "min", 3 lower for a student that predicts one class for every row); default
                    the task's main metric on the validation split when there is one, else on dev, "max"
   teacher_outputs  {array name: ref or memory-mapped file} from the TeacherService, or None
+  importance       ref to the teacher's channel importance (raykd.student.pruning.Importance) when the plan narrows
+                   the student, else None
   live_teacher     the teacher fields to compute at every step (all of them: the benchmark's baseline; the
                    attention maps: a cache over its disk budget), or None
   submitted_at     time.time() when the run was submitted, for `seconds_to_first_step`
+  cost             {"latency_ms", "params", "flops"} of the student's shape (raykd.student.offer), reported with every
+                   epoch so that a multi-objective search reads the latency from the trial's results; or None
   tokenizer_dir    folder of the tokenizer to pad with and save beside the model
   threads          torch threads per worker
 """
@@ -43,6 +47,7 @@ from raykd.method.config import DistillConfig
 from raykd.method.objective import stage_loss
 from raykd.method.plan import FILE as PLAN_FILE
 from raykd.tasks import get_task
+from raykd.student import pruning
 from raykd.teacher_outputs.cache import LiveTeacher, MergedTeacher, TeacherOutputs
 from raykd.teacher_outputs.disk_cache import open_placed
 from raykd.training import precision
@@ -55,15 +60,19 @@ TRAIN_STATE = "train_state.pt"
 
 
 def build_model(job: dict, task, cfg: DistillConfig):
-    """(model, teacher): the student of the job's plan with the teacher it copies, or the base model to
-    fine-tune and no teacher. The student holds copies of the teacher's weights, so the teacher can still
-    run live beside it."""
+    """(model, teacher, kept): the student of the job's plan with the teacher it copies and the teacher channels a
+    narrowed student keeps (raykd.student.pruning.Kept, else None), or the base model to fine-tune, no teacher and
+    None. The student holds copies of the teacher's weights, so the teacher can still run live beside it."""
     spec = job["model"]
     if spec["kind"] == "base":
-        return models.load_base_for_finetuning(spec["base"], task), None
+        return models.load_base_for_finetuning(spec["base"], task), None, None
     teacher, _ = models.load_teacher(spec["teacher_dir"], task)
     run = job["plan"]
-    return models.build_student(teacher, run.student_layers, run.layer_map, cfg.student_init), teacher
+    kept = None
+    if run.narrowed:
+        source = tuple(range(1, run.student_layers + 1)) if cfg.student_init == "bottom" else run.layer_map
+        kept = pruning.keep(ray.get(job["importance"]), source, run.student_hidden, run.student_ffn)
+    return models.build_student(teacher, run.student_layers, run.layer_map, cfg.student_init, kept), teacher, kept
 
 
 def make_optimizer(model, cfg: DistillConfig, stage: Stage, steps_per_epoch: int):
@@ -186,7 +195,7 @@ def train_loop_per_worker(job: dict):
     torch.manual_seed(cfg.seed)  # the same initial weights on every worker
     data = ray.get(job["data"])
     tokenizer = AutoTokenizer.from_pretrained(job["tokenizer_dir"])
-    model, teacher_model = build_model(job, task, cfg)
+    model, teacher_model, kept = build_model(job, task, cfg)
     run = job.get("plan")
     stages = list(run.stages) if run else schedule(cfg, model.config.num_hidden_layers)
     mapping = run.layer_map if run else ()
@@ -213,7 +222,8 @@ def train_loop_per_worker(job: dict):
                                  tokenizer.pad_token_id, precision.autocast(cfg.precision, device)))
     teacher = (views[0] if len(views) == 1 else MergedTeacher(*views)) if views else None
     del teacher_model  # unless it runs live, the student no longer needs it
-    train_collate = Collator(tokenizer, data["train"], task.is_regression, teacher, mapping)
+    train_collate = Collator(tokenizer, data["train"], task.is_regression, teacher, mapping,
+                             None if kept is None else kept.hidden)
     dev_collate = Collator(tokenizer, data["dev"], task.is_regression)
     # Selection: on the validation split held out from the training set when there is one, else on dev.
     selection = job.get("selection") or {"metric": f"{'val' if 'validation' in data else 'dev'}_{task.main_metric}",
@@ -250,6 +260,7 @@ def train_loop_per_worker(job: dict):
         # Evaluated in fp32 whatever the training's autocast: the reported metric is that of the fp32 weights
         # that are saved and shipped (an exported model runs in fp32), and the export check can demand it.
         result = {"epoch": epoch + 1, "cls_epoch": cls_epochs, "stage": stage.name, "train_loss": loss, **timing,
+                  **(job.get("cost") or {}),
                   **evaluate(bare, task, data["dev"], dev_collate, rank, world, device, "fp32")}
         if validation_collate:
             result.update(evaluate(bare, task, data["validation"], validation_collate, rank, world, device,

@@ -4,8 +4,8 @@ A space file defines `space`, either
   - a dict {hyperparameter: Tune domain or fixed value}, e.g. {"temperature": tune.uniform(1, 8)}, or
   - a define-by-run function `space(trial: optuna.Trial) -> dict | None` for conditional parameters
     (stage lengths only when the algorithm is pid or sid, say); it may return fixed values too;
-and optionally `fixed` (values every trial gets), `metric`, `mode` and `points_to_evaluate` (configurations
-tried first). Names are those of
+and optionally `fixed` (values every trial gets), `metric`, `mode`, `points_to_evaluate` (configurations
+tried first) and `shape` (the student's depth and widths to search, raykd.student.shape). Names are those of
 raykd.method.config.DistillConfig. A space file is Python code: it runs with the user's rights.
 """
 
@@ -30,6 +30,7 @@ from raykd.errors import RaykdError
 from raykd.method.config import DistillConfig
 from raykd.method.plan import resolve
 from raykd.models import first_line
+from raykd.student.shape import AXES, PARAMETER, check_axes
 from raykd.tasks import Task
 
 
@@ -43,6 +44,7 @@ class SearchSpace:
     metric: str | None = None
     mode: str = "max"
     points_to_evaluate: list = field(default_factory=list)
+    shape_axes: dict | None = None  # the file's `shape`: lists of depths and widths (raykd.student.shape)
 
     @property
     def define_by_run(self) -> bool:
@@ -52,7 +54,7 @@ class SearchSpace:
     def config(self, trial_values: dict) -> DistillConfig:
         """The DistillConfig of one trial: `fixed` with `trial_values` over it. Raises RaykdError for an unknown
         name or a value out of range."""
-        return DistillConfig.from_dict({**self.fixed, **trial_values})
+        return DistillConfig.merged(self.fixed, trial_values)
 
 
 def _line_of(path: Path, name: str) -> int | None:
@@ -98,7 +100,8 @@ def load_space(path: str | Path) -> SearchSpace:
     if "space" not in namespace:
         raise RaykdError(f"{path}: defines no `space`; add space = {{...}} or def space(trial): ...")
     space = SearchSpace(path, namespace["space"], dict(namespace.get("fixed", {})), namespace.get("metric"),
-                        namespace.get("mode", "max"), list(namespace.get("points_to_evaluate", [])))
+                        namespace.get("mode", "max"), list(namespace.get("points_to_evaluate", [])),
+                        namespace.get("shape"))
     if not isinstance(space.space, dict) and not callable(space.space):
         raise RaykdError(f"{path}: `space` is a {type(space.space).__name__}; make it a dict of Tune domains or a function of an optuna.Trial")
     if isinstance(space.space, dict):  # plain values in `space` are fixed values: Optuna takes only domains
@@ -116,11 +119,47 @@ def load_space(path: str | Path) -> SearchSpace:
                 OptunaSearch.convert_search_space({name: domain})
             except (ValueError, TypeError) as err:
                 _fail(path, name, f"{name}: {first_line(err)}; use tune.choice, uniform, loguniform, randint or a plain value")
+    _check_shape_axes(space)
     check(space)  # before the next check: a bad value with its line says more than "nothing to search"
-    if not space.space:
+    if not space.space and not space.shape_axes:
         raise RaykdError(f"{path}: `space` has no Tune domain to search; add one such as tune.uniform(1, 8), "
                          "or run python -m raykd.distill for a single configuration")
     return space
+
+
+def _check_shape_axes(space: SearchSpace):
+    """The file's `shape` (raykd.student.shape.check_axes), and no shape axis drawn or fixed elsewhere too."""
+    if space.shape_axes is None:
+        return
+    try:
+        check_axes(space.shape_axes)
+    except RaykdError as err:
+        _fail(space.path, str(err).split("=")[0].split(":")[0], str(err))
+    names = set(space.fixed) | (set(space.space) if isinstance(space.space, dict) else set())
+    for name in sorted(names & set(space.shape_axes)):
+        _fail(space.path, name, f"{name} is set in `space` or `fixed` and in `shape`; list it in `shape` only")
+
+
+def offer_shapes(space: SearchSpace, names: list[str]):
+    """Make the space draw `student_shape` among `names` (a grid, or the shapes within a budget): a categorical of
+    a dict space, or the first draw of a define-by-run function (ShapeChoice), replacing an earlier offer."""
+    if isinstance(space.space, dict):
+        space.space[PARAMETER] = Categorical(list(names)).uniform()
+    else:
+        function = space.space.function if isinstance(space.space, ShapeChoice) else space.space
+        space.space = ShapeChoice(function, list(names))
+
+
+class ShapeChoice:
+    """A define-by-run space that first draws `student_shape` among `names`, then runs the space's function.
+    Picklable, for Tune's checkpoints."""
+
+    def __init__(self, function: Callable, names: list[str]):
+        self.function, self.names = function, names
+
+    def __call__(self, trial):
+        trial.suggest_categorical(PARAMETER, self.names)
+        return self.function(trial)
 
 
 def _layer_map_text(value):
@@ -208,7 +247,7 @@ def candidates(space: SearchSpace, samples: int = 50, limit: int = 4096) -> list
         study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     finally:
         optuna.logging.set_verbosity(verbosity)
-    valid = set(DistillConfig.names())
+    valid = set(DistillConfig.names()) | {PARAMETER}
     for _ in range(samples):
         trial = study.ask()
         try:
@@ -230,7 +269,7 @@ def candidates(space: SearchSpace, samples: int = 50, limit: int = 4096) -> list
 def check(space: SearchSpace, samples: int = 50):
     """Every name must be a DistillConfig field and every value the space can produce (candidates)
     in its range. Raises RaykdError with the space file and the line of the offending name."""
-    valid = set(DistillConfig.names())
+    valid = set(DistillConfig.names()) | {PARAMETER}
     names = set(space.fixed) | (set(space.space) if isinstance(space.space, dict) else set())
     for name in sorted(names - valid):
         _fail(space.path, name, f"unknown hyperparameter {name!r}; valid names: {', '.join(DistillConfig.names())}")
@@ -246,7 +285,7 @@ def check_plans(space: SearchSpace, teacher_config, workers: int | None = None, 
     for values, name in candidates(space, samples):
         def plan():
             """Resolve this candidate's plan; raises RaykdError when it fails."""
-            cfg = DistillConfig.from_dict({**(defaults or {}), **space.fixed, **values})
+            cfg = DistillConfig.merged(defaults or {}, space.fixed, values)
             resolve(teacher_config, cfg, workers)
         _try(space, plan, values, name)
 
@@ -260,7 +299,7 @@ def check_metric(space: SearchSpace, task: Task):
                                         f"{', '.join(reported)}, or drop `metric` for {reported[0]}")
 
 
-PLAN_NAMES = ("algorithm", "student_layers", "layer_map", "batch_size")
+PLAN_NAMES = ("algorithm", PARAMETER, "student_layers", "layer_map", "batch_size")
 
 
 def _try(space: SearchSpace, check_values: Callable, values: dict, name: str | None):
@@ -270,7 +309,8 @@ def _try(space: SearchSpace, check_values: Callable, values: dict, name: str | N
         check_values()
     except RaykdError as err:
         message = str(err)
-        named = [n for n in [*values, *space.fixed] if re.search(rf"\b{n}=", message)]
+        shape_axes = AXES if PARAMETER in values else ()  # a drawn shape's sizes: the line of `shape`'s axis
+        named = [n for n in [*values, *space.fixed, *shape_axes] if re.search(rf"\b{n}=", message)]
         bad = name if name in named else (named[0] if named else name)
         context = {n: values[n] for n in PLAN_NAMES if n in values and n != bad}
         if context:

@@ -33,13 +33,14 @@ class Experiment:
     max_failures: int
     selection: dict  # {"metric", "mode"}: the search's metric, reported as every epoch's `score`
     teacher_config: object  # the teacher's Hugging Face config: each trial's plan is resolved against it
+    trial_costs: dict | None = None  # {shape name: {"latency_ms", "params", "flops"}}: reported with every epoch
 
     def config(self, trial_values: dict) -> DistillConfig:
         """The trial's configuration: a search trial's values, or a confirmation run's
         {"confirm": {"candidate": rank, "values": {...}}} (raykd.tuning.confirm), over the fixed ones."""
         if "confirm" in trial_values:
             trial_values = trial_values["confirm"]["values"]
-        return DistillConfig.from_dict({"epochs": self.max_epochs, **self.fixed, **trial_values})
+        return DistillConfig.merged({"epochs": self.max_epochs}, self.fixed, trial_values)
 
 
 def run_trial(trial_values: dict, experiment: Experiment):
@@ -52,6 +53,7 @@ def run_trial(trial_values: dict, experiment: Experiment):
     cluster.check_fits(s.workers, s.cpus_per_worker, s.gpus_per_worker, "this trial", note_unused_gpus=False)
     run = resolve(experiment.teacher_config, experiment.config(trial_values), s.workers)
     job = make_job(experiment.prep, run, experiment.selection)
+    job["cost"] = (experiment.trial_costs or {}).get(run.shape)
     result = fit(job, experiment.scaling, Path(experiment.trials_dir), run_name(tune.get_context().get_trial_id()),
                  callbacks=[TuneReportCallback()], max_failures=experiment.max_failures)
     if result.error:

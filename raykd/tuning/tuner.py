@@ -59,9 +59,18 @@ def asha(max_epochs: int, grace_period: int, reduction_factor: int = 2) -> ASHAS
                          reduction_factor=reduction_factor)
 
 
-def optuna_searcher(space, metric: str, mode: str, seed: int, exp_dir: Path, points_to_evaluate=None) -> OptunaSearch:
+def banded_asha(bands: dict[str, int], max_epochs: int, grace_period: int, reduction_factor: int = 2):
+    """asha's settings inside latency bands (raykd.tuning.bands.BandedASHA): for --objective pareto."""
+    from raykd.tuning.bands import BandedASHA
+
+    return BandedASHA(bands, time_attr="cls_epoch", max_t=max_epochs, grace_period=grace_period,
+                      reduction_factor=reduction_factor)
+
+
+def optuna_searcher(space, metric: str | list[str], mode: str | list[str], seed: int, exp_dir: Path, points_to_evaluate=None) -> OptunaSearch:
     """Optuna's TPE over `space` (a Tune dict or a define-by-run function), seeded, its study kept in
-    `<exp_dir>/optuna.db` (SQLite) under the experiment's name, so optuna-dashboard can show it."""
+    `<exp_dir>/optuna.db` (SQLite) under the experiment's name, so optuna-dashboard can show it. Lists of metrics
+    and modes make it multi-objective (TPE handles both; Ray 2.60's OptunaSearch takes lists)."""
     return OptunaSearch(space, metric=metric, mode=mode, seed=seed, points_to_evaluate=points_to_evaluate or None,
                         study_name=Path(exp_dir).name,
                         storage=optuna.storages.RDBStorage(f"sqlite:///{Path(exp_dir) / 'optuna.db'}"))

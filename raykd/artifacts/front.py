@@ -1,0 +1,200 @@
+"""A student search's accuracy-latency front: pareto.csv, pareto.png and every front student under front/<trial>/.
+
+A trial is on the front when no other trial is at least as accurate and at least as fast, and strictly better in
+one of the two (non-dominated, maximising the selection metric, minimising the batch-1 latency of its shape,
+raykd.student.cost). The metric is the trial's best epoch's, as trials.csv has it; the latency is its shape's.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from raykd.artifacts.results import dev_columns, experiment_info, trial_rows
+from raykd.files import atomic_savefig, atomic_write, publish_dir
+from raykd.student.shape import PARAMETER, Shape
+from raykd.training.driver import export_checkpoint
+from raykd.training.worker import NOT_ELIGIBLE
+
+PARETO_CSV, PARETO_PNG, FRONT_DIR = "pareto.csv", "pareto.png", "front"
+
+
+def non_dominated(metric: np.ndarray, latency: np.ndarray) -> np.ndarray:
+    """[N] bool: point i is on the front when no j has metric_j >= metric_i and latency_j <= latency_i with one of
+    the two strict. NaN metrics are never on it."""
+    metric, latency = np.asarray(metric, float), np.asarray(latency, float)
+    on = np.isfinite(metric)
+    for i in np.flatnonzero(on):
+        better = (metric >= metric[i]) & (latency <= latency[i]) & ((metric > metric[i]) | (latency < latency[i]))
+        on[i] = not better[np.isfinite(metric)].any()
+    return on
+
+
+def front_table(table: pd.DataFrame, offer: dict) -> pd.DataFrame:
+    """One row per trial of a trials table (raykd.artifacts.results.trials_table) with a `student_shape`: trial,
+    shape and its sizes, the recipe's algorithm, best_value (the selection metric), latency_ms (the offer's
+    backend), pytorch_p50_ms, onnx_p50_ms, onnx_examples_per_s (batch 32), params, flops, on_front."""
+    rows = []
+    for r in table.to_dict("records"):
+        name = r.get(PARAMETER)
+        if not isinstance(name, str):
+            continue
+        c, shape = offer["costs"][name], Shape.parse(name)
+        rows.append({"trial": r["trial"], "student_shape": name, "layers": shape.layers, "hidden": shape.hidden,
+                     "ffn": shape.ffn, "algorithm": r.get("algorithm"), "best_value": r.get("best_value", np.nan),
+                     "stop_reason": r.get("stop_reason"), "latency_ms": round(c[offer["backend"]]["p50_ms"], 3),
+                     "pytorch_p50_ms": round(c["pytorch"]["p50_ms"], 3), "onnx_p50_ms": round(c["onnx"]["p50_ms"], 3),
+                     "onnx_examples_per_s": round(c["onnx"]["examples_per_s"], 1), "params": c["params"],
+                     "flops": c["flops"]})
+    frame = pd.DataFrame(rows)
+    if not frame.empty:
+        frame["on_front"] = non_dominated(pd.to_numeric(frame["best_value"], errors="coerce"), frame["latency_ms"])
+    return frame
+
+
+def plot(frame: pd.DataFrame, offer: dict, metric: str, teacher_value: float | None, path: Path):
+    """pareto.png: every trial's metric against its latency, the front as a step line, the teacher, and the paper's
+    half-depth student's latency (a vertical line: its metric is a trial's when the search ran that shape)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    done = frame.dropna(subset=["best_value"]) if not frame.empty else frame
+    if not done.empty:
+        ax.scatter(done["latency_ms"], done["best_value"], c="lightgray", edgecolors="gray", label="trial")
+        front = done[done["on_front"]].sort_values("latency_ms")
+        ax.step(front["latency_ms"], front["best_value"], where="post", color="C0", marker="o", label="front")
+        for r in front.itertuples():
+            ax.annotate(r.student_shape, (r.latency_ms, r.best_value), fontsize=7, xytext=(3, -9), textcoords="offset points")
+    backend = offer["backend"]
+    teacher_ms = offer["costs"][offer["teacher"]][backend]["p50_ms"]
+    if teacher_value is not None:
+        ax.scatter([teacher_ms], [teacher_value], marker="*", s=160, color="C3", label=f"teacher {offer['teacher']} (dev)")
+    ax.axvline(offer["costs"][offer["paper"]][backend]["p50_ms"], color="C2", ls="--",
+               label=f"paper's student {offer['paper']}")
+    ax.set_xlabel(f"batch-1 latency, {backend} p50 (ms; {offer['seq_length']} tokens, {offer['threads']} threads)")
+    ax.set_ylabel(metric)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    atomic_savefig(fig, path)
+    plt.close(fig)
+
+
+def _best_checkpoints(exp_dir: Path) -> dict[str, tuple[str, dict]]:
+    """{trial id: (checkpoint folder, its metrics)} of each trial's best eligible epoch by `score`."""
+    best = {}
+    for trial, frame in trial_rows(exp_dir):
+        if frame.empty or "checkpoint_path" not in frame:
+            continue
+        score = pd.to_numeric(frame["score"], errors="coerce")
+        eligible = frame[(score > NOT_ELIGIBLE) & np.isfinite(score)].dropna(subset=["checkpoint_path"])
+        if not eligible.empty:
+            row = eligible.loc[pd.to_numeric(eligible["score"]).idxmax()]
+            if Path(row["checkpoint_path"]).is_dir():
+                best[trial.trial_id] = (row["checkpoint_path"], row.to_dict())
+    return best
+
+
+def card(task, row: dict, offer: dict, metrics: dict, checks: dict | None) -> str:
+    """A front student's model card: its shape, cost and metric, as a Hub README."""
+    dev = f"dev_{task.main_metric}"
+    lines = ["---", "library_name: transformers", "pipeline_tag: text-classification", "tags: [raykd, distillation]", "---",
+             f"# raykd {task.name} student {row['student_shape']} (trial {row['trial']})", "",
+             f"A point of a raykd student search's accuracy-latency front: {row['layers']} layers, hidden {row['hidden']}, "
+             f"FFN {row['ffn']}, {row['params']:,} parameters, distilled with `{row['algorithm']}`.", "",
+             f"| {offer['backend']} batch-1 p50 (ms) | PyTorch p50 (ms) | ONNX batch 32 (ex/s) | GFLOPs | selection metric | {dev} |",
+             "|---|---|---|---|---|---|",
+             f"| {row['latency_ms']:.2f} | {row['pytorch_p50_ms']:.2f} | {row['onnx_examples_per_s']:.0f} | "
+             f"{row['flops'] / 1e9:.2f} | {row['best_value']:.4f} | {metrics.get(dev, float('nan')):.4f} |", "",
+             f"Latency measured on {offer['costs'][row['student_shape']]['machine']}, {offer['seq_length']} tokens, "
+             f"{offer['threads']} threads, before training (raykd.student.cost).",
+             *(["", f"ONNX check on the dev set: {checks['onnx']['value']:.4f} against PyTorch "
+                    f"{checks['hf']['value']:.4f}, largest logit difference {checks['onnx']['max_logit_diff']:.2g}."]
+               if checks and "onnx" in checks else [])]
+    return "\n".join(lines) + "\n"
+
+
+def export_front(exp_dir: Path, frame: pd.DataFrame, task, formats: tuple[str, ...], offer: dict) -> list[str]:
+    """Each front trial's best checkpoint to front/<trial>/ (Hugging Face folder, the ONNX `formats` checked on the
+    dev set, a model card); returns the folders written. A front student that fails an ONNX check keeps its HF
+    folder (a warning says so)."""
+    from raykd.artifacts import deploy
+    from raykd.errors import RaykdError
+    from transformers import AutoTokenizer
+
+    info, best, written = experiment_info(exp_dir), _best_checkpoints(exp_dir), []
+    columns = None
+    for row in frame[frame["on_front"]].to_dict("records"):
+        if row["trial"] not in best:
+            continue
+        checkpoint, _ = best[row["trial"]]
+        out = Path(exp_dir) / FRONT_DIR / row["trial"]
+        with publish_dir(out) as tmp:
+            metrics = export_checkpoint(Path(checkpoint), tmp)
+            deploy.set_label_names(tmp, task)
+            checks = None
+            if formats and set(formats) - {"hf"}:
+                columns = columns or dev_columns(info, AutoTokenizer.from_pretrained(tmp))
+                try:
+                    checks = deploy.export(tmp, task, tuple(f for f in formats if f != "onnx-int8"), columns)
+                except RaykdError as err:
+                    print(f"warning: front student {row['trial']}: {err}; front/{row['trial']} holds its HF folder only")
+            atomic_write(tmp / "README.md", card(task, row, offer, metrics, checks))
+        written.append(str(out))
+    return written
+
+
+def write(exp_dir: Path, table: pd.DataFrame, offer: dict, task, formats: tuple[str, ...] | None) -> pd.DataFrame:
+    """pareto.csv, pareto.png and (with `formats`) front/<trial>/ of a student search; returns the front table."""
+    frame = front_table(table, offer)
+    atomic_write(Path(exp_dir) / PARETO_CSV, frame.to_csv(index=False))
+    info = experiment_info(exp_dir)
+    teacher_json = Path(info["teacher_dir"]) / "teacher.json"
+    teacher_value = json.loads(teacher_json.read_text()).get(f"dev_{task.main_metric}") if teacher_json.is_file() else None
+    plot(frame, offer, info["metric"], teacher_value, Path(exp_dir) / PARETO_PNG)
+    if formats and not frame.empty:
+        export_front(exp_dir, frame, task, formats, offer)
+    return frame
+
+
+def append_summary(exp_dir: Path, lines: list[str]):
+    """Insert `lines` into summary.md before its "Best trial of the search" section (at the end when it has none)."""
+    path = Path(exp_dir) / "summary.md"
+    text = path.read_text()
+    marker = "Best trial of the search:"
+    block = "\n".join(lines) + "\n"
+    text = text.replace(marker, block + marker, 1) if marker in text else text + "\n" + block
+    atomic_write(path, text)
+
+
+def summary_lines(frame: pd.DataFrame, offer: dict, budget: float | None, max_params: int | None,
+                  best_trial: str | None) -> list[str]:
+    """summary.md's section on the student shapes: the budget and the student of `best_trial` (the search's best,
+    within the budget since only shapes within it were offered), and the front."""
+    if frame.empty:
+        return []
+    backend = offer["backend"]
+    lines = ["## Student shapes", "",
+             f"Latency: {backend} batch-1 p50 at {offer['seq_length']} tokens, {offer['threads']} threads, measured on this "
+             f"machine before the search (`pareto.csv`, `pareto.png`). Offered: {', '.join(offer['offered'])}."]
+    done = frame.dropna(subset=["best_value"])
+    if budget is not None or max_params is not None:
+        limit = ", ".join(x for x in (budget is not None and f"{budget:g} ms", max_params is not None and f"{max_params:,} parameters") if x)
+        chosen = done[done["trial"] == best_trial]
+        if chosen.empty:
+            lines.append(f"Budget {limit}: no trial finished a classification epoch.")
+        else:
+            top = chosen.iloc[0]
+            lines.append(f"Budget {limit}: the search's best student within it is trial {top['trial']}, "
+                         f"{top['student_shape']}, {top['best_value']:.4f} at {top['latency_ms']:.2f} ms, "
+                         f"{int(top['params']):,} parameters (only shapes within the budget were offered).")
+    front = done[done["on_front"]].sort_values("latency_ms")
+    if not front.empty:
+        lines += ["", "| trial | shape | algorithm | metric | latency (ms) | parameters | folder |", "|---|---|---|---|---|---|---|"]
+        lines += [f"| {r['trial']} | {r['student_shape']} | {r['algorithm']} | {r['best_value']:.4f} | {r['latency_ms']:.2f} "
+                  f"| {int(r['params']):,} | `front/{r['trial']}` |" for r in front.to_dict("records")]
+    return lines + [""]
