@@ -16,6 +16,7 @@
 5. Search throughput: trials per hour of one 6-trial search in three layouts of the 2 cores (one trial
    with 2 workers x 1 thread, one trial with 1 worker x 2 threads, two trials at once), and the
    per-trial overhead (`--sections throughput`).
+6. Student shapes: each shape's serving cost, as a ratio to the paper's student (`--sections shapes`).
 
 The teacher of a task is results/teachers/<task>-minilm when it exists, else the pretrained base with
 a fresh head (the same cost and size: the numbers do not depend on the weights).
@@ -546,6 +547,37 @@ def deploy_formats(args, cache_dir: Path, scratch: Path) -> list[str]:
     return rows
 
 
+def shape_costs(args, cache_dir: Path, scratch: Path) -> list[str]:
+    """Every shape of --shape-space against all-MiniLM-L6-v2 (raykd.student.cost, measured now into the cold cache):
+    batch-1 p50 in ONNX Runtime and PyTorch, batch-32 throughput, parameters and FLOPs, each latency also as a
+    ratio to the paper's half-depth student measured in the same run. The median dev length of the first task."""
+    from transformers import AutoConfig
+
+    from raykd.student import cost, offer, shape
+    from raykd.tuning.spaces import load_space
+
+    config = AutoConfig.from_pretrained(models.resolve_base(models.OFFLINE_BASE), num_labels=2)
+    task = get_task(args.tasks[0])
+    seq = offer.median_dev_length(task, DataSource(data_dir=str(args.data_dir)),
+                                  models.load_base_tokenizer(models.OFFLINE_BASE), args.max_seq_length)
+    threads = deploy.all_threads()
+    shapes = sorted({*shape.grid(load_space(args.shape_space).shape_axes, config), shape.paper_student(config)})
+    costs = cost.measure(shapes, config, seq, threads, cache_dir, progress=print)
+    paper = costs[shape.paper_student(config).name]
+    lines = [f"Shapes of `{args.shape_space}` from all-MiniLM-L6-v2 (random weights: latency does not depend on them), "
+             f"{seq} tokens ({task.name}'s median dev length), {threads} threads, batch 1: 30 calls after 2 warm-up; "
+             "ratios against the paper's half-depth student (L3-H384-F1536) in this run.", "",
+             "| shape | parameters | GFLOPs | ONNX p50 (ms) | ONNX p95 (ms) | x paper | PyTorch p50 (ms) | x paper "
+             "| ONNX batch 32 (ex/s) |", "|---|---|---|---|---|---|---|---|---|"]
+    for name in sorted(costs, key=lambda n: costs[n]["onnx"]["p50_ms"]):
+        c = costs[name]
+        lines.append(f"| {name} | {c['params']:,} | {c['flops'] / 1e9:.2f} | {c['onnx']['p50_ms']:.2f} | "
+                     f"{c['onnx']['p95_ms']:.2f} | {c['onnx']['p50_ms'] / paper['onnx']['p50_ms']:.2f} | "
+                     f"{c['pytorch']['p50_ms']:.2f} | {c['pytorch']['p50_ms'] / paper['pytorch']['p50_ms']:.2f} | "
+                     f"{c['onnx']['examples_per_s']:.0f} |")
+    return lines
+
+
 SECTIONS = {"cache": ("Cache build per task", cache_builds),
             "epochs": ("Epoch time and start-up (RTE)", epoch_times),
             "precision": ("Precision and length-grouped batches (RTE)", precision_times),
@@ -554,7 +586,8 @@ SECTIONS = {"cache": ("Cache build per task", cache_builds),
             "cache-size": ("Teacher-output cache size against data size", cache_sizes),
             "memory": ("Teacher memory with concurrent trials (RTE)", teacher_memory),
             "inference": ("Inference", inference),
-            "deploy": ("Serving formats: ONNX and int8, dev check and latency", deploy_formats)}
+            "deploy": ("Serving formats: ONNX and int8, dev check and latency", deploy_formats),
+            "shapes": ("Student shapes: serving cost of each shape of a space", shape_costs)}
 
 
 def parse_args(argv=None):
@@ -576,6 +609,8 @@ def parse_args(argv=None):
                    help="throughput section: share of RTE's train set each trial trains on (default: 0.2)")
     p.add_argument("--model", type=Path, help="deploy section: an exported student folder (e.g. results/rte/<name>/best); "
                                               "default: a student built from the teacher")
+    p.add_argument("--shape-space", type=Path, default=Path("search_spaces/student.py"),
+                   help="shapes section: the space file whose `shape` grid is measured (default: search_spaces/student.py)")
     p.add_argument("--out", type=Path, default=Path("results/bench.md"), help="report file (default: results/bench.md)")
     return p.parse_args(argv)
 

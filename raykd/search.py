@@ -131,7 +131,8 @@ def selection_metric(space: SearchSpace, task, select_on: str) -> str:
     return "val_" + metric[len("dev_"):] if select_on == "validation" and metric.startswith("dev_") else metric
 
 
-def run_confirmation(args, experiment: Experiment, exp_dir: Path, search_grid, task) -> dict | None:
+def run_confirmation(args, experiment: Experiment, exp_dir: Path, search_grid, task,
+                     shapes: offer.Offer | None = None) -> dict | None:
     """The multi-seed confirmation (raykd.tuning.confirm) of a finished search: the top --confirm-top
     configurations by the selection score, --confirm-seeds fresh seeds each, as a Tune grid through
     run_trial in <exp_dir>/ray/confirm (restored on --resume: finished runs are not run again); writes
@@ -141,13 +142,15 @@ def run_confirmation(args, experiment: Experiment, exp_dir: Path, search_grid, t
     if confirm.started(exp_dir):  # its configurations are in its own grid: restored, not chosen again
         print(f"confirmation: continuing {exp_dir / 'ray' / confirm.TUNE_NAME} (finished runs are not run again)", flush=True)
     else:
-        candidates = confirm.top_configs(search_grid, args.confirm_top)
+        pareto = args.objective == "pareto"  # the front's points, not the most accurate ones
+        candidates = (confirm.front_configs(search_grid, args.confirm_top, shapes.paper) if pareto
+                      else confirm.top_configs(search_grid, args.confirm_top))
         if not candidates:
             return None
         for c in candidates:
             c["seeds"] = confirm.seeds_for(experiment.config(c["config"]).seed, args.confirm_seeds)
         runs = sum(len(c["seeds"]) for c in candidates)
-        print(f"confirmation: the top {len(candidates)} configuration(s) with {args.confirm_seeds} seed(s) each, {runs} "
+        print(f"confirmation: the {'front' if pareto else 'top'} {len(candidates)} configuration(s) with {args.confirm_seeds} seed(s) each, {runs} "
               f"run(s) of {experiment.max_epochs} classification epoch(s) at most, no early stopping", flush=True)
     runner = dataclasses.replace(experiment, trials_dir=str(exp_dir / "ray" / "confirm-trials"))
     grid = confirm.build_tuner(tuner.trainable(run_trial, experiment=runner), exp_dir, candidates,
@@ -277,7 +280,7 @@ def main(argv=None):
     unfinished = None if searched else "the search is unfinished" + (
         ", and the confirmation starts once it is" if args.confirm_top and args.confirm_seeds else "")
     if confirming:
-        confirmed = run_confirmation(args, experiment, exp_dir, grid, task)
+        confirmed = run_confirmation(args, experiment, exp_dir, grid, task, shapes)
         if confirmed is not None and not confirmed["finished"]:
             unfinished = "the confirmation is unfinished"
         summary = results.write(exp_dir, time.perf_counter() - started, *exports(args, interim=bool(unfinished)))

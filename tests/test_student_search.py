@@ -10,7 +10,7 @@ from transformers import AutoModelForSequenceClassification
 
 from conftest import fails
 from raykd import search
-from raykd.artifacts.front import non_dominated
+from raykd.student.pareto import non_dominated
 from test_search_integration import search_argv
 
 SPACE = '''
@@ -22,17 +22,18 @@ space = {"algorithm": tune.choice(["kd", "sid"]), "learning_rate": tune.logunifo
 
 
 def shape_argv(root, teacher, glue_dir, name, *extra):
-    argv = search_argv(root, teacher, glue_dir, name, "--num-samples", "3", "--confirm-top", "0", *extra)
+    argv = search_argv(root, teacher, glue_dir, name, "--num-samples", "3", "--confirm-top", "0", *extra)  # later flags win
     (root / "space.py").write_text(SPACE)
     return argv
 
 
 @pytest.fixture(scope="module")
 def front(ray_cluster, tiny_teacher_dir, glue_dir, tmp_path_factory):
-    """A 3-trial pareto search over 4 shapes; (root, experiment folder)."""
+    """A 3-trial pareto search over 4 shapes, then up to 2 front points confirmed with 2 seeds each; (root,
+    experiment folder)."""
     root = tmp_path_factory.mktemp("front")
     search.main(shape_argv(root, tiny_teacher_dir, glue_dir, "p", "--objective", "pareto",
-                           "--export-formats", "hf,onnx"))
+                           "--export-formats", "hf,onnx", "--confirm-top", "2", "--confirm-seeds", "2"))
     return root, root / "results" / "rte" / "p"
 
 
@@ -52,6 +53,10 @@ def test_pareto_search_writes_a_non_dominated_front_with_exports(front):
         assert (folder / "onnx").is_dir() and "latency" in (folder / "README.md").read_text().lower()
         row = table[table["trial"] == trial].iloc[0]
         assert AutoModelForSequenceClassification.from_pretrained(folder).config.hidden_size == row["hidden"]
+    confirmed = json.loads((exp / "confirm.json").read_text())["configs"]  # the front's points, not the top scores
+    assert 1 <= len(confirmed) <= 2 and {c["search_trial"] for c in confirmed} <= set(on["trial"])
+    for c in confirmed:
+        assert table.loc[table["trial"] == c["search_trial"], "confirmed_n"].iloc[0] == c["n"]
     info = json.loads((exp / "experiment.json").read_text())
     assert info["shapes"]["bands"] and set(info["shapes"]["offered"]) == set(info["shapes"]["bands"])
     assert "## Student shapes" in (exp / "summary.md").read_text()

@@ -11,7 +11,7 @@ from transformers import AutoModelForSequenceClassification, BertConfig, BertFor
 
 from raykd import models
 from raykd.artifacts import deploy
-from raykd.artifacts.front import non_dominated
+from raykd.student.pareto import non_dominated, spread
 from raykd.data import DataSource, as_columns, load_split, tokenize
 from raykd.errors import RaykdError
 from raykd.method.algorithms import Stage, Term
@@ -195,3 +195,30 @@ def test_the_front_is_the_non_dominated_trials():
     metric = np.array([0.80, 0.70, 0.75, 0.60, np.nan, 0.70])
     latency = np.array([4.0, 1.0, 4.5, 0.5, 0.1, 2.0])
     assert non_dominated(metric, latency).tolist() == [True, True, False, True, False, False]
+    assert spread(["a", "b", "c", "d", "e"], 3) == ["a", "c", "e"] and spread(["a", "b"], 3) == ["a", "b"]
+
+
+def test_confirmed_shapes_are_set_against_the_papers_student(tmp_path):
+    """summary.md's comparison: each confirmed shape's dev mean against the paper's student's, over the same seeds,
+    with the one-std rule (a difference within the larger std is no difference)."""
+    import json
+
+    import pandas as pd
+
+    from raykd.artifacts.front import against_paper, with_confirmation
+
+    frame = pd.DataFrame({"trial": ["a", "b", "c", "d"], "student_shape": ["L3-H384-F1536", "L1-H192-F768", "L2-H384-F768",
+                                                                           "L6-H384-F1536"],
+                          "latency_ms": [8.0, 1.0, 4.0, 9.0], "best_value": [0.6, 0.55, 0.62, 0.5]})
+    configs = [{"search_trial": t, "n": 3, "val_accuracy_mean": v, "val_accuracy_std": 0.01, "dev_accuracy_mean": d,
+                "dev_accuracy_std": s} for t, v, d, s in (("a", 0.6, 0.60, 0.01), ("b", 0.55, 0.595, 0.02),
+                                                         ("c", 0.62, 0.65, 0.01))]
+    (tmp_path / "confirm.json").write_text(json.dumps({"selection_metric": "val_accuracy", "dev_metric": "dev_accuracy",
+                                                       "configs": configs}))
+    merged = with_confirmation(frame, tmp_path)
+    assert merged["confirmed_n"].tolist()[:3] == [3, 3, 3] and pd.isna(merged["confirmed_n"].iloc[3])
+    lines = against_paper(merged, {"paper": "L3-H384-F1536"})
+    assert "trial a" in lines[0] and "0.6000 +- 0.0100" in lines[0]
+    b, c = lines[-2], lines[-1]
+    assert b.startswith("| b | L1-H192-F768") and "0.12" in b and "no difference" in b       # -0.005 within 0.02
+    assert c.startswith("| c |") and "better by more than one std" in c                         # +0.05 over 0.01

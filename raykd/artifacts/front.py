@@ -13,24 +13,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from raykd.artifacts.results import dev_columns, experiment_info, trial_rows
+from raykd.artifacts.results import CONFIRM, dev_columns, experiment_info, plus_minus, trial_rows
 from raykd.files import atomic_savefig, atomic_write, publish_dir
+from raykd.student.pareto import non_dominated
 from raykd.student.shape import PARAMETER, Shape
 from raykd.training.driver import export_checkpoint
 from raykd.training.worker import NOT_ELIGIBLE
 
 PARETO_CSV, PARETO_PNG, FRONT_DIR = "pareto.csv", "pareto.png", "front"
-
-
-def non_dominated(metric: np.ndarray, latency: np.ndarray) -> np.ndarray:
-    """[N] bool: point i is on the front when no j has metric_j >= metric_i and latency_j <= latency_i with one of
-    the two strict. NaN metrics are never on it."""
-    metric, latency = np.asarray(metric, float), np.asarray(latency, float)
-    on = np.isfinite(metric)
-    for i in np.flatnonzero(on):
-        better = (metric >= metric[i]) & (latency <= latency[i]) & ((metric > metric[i]) | (latency < latency[i]))
-        on[i] = not better[np.isfinite(metric)].any()
-    return on
 
 
 def front_table(table: pd.DataFrame, offer: dict) -> pd.DataFrame:
@@ -55,6 +45,22 @@ def front_table(table: pd.DataFrame, offer: dict) -> pd.DataFrame:
     return frame
 
 
+def with_confirmation(frame: pd.DataFrame, exp_dir: Path) -> pd.DataFrame:
+    """`frame` with each confirmed trial's seeds (confirm.json, raykd.tuning.confirm): confirmed_n and the mean and
+    sample std of the selection metric and of the dev metric over its seeds (NaN for trials not confirmed)."""
+    path = Path(exp_dir) / CONFIRM
+    if frame.empty or not path.is_file():
+        return frame
+    done = json.loads(path.read_text())
+    sel, dev = done["selection_metric"], done["dev_metric"]
+    stats = {c["search_trial"]: {"confirmed_n": c["n"], "confirmed_mean": c[f"{sel}_mean"], "confirmed_std": c[f"{sel}_std"],
+                                 "confirmed_dev_mean": c[f"{dev}_mean"], "confirmed_dev_std": c[f"{dev}_std"]}
+             for c in done["configs"]}
+    extra = pd.DataFrame([stats.get(t, {}) for t in frame["trial"]], index=frame.index)
+    return frame.join(extra.reindex(columns=["confirmed_n", "confirmed_mean", "confirmed_std", "confirmed_dev_mean",
+                                             "confirmed_dev_std"]))
+
+
 def plot(frame: pd.DataFrame, offer: dict, metric: str, teacher_value: float | None, path: Path):
     """pareto.png: every trial's metric against its latency, the front as a step line, the teacher, and the paper's
     half-depth student's latency (a vertical line: its metric is a trial's when the search ran that shape)."""
@@ -68,6 +74,11 @@ def plot(frame: pd.DataFrame, offer: dict, metric: str, teacher_value: float | N
         ax.scatter(done["latency_ms"], done["best_value"], c="lightgray", edgecolors="gray", label="trial")
         front = done[done["on_front"]].sort_values("latency_ms")
         ax.step(front["latency_ms"], front["best_value"], where="post", color="C0", marker="o", label="front")
+        confirmed_points = front.dropna(subset=["confirmed_mean"]) if "confirmed_mean" in front else front.iloc[0:0]
+        if not confirmed_points.empty:
+            ax.errorbar(confirmed_points["latency_ms"], confirmed_points["confirmed_mean"],
+                        yerr=confirmed_points["confirmed_std"].fillna(0), fmt="s", color="C1", capsize=3,
+                        label="front, confirmed mean +- std")
         for r in front.itertuples():
             ax.annotate(r.student_shape, (r.latency_ms, r.best_value), fontsize=7, xytext=(3, -9), textcoords="offset points")
     backend = offer["backend"]
@@ -99,6 +110,12 @@ def _best_checkpoints(exp_dir: Path) -> dict[str, tuple[str, dict]]:
     return best
 
 
+def confirmed(row: dict, prefix: str) -> str:
+    """'mean +- std' of a front row's confirmation columns `<prefix>_mean`/`_std`, or '-' when not confirmed."""
+    value = lambda k: None if row.get(k) is None or row[k] != row[k] else row[k]  # noqa: E731 (NaN: absent)
+    return plus_minus(value(f"{prefix}_mean"), value(f"{prefix}_std")) if value("confirmed_n") else "-"
+
+
 def card(task, row: dict, offer: dict, metrics: dict, checks: dict | None) -> str:
     """A front student's model card: its shape, cost and metric, as a Hub README."""
     dev = f"dev_{task.main_metric}"
@@ -110,6 +127,8 @@ def card(task, row: dict, offer: dict, metrics: dict, checks: dict | None) -> st
              "|---|---|---|---|---|---|",
              f"| {row['latency_ms']:.2f} | {row['pytorch_p50_ms']:.2f} | {row['onnx_examples_per_s']:.0f} | "
              f"{row['flops'] / 1e9:.2f} | {row['best_value']:.4f} | {metrics.get(dev, float('nan')):.4f} |", "",
+             *([f"Confirmed over {int(row['confirmed_n'])} seeds: selection metric {confirmed(row, 'confirmed')}, {dev} "
+                f"{confirmed(row, 'confirmed_dev')}.", ""] if confirmed(row, "confirmed") != "-" else []),
              f"Latency measured on {offer['costs'][row['student_shape']]['machine']}, {offer['seq_length']} tokens, "
              f"{offer['threads']} threads, before training (raykd.student.cost).",
              *(["", f"ONNX check on the dev set: {checks['onnx']['value']:.4f} against PyTorch "
@@ -150,7 +169,7 @@ def export_front(exp_dir: Path, frame: pd.DataFrame, task, formats: tuple[str, .
 
 def write(exp_dir: Path, table: pd.DataFrame, offer: dict, task, formats: tuple[str, ...] | None) -> pd.DataFrame:
     """pareto.csv, pareto.png and (with `formats`) front/<trial>/ of a student search; returns the front table."""
-    frame = front_table(table, offer)
+    frame = with_confirmation(front_table(table, offer), exp_dir)
     atomic_write(Path(exp_dir) / PARETO_CSV, frame.to_csv(index=False))
     info = experiment_info(exp_dir)
     teacher_json = Path(info["teacher_dir"]) / "teacher.json"
@@ -194,7 +213,37 @@ def summary_lines(frame: pd.DataFrame, offer: dict, budget: float | None, max_pa
                          f"{int(top['params']):,} parameters (only shapes within the budget were offered).")
     front = done[done["on_front"]].sort_values("latency_ms")
     if not front.empty:
-        lines += ["", "| trial | shape | algorithm | metric | latency (ms) | parameters | folder |", "|---|---|---|---|---|---|---|"]
-        lines += [f"| {r['trial']} | {r['student_shape']} | {r['algorithm']} | {r['best_value']:.4f} | {r['latency_ms']:.2f} "
-                  f"| {int(r['params']):,} | `front/{r['trial']}` |" for r in front.to_dict("records")]
-    return lines + [""]
+        lines += ["", "The front (search metric: the trial's best epoch, one seed; confirmed: mean +- std over the "
+                  "confirmation's seeds, selection metric / dev, where the front was confirmed):", "",
+                  "| trial | shape | algorithm | search metric | confirmed | confirmed dev | latency (ms) | parameters | folder |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for r in front.to_dict("records"):
+            mean, dev = confirmed(r, "confirmed"), confirmed(r, "confirmed_dev")
+            lines.append(f"| {r['trial']} | {r['student_shape']} | {r['algorithm']} | {r['best_value']:.4f} | {mean} | {dev} "
+                         f"| {r['latency_ms']:.2f} | {int(r['params']):,} | `front/{r['trial']}` |")
+    return lines + ["", *against_paper(frame, offer), ""]
+
+
+def against_paper(frame: pd.DataFrame, offer: dict) -> list[str]:
+    """Each confirmed shape against the paper's half-depth student confirmed over the same seeds, on the dev
+    metric: latency ratio, difference of means, and the one-std rule (a difference within the larger std is no
+    difference). Empty when the paper's student was not confirmed."""
+    if frame.empty or "confirmed_dev_mean" not in frame:
+        return []
+    rows = frame.dropna(subset=["confirmed_dev_mean"])
+    paper = rows[rows["student_shape"] == offer["paper"]]
+    if paper.empty:
+        return []
+    p = paper.loc[paper["confirmed_dev_mean"].idxmax()]
+    lines = [f"Against the paper's half-depth student {offer['paper']} (trial {p['trial']}, dev "
+             f"{confirmed(p.to_dict(), 'confirmed_dev')} at {p['latency_ms']:.2f} ms), same teacher, data and seeds:", "",
+             "| trial | shape | dev (mean +- std) | latency x paper | dev - paper | verdict (one-std rule) |", "|---|---|---|---|---|---|"]
+    for r in rows[rows["trial"] != p["trial"]].sort_values("latency_ms").to_dict("records"):
+        diff = r["confirmed_dev_mean"] - p["confirmed_dev_mean"]
+        stds = [x for x in (r.get("confirmed_dev_std"), p.get("confirmed_dev_std")) if x == x and x is not None]
+        std = max(stds) if len(stds) == 2 else None
+        verdict = ("no std (one seed)" if std is None else "no difference" if abs(diff) <= std
+                   else "better by more than one std" if diff > 0 else "worse by more than one std")
+        lines.append(f"| {r['trial']} | {r['student_shape']} | {confirmed(r, 'confirmed_dev')} | "
+                     f"{r['latency_ms'] / p['latency_ms']:.2f} | {diff:+.4f} | {verdict} |")
+    return lines

@@ -31,6 +31,8 @@ from ray.tune.schedulers import FIFOScheduler
 from raykd.artifacts.results import CONFIRM, config_key, rank
 from raykd.files import atomic_write
 from raykd.metrics import is_constant
+from raykd.student.pareto import non_dominated, spread
+from raykd.student.shape import PARAMETER
 from raykd.training.worker import NOT_ELIGIBLE
 from raykd.tuning import tuner
 
@@ -46,16 +48,35 @@ def _eligible(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[(score > NOT_ELIGIBLE) & np.isfinite(score)]
 
 
-def top_configs(grid: ResultGrid, k: int) -> list[dict]:
+def front_configs(grid: ResultGrid, k: int, reference_shape: str | None = None) -> list[dict]:
+    """For --objective pareto: the configurations on the search's accuracy-latency front (each trial's best
+    classification epoch's `score` against its `latency_ms`, raykd.student.pareto), at most k of them evenly
+    spaced along it from the fastest to the slowest, in top_configs' form and order; plus, when a trial of
+    `reference_shape` (the paper's half-depth student) reached a classification epoch, the best such trial,
+    so that the front is compared with it over the same seeds."""
+    frame = _eligible(grid.get_dataframe(filter_metric="score", filter_mode="max"))
+    if frame.empty or "latency_ms" not in frame:
+        return []
+    front = frame[non_dominated(frame["score"], frame["latency_ms"])].sort_values("latency_ms")
+    trials = set(spread(list(front["trial_id"]), k))
+    shapes = {r.metrics["trial_id"]: r.config.get(PARAMETER) for r in grid if r.metrics and "trial_id" in r.metrics}
+    reference = frame[frame["trial_id"].map(shapes) == reference_shape]
+    if reference_shape and not reference.empty:
+        trials.add(reference.loc[pd.to_numeric(reference["score"]).idxmax(), "trial_id"])
+    return top_configs(grid, len(trials), trials=trials)
+
+
+def top_configs(grid: ResultGrid, k: int, trials: set | None = None) -> list[dict]:
     """The k best distinct configurations of a finished search, best first.
 
     `grid` is the search's ResultGrid; each trial counts with its best classification epoch by `score`
     (Tune's `get_dataframe(filter_metric="score", filter_mode="max")`). Configurations that differ only
     in `seed` count once. Returns [{"candidate": rank (1-based), "search_trial": trial id,
     "search_score": float, "config": the trial's searched values}], fewer than k when fewer trials
-    reached a classification epoch.
+    reached a classification epoch. With `trials`, only those trials count.
     """
-    configs = {r.metrics["trial_id"]: dict(r.config) for r in grid if r.metrics and "trial_id" in r.metrics}
+    configs = {r.metrics["trial_id"]: dict(r.config) for r in grid if r.metrics and "trial_id" in r.metrics
+               and (trials is None or r.metrics["trial_id"] in trials)}
     frame = _eligible(grid.get_dataframe(filter_metric="score", filter_mode="max"))
     chosen, seen = [], set()
     rows = [row for _, row in frame.iterrows() if row["trial_id"] in configs]
