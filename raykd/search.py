@@ -178,32 +178,6 @@ def build_tuner(args, space: SearchSpace, experiment: Experiment, exp_dir: Path,
                        tuner.concurrency(experiment.scaling, args.max_concurrent_trials))
 
 
-def offer_shapes(args, task, space: SearchSpace, teacher_config, teacher_dir: str | None) -> offer.Offer | None:
-    """The student shapes of a space with `shape`, measured here before Ray starts (cached) and within the budget,
-    offered to the space (raykd.student.offer); None for a space without `shape`. Raises RaykdError when no shape
-    meets the budget."""
-    if not space.shape_axes:
-        return None
-    seq_length = args.latency_seq_length
-    if not seq_length:
-        tokenizer = models.load_teacher(teacher_dir, task)[1] if teacher_dir else models.load_base_tokenizer(args.teacher_base)
-        seq_length = offer.median_dev_length(task, cli.data_source(args), tokenizer, args.max_seq_length)
-    shapes = offer.resolve(args, space, teacher_config, seq_length, args.cache_dir, args.serving_threads or deploy.all_threads())
-    print("\n".join(offer.table(shapes)), flush=True)
-    spaces.offer_shapes(space, shapes.offered)
-    return shapes
-
-
-def write_front(exp_dir: Path, shapes: offer.Offer, task, args, interim: bool, best_trial: str | None):
-    """pareto.csv, pareto.png, front/ (not for an interim write) and summary.md's section of a shape search."""
-    import pandas as pd
-
-    frame = front.write(exp_dir, pd.read_csv(exp_dir / "trials.csv", dtype={"trial": str}), shapes.to_dict(), task,
-                        None if interim else args.export_formats)
-    front.append_summary(exp_dir, front.summary_lines(frame, shapes.to_dict(), args.latency_budget_ms, args.max_params,
-                                                      best_trial))
-
-
 def exports(args, interim: bool) -> tuple[tuple[str, ...], int]:
     """(formats, latency examples) for results.write. The serving formats (ONNX export, checks, latency:
     minutes) are made once, for the student that ships; an interim best/ (of an interrupted search, or before
@@ -233,7 +207,7 @@ def main(argv=None):
         teacher_dir = results.experiment_info(exp_dir)["teacher_dir"]
     # Flags, the teacher, every configuration the space can produce against it, the data: before anything starts.
     teacher_config = checks.check_search(args, task, space, teacher_dir)
-    shapes = offer_shapes(args, task, space, teacher_config, teacher_dir)  # timed while the cores are idle
+    shapes = offer.for_search(args, task, space, teacher_config, teacher_dir)  # timed while the cores are idle
     scaling = cli.scaling(args)
     cluster.connect(args.address, verbose=args.verbose)
     cluster.check_fits(scaling.workers, scaling.cpus_per_worker, scaling.gpus_per_worker, "each trial")
@@ -285,7 +259,8 @@ def main(argv=None):
             unfinished = "the confirmation is unfinished"
         summary = results.write(exp_dir, time.perf_counter() - started, *exports(args, interim=bool(unfinished)))
     if shapes:
-        write_front(exp_dir, shapes, task, args, interim=bool(unfinished), best_trial=(summary["search_best"] or {}).get("trial"))
+        front.write_search(exp_dir, shapes, task, args, interim=bool(unfinished),
+                           best_trial=(summary["search_best"] or {}).get("trial"))
     stats = ray.get(prep.service.stats.remote())
     print(f"teacher forward passes in this search: {stats['forward_seconds']:.1f} s; outputs cached in {stats['cache_dir']}")
     if summary["best_value"] is None:

@@ -141,7 +141,9 @@ def model_card(task: Task, name: str, best: dict, recipe: dict, plan: dict, teac
                      f"training examples{_held_out(record)}; best epoch {record.get('best_epoch', '?')}, dev {task.main_metric} "
                      f"{'?' if teacher_value is None else f'{teacher_value:.4f}'}")
     lines += ["", "## Distillation recipe (the best trial's configuration)", "",
-              f"- algorithm `{recipe.get('algorithm')}`, {layers} student layers, layer map "
+              f"- algorithm `{recipe.get('algorithm')}`, {layers} student layers"
+             + (f" of hidden width {plan['student_hidden']} and FFN width {plan['student_ffn']} (the teacher's most active "
+                "channels, raykd.student.pruning)" if "student_hidden" in plan else "") + ", layer map "
               f"{', '.join(map(str, plan['layer_map']))} (student layer k learns from teacher layer map[k]; "
               f"spec `{recipe.get('layer_map')}`), student initialised `{recipe.get('student_init')}`",
               f"- training seed {recipe.get('seed')}; precision {recipe.get('precision')}", "",

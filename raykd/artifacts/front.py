@@ -247,3 +247,12 @@ def against_paper(frame: pd.DataFrame, offer: dict) -> list[str]:
         lines.append(f"| {r['trial']} | {r['student_shape']} | {confirmed(r, 'confirmed_dev')} | "
                      f"{r['latency_ms'] / p['latency_ms']:.2f} | {diff:+.4f} | {verdict} |")
     return lines
+
+
+def write_search(exp_dir: Path, shapes, task, args, interim: bool, best_trial: str | None):
+    """A shape search's pareto.csv, pareto.png, front/ (not for an `interim` write: the serving formats wait for the
+    finished search, as best/'s do) and summary.md's "Student shapes" section; `shapes` is its
+    raykd.student.offer.Offer, `best_trial` the search's best trial."""
+    frame = write(exp_dir, pd.read_csv(Path(exp_dir) / "trials.csv", dtype={"trial": str}), shapes.to_dict(), task,
+                  None if interim else args.export_formats)
+    append_summary(exp_dir, summary_lines(frame, shapes.to_dict(), args.latency_budget_ms, args.max_params, best_trial))

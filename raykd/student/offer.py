@@ -138,3 +138,25 @@ def table(offer: Offer) -> list[str]:
     return lines
 
 
+
+
+def for_search(args, task, space, teacher_config, teacher_dir: str | None) -> Offer | None:
+    """The student shapes of a space with `shape`, measured here before Ray starts (cached) and within the budget,
+    printed and offered to the space (raykd.tuning.spaces.offer_shapes); None for a space without `shape`. The
+    sequence length is --latency-seq-length, else the median dev length under the teacher's (or the base's)
+    tokenizer. Raises RaykdError when no shape meets the budget."""
+    from raykd import models
+    from raykd.artifacts.deploy import all_threads
+    from raykd.run import cli
+    from raykd.tuning.spaces import offer_shapes
+
+    if not space.shape_axes:
+        return None
+    seq_length = args.latency_seq_length
+    if not seq_length:
+        tokenizer = models.load_teacher(teacher_dir, task)[1] if teacher_dir else models.load_base_tokenizer(args.teacher_base)
+        seq_length = median_dev_length(task, cli.data_source(args), tokenizer, args.max_seq_length)
+    shapes = resolve(args, space, teacher_config, seq_length, args.cache_dir, args.serving_threads or all_threads())
+    print("\n".join(table(shapes)), flush=True)
+    offer_shapes(space, shapes.offered)
+    return shapes
