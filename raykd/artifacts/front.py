@@ -25,7 +25,8 @@ PARETO_CSV, PARETO_PNG, FRONT_DIR = "pareto.csv", "pareto.png", "front"
 
 def front_table(table: pd.DataFrame, offer: dict) -> pd.DataFrame:
     """One row per trial of a trials table (raykd.artifacts.results.trials_table) with a `student_shape`: trial,
-    shape and its sizes, the recipe's algorithm, best_value (the selection metric), latency_ms (the offer's
+    shape and its sizes, the recipe's algorithm, best_value (the selection metric) and best_score (what the front is
+    computed on: raykd.metrics.selection_score), latency_ms (the offer's
     backend), pytorch_p50_ms, onnx_p50_ms, onnx_examples_per_s (batch 32), params, flops, on_front."""
     rows = []
     for r in table.to_dict("records"):
@@ -35,13 +36,15 @@ def front_table(table: pd.DataFrame, offer: dict) -> pd.DataFrame:
         c, shape = offer["costs"][name], Shape.parse(name)
         rows.append({"trial": r["trial"], "student_shape": name, "layers": shape.layers, "hidden": shape.hidden,
                      "ffn": shape.ffn, "algorithm": r.get("algorithm"), "best_value": r.get("best_value", np.nan),
+                     "best_score": r.get("best_score", np.nan),
                      "stop_reason": r.get("stop_reason"), "latency_ms": round(c[offer["backend"]]["p50_ms"], 3),
                      "pytorch_p50_ms": round(c["pytorch"]["p50_ms"], 3), "onnx_p50_ms": round(c["onnx"]["p50_ms"], 3),
                      "onnx_examples_per_s": round(c["onnx"]["examples_per_s"], 1), "params": c["params"],
                      "flops": c["flops"]})
     frame = pd.DataFrame(rows)
     if not frame.empty:
-        frame["on_front"] = non_dominated(pd.to_numeric(frame["best_value"], errors="coerce"), frame["latency_ms"])
+        # On the score, the one rule Tune, ASHA and the confirmation rank by (a one-class student counts 3 lower).
+        frame["on_front"] = non_dominated(pd.to_numeric(frame["best_score"], errors="coerce"), frame["latency_ms"])
     return frame
 
 
