@@ -95,8 +95,32 @@ def _label_id(task: Task, value: str | None, where: str):
                              "give scores such as 3.8, or remove the row")
         return number
     if value not in task.labels:
+        value = _integral(value)  # "1.0" where the task's label is "1": the number it is, in every file format
+    if value not in task.labels:
         raise RaykdError(f"{where}: label {value!r} is not one of {', '.join(task.labels)}; fix or remove the row")
     return task.labels.index(value)
+
+
+def _integral(value: str) -> str:
+    """"1.0" -> "1" (a class id written as a float by a spreadsheet or pandas); any other text unchanged."""
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    return str(int(number)) if number.is_integer() else value
+
+
+def check_classes(task: Task, labels, where: str, fix: str):
+    """Every class of a classification task must have a row in `labels` (class ids): a student never shown a
+    class learns no output for it, and a split without it selects on a metric that cannot see it. Regression
+    tasks are not checked. Raises RaykdError naming the missing classes, `where` and `fix`."""
+    if task.is_regression:
+        return
+    present = set(int(y) for y in labels)
+    missing = [name for i, name in enumerate(task.labels) if i not in present]
+    if missing:
+        raise RaykdError(f"{where} has no row of {task.name}'s class(es) {', '.join(map(repr, missing))} "
+                         f"({len(labels)} rows, all of {', '.join(repr(task.labels[i]) for i in sorted(present))}); {fix}")
 
 
 def _rows_to_dataset(task: Task, rows: list[tuple[list[str | None], str | None, str]],
@@ -323,7 +347,8 @@ def writable_folder(path: Path) -> Path:
         with tempfile.TemporaryFile(dir=path):
             pass
     except OSError as err:
-        raise RaykdError(f"cannot write the cache to {path} ({err.strerror}); pass a writable --cache-dir") from None
+        raise RaykdError(f"cannot write the cache to {path} ({err.strerror}); pass a writable --cache-dir "
+                         "(or RAYKD_CACHE)") from None
     return path
 
 
@@ -365,6 +390,8 @@ def load_checked(task: Task, source: DataSource) -> tuple[datasets.Dataset, data
     """(train, dev) read and checked row by row, the dev labels checked to give the task's metrics a value
     (raykd.metrics.check_defined). Raises RaykdError on bad data."""
     train = load_split(task, "train", source)
+    check_classes(task, train["label"], f"the training set ({source.train_file or 'GLUE train'})",
+                  "add rows of every class, or use the task whose labels the file has")
     dev = load_split(task, "dev", source)
     check_defined(task, dev["label"])
     return train, dev
@@ -389,7 +416,11 @@ def split_train(task: Task, train: datasets.Dataset, train_fraction: float, vali
         if train_fraction < 1:
             validation = subsample(task, validation, train_fraction, seed, "held-out validation rows", HOLD_OUT_FIX)
             check_defined(task, validation["label"], "validation split", HOLD_OUT_FIX)
-    return subsample(task, train, train_fraction, seed), validation
+        check_classes(task, validation["label"], "the held-out validation split", HOLD_OUT_FIX)
+    train = subsample(task, train, train_fraction, seed)
+    check_classes(task, train["label"], f"the training rows kept by --train-fraction {train_fraction:g}",
+                  "raise --train-fraction")
+    return train, validation
 
 
 def load_task_data(task: Task, source: DataSource, tokenizer, max_seq_length: int = 128,

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import ray
 
-from raykd import files, models
+from raykd import errors, files, models
 from raykd.errors import RaykdError, exits_cleanly
 from raykd.method.config import add_config_arguments, config_from_args
 from raykd.method.plan import resolve
@@ -61,7 +61,8 @@ def main(argv=None):
     cluster.connect(args.address, verbose=args.verbose)
     cluster.check_fits(scaling.workers, scaling.cpus_per_worker, scaling.gpus_per_worker, "the run")
     prep = prepare(task, teacher_dir, teacher, tokenizer, args, run.teacher_fields, run.layer_map, widths=run.narrowed)
-    out = cli.fresh_output_dir(out)  # only once every input has been checked
+    out = cli.fresh_output_dir(out)  # only once every input has been checked; marked unfinished until result.json
+    errors.at("training", f"nothing finished; run the same command again (it replaces {out})")
     cluster.log_workers_to(out / "ray-workers.log", args.verbose)
     print(f"teacher: {prep.teacher_info['layers']} layers, {prep.teacher_info['teacher_params_total']:,} parameters "
           f"({prep.teacher_info['teacher_params_non_embedding']:,} non-embedding); student: {run.shape} "
@@ -72,12 +73,14 @@ def main(argv=None):
                      max_failures=args.max_failures)
     if result.error:
         raise RaykdError(f"distillation failed: {result.error}; see the Ray logs under {out / 'ray'}")
+    errors.at("export")
     best = export_best(result, out / "student")
     record = {"task": task.name, "teacher": str(args.teacher), "config": cfg.to_dict(), **prep.teacher_info, **run.sizes(),
               "best": best, "history": history(epoch_log(out / "ray", "distill")), "train_examples": prep.train_examples,
               "seconds": round(time.perf_counter() - started, 1), "teacher_service": ray.get(prep.service.stats.remote()),
               "command": cli.command_line("distill", argv)}
     files.atomic_json(out / "result.json", record)
+    cli.finished(out)
     metric = f"dev_{task.main_metric}"
     print(f"student saved to {out / 'student'}: {metric} {best[metric]:.4f} (epoch {best['epoch']}), {record['seconds']:.0f} s")
     return record

@@ -10,10 +10,22 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
 from filelock import FileLock
+
+
+def try_writing(folder: str | Path) -> Path:
+    """Write and delete a file in `folder`, or in its nearest existing parent when it does not exist yet (nothing
+    is created): permission bits say nothing for root or a read-only file system. Returns the folder written in.
+    Raises OSError when the write fails."""
+    folder = Path(folder).resolve()
+    existing = next(p for p in [folder, *folder.parents] if p.exists())
+    with tempfile.TemporaryFile(dir=existing):
+        pass
+    return existing
 
 
 def atomic_write(path: str | Path, data: str | bytes) -> Path:

@@ -85,7 +85,7 @@ def load_base_for_finetuning(base: str, task: Task):
     model = AutoModelForSequenceClassification.from_pretrained(
         resolve_base(base), num_labels=task.num_labels, attn_implementation="eager",
         id2label=_id2label(task), label2id={v: k for k, v in _id2label(task).items()},
-        problem_type="regression" if task.is_regression else "single_label_classification",
+        problem_type=problem_type(task), dtype=torch.float32,  # fp32 whatever the base was saved in (load_teacher)
         ignore_mismatched_sizes=True)  # only the head can mismatch, and it is drawn again below
     if any(a.endswith("ForSequenceClassification") for a in model.config.architectures or ()):
         for name, child in model.named_children():
@@ -128,13 +128,16 @@ def load_teacher(path: str | Path, task: Task, max_seq_length: int | None = None
         raise RaykdError(f"{path} is not a classification model; fine-tune it first with `python -m raykd.teacher --task {task.name}`")
     if config.num_labels != task.num_labels:
         raise RaykdError(f"teacher {path} has {config.num_labels} outputs but {task.name} needs {task.num_labels}; use a teacher fine-tuned on {task.name}")
+    check_problem_type(config, task, path)
     order, note = label_order(config, task, path)
     check_architecture(config, f"teacher {path}", max_seq_length)
     check_has_tokenizer(path, "teacher folder")
     bar = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()  # a "Loading weights" bar per load: noise before a one-line error
     try:
-        teacher = AutoModelForSequenceClassification.from_pretrained(path, attn_implementation="eager")
+        # fp32 whatever dtype it was saved in: the student is built from its config and trained with AdamW, and
+        # a half-precision copy overflows in the loss (NaN); --precision sets the training's autocast instead.
+        teacher = AutoModelForSequenceClassification.from_pretrained(path, attn_implementation="eager", dtype=torch.float32)
         tokenizer = AutoTokenizer.from_pretrained(path)
     except Exception as err:  # missing or damaged weights or tokenizer files: each library raises its own kind
         raise RaykdError(f"cannot load the teacher from {path} ({type(err).__name__}: {first_line(err)}); save it "
@@ -143,11 +146,40 @@ def load_teacher(path: str | Path, task: Task, max_seq_length: int | None = None
         if bar:
             hf_logging.enable_progress_bar()
     _check_tokenizer(tokenizer, teacher.config, path)
+    saved = saved_dtype(config)
+    teacher.config.dtype = torch.float32  # the students built from this config, and their exports, are fp32
+    teacher.config.problem_type = problem_type(task)
+    if saved not in ("float32", None) and verbose:
+        print(f"note: teacher {path} was saved in {saved}; it is loaded in float32 and the student trains in float32 "
+              "(mixed precision is --precision bf16 or fp16)", file=sys.stderr, flush=True)
     if order is not None:
         _reorder_outputs(teacher, order)
     if note and verbose:
         print(f"{'note' if order else 'warning'}: {note}", file=sys.stderr, flush=True)
     return teacher.eval(), tokenizer
+
+
+def problem_type(task: Task) -> str:
+    """The transformers `problem_type` of the task's head: "regression" (STS-B) or "single_label_classification"."""
+    return "regression" if task.is_regression else "single_label_classification"
+
+
+def check_problem_type(config, task: Task, path: Path):
+    """A teacher's head must have been trained for the task's problem type (config.problem_type; unset means
+    transformers infers it from the labels, which is the task's). A multi-label head (one sigmoid per output)
+    gives scores that are not a distribution over the classes: distilling them as softmax soft labels, and
+    exporting a student that serves them, would both be wrong. Raises RaykdError naming both types."""
+    trained = getattr(config, "problem_type", None)
+    if trained not in (None, problem_type(task)):
+        raise RaykdError(f"teacher {path} was trained for {trained} but {task.name} is {problem_type(task)}; use a "
+                         f"teacher fine-tuned on {task.name} as {problem_type(task)} (python -m raykd.teacher --task "
+                         f"{task.name}), or set problem_type in its config.json if its head was trained for it")
+
+
+def saved_dtype(config) -> str | None:
+    """The dtype a model was saved in, from its config ("float16", "bfloat16", ...), or None when unset."""
+    dtype = getattr(config, "dtype", None) or getattr(config, "torch_dtype", None)
+    return None if dtype is None else str(dtype).removeprefix("torch.")
 
 
 def first_line(err: Exception) -> str:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import ray
 
-from raykd import files, models
+from raykd import errors, files, models
 from raykd.artifacts import deploy, front, results
 from raykd.data import load_task_data
 from raykd.errors import Interrupted, RaykdError, exits_cleanly
@@ -88,8 +88,11 @@ def experiment_dir(args, task) -> Path:
     if args.resume:
         if not args.name:
             raise RaykdError("--resume needs the --name of the experiment to continue")
-        path = (args.out / task.name / args.name).resolve()
-        if not (path / "ray" / "tune").is_dir():
+        path = cli.claim(args.out / task.name / args.name)
+        if (path / cli.UNFINISHED).is_file():
+            raise RaykdError(f"the search at {path} was interrupted before its first trial, so there is nothing to "
+                             "resume; run the same command without --resume (it replaces the folder)")
+        if not (path / results.EXPERIMENT).is_file():
             raise RaykdError(f"no experiment to resume at {path}; check --out and --name, or drop --resume")
         return path
     name = args.name or f"{Path(args.space).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -153,8 +156,9 @@ def run_confirmation(args, experiment: Experiment, exp_dir: Path, search_grid, t
         print(f"confirmation: the {'front' if pareto else 'top'} {len(candidates)} configuration(s) with {args.confirm_seeds} seed(s) each, {runs} "
               f"run(s) of {experiment.max_epochs} classification epoch(s) at most, no early stopping", flush=True)
     runner = dataclasses.replace(experiment, trials_dir=str(exp_dir / "ray" / "confirm-trials"))
-    grid = confirm.build_tuner(tuner.trainable(run_trial, experiment=runner), exp_dir, candidates,
-                               tuner.concurrency(experiment.scaling, args.max_concurrent_trials)).fit()
+    with errors.sigint_restored():
+        grid = confirm.build_tuner(tuner.trainable(run_trial, experiment=runner), exp_dir, candidates,
+                                   tuner.concurrency(experiment.scaling, args.max_concurrent_trials)).fit()
     summary = confirm.summarize(grid, experiment.selection["metric"], f"dev_{task.main_metric}",
                                 finished=confirm.ended(exp_dir, grid))
     confirm.write(exp_dir, summary)
@@ -166,7 +170,7 @@ def build_tuner(args, space: SearchSpace, experiment: Experiment, exp_dir: Path,
     each epoch's `score` (experiment.selection's metric, a constant student last); with --objective pareto Optuna
     on (score, latency_ms) and ASHA inside latency bands (raykd.tuning.bands). Restored with --resume."""
     trainable = tuner.trainable(run_trial, experiment=experiment)
-    if args.resume:
+    if args.resume and tuner.started(exp_dir):  # else stopped before Tune saved anything: its trials start now
         return tuner.restore(trainable, exp_dir)
     metric, mode = tuner.SCORE, tuner.SCORE_MODE
     scheduler = tuner.asha(args.max_epochs, args.grace_period, args.reduction_factor)
@@ -211,10 +215,14 @@ def main(argv=None):
     scaling = cli.scaling(args)
     cluster.connect(args.address, verbose=args.verbose)
     cluster.check_fits(scaling.workers, scaling.cpus_per_worker, scaling.gpus_per_worker, "each trial")
-    exp_dir.mkdir(parents=True, exist_ok=True)
+    if not args.resume:
+        cli.fresh_output_dir(exp_dir)  # marked unfinished until experiment.json: a rerun replaces it
     cluster.log_workers_to(exp_dir / "ray-workers.log", args.verbose)
     command = cli.command_line("search", argv)
-    teacher_dir = teacher_dir or default_teacher(args, task, scaling, args.out, command)
+    if not teacher_dir:
+        errors.at("teacher fine-tuning", "nothing of the search was kept (a teacher is kept only once fine-tuned); "
+                                         "run the same command again")
+        teacher_dir = default_teacher(args, task, scaling, args.out, command)
     teacher_model, tokenizer = models.load_teacher(teacher_dir, task)
     sizes = resolve(teacher_model.config, space.config({})).sizes()  # the space's defaults, for the records
     # The teacher layers the space's layer maps can reach: only those are cached (a map drawn later that
@@ -237,11 +245,14 @@ def main(argv=None):
              "teacher_info": prep.teacher_info, "max_epochs": args.max_epochs, "command": command,
              "selection": selection, "settings": results.search_settings(args),
              "shapes": shapes and shapes.to_dict()}, indent=2))
+        cli.finished(exp_dir)  # an experiment now: --resume continues it
+    errors.at("trials", f"what finished is kept; continue with: {cli.continue_command('search', argv, exp_dir.name)}")
     experiment = Experiment(prep, space.fixed, scaling, args.max_epochs, str(results.trials_dir(exp_dir)), args.max_failures,
                             {"metric": metric, "mode": mode}, teacher_model.config,
                             shapes and {n: shapes.trial_cost(n) for n in shapes.offered})
     started = time.perf_counter()
-    grid = build_tuner(args, space, experiment, exp_dir, shapes).fit()
+    with errors.sigint_restored():
+        grid = build_tuner(args, space, experiment, exp_dir, shapes).fit()
     searched = tuner.ended(exp_dir, args.num_samples)
     confirming = bool(args.confirm_top and args.confirm_seeds) and searched
     # An interrupted search's best so far is interim too: the serving formats wait for --resume.
@@ -254,9 +265,11 @@ def main(argv=None):
     unfinished = None if searched else "the search is unfinished" + (
         ", and the confirmation starts once it is" if args.confirm_top and args.confirm_seeds else "")
     if confirming:
+        errors.at("confirmation")
         confirmed = run_confirmation(args, experiment, exp_dir, grid, task, shapes)
         if confirmed is not None and not confirmed["finished"]:
             unfinished = "the confirmation is unfinished"
+        errors.at("export")
         summary = results.write(exp_dir, time.perf_counter() - started, *exports(args, interim=bool(unfinished)))
     if shapes:
         front.write_search(exp_dir, shapes, task, args, interim=bool(unfinished),
@@ -280,7 +293,7 @@ def main(argv=None):
         if summary.get("one_class"):
             print(f"caution: {summary['one_class']}")
     if unfinished:  # last, after what it has so far; a non-zero exit, so a wrapping script does not take it for done
-        raise Interrupted(f"interrupted (Ctrl-C): {unfinished}; continue with --resume --name {exp_dir.name}")
+        raise Interrupted(errors.interrupted_message(unfinished))
     return summary
 
 

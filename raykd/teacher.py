@@ -19,7 +19,7 @@ from pathlib import Path
 
 import ray
 
-from raykd import models
+from raykd import errors, models
 from raykd.data import load_task_data
 from raykd.errors import RaykdError, exits_cleanly
 from raykd.method.config import add_config_arguments, config_from_args
@@ -114,6 +114,7 @@ def main(argv=None):
     cluster.connect(args.address, verbose=args.verbose)
     cluster.check_fits(scaling.workers, scaling.cpus_per_worker, scaling.gpus_per_worker, "the fine-tuning")
     cluster.log_workers_to(out.with_name(out.name + ".workers.log"), args.verbose)
+    errors.at("teacher fine-tuning")  # the teacher is published only once it has finished (files.publish_dir)
     record = finetune.finetune_teacher(task, args.teacher_base, cfg, ray.put(data), finetune.split_record(data, args.train_fraction, args.validation_fraction, args.data_seed),
                                        scaling, out, tokenizer, command, args.max_failures, replace=args.out is None)
     copy = finetune.copy_record(record, out, args.records)

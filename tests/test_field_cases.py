@@ -522,3 +522,190 @@ def test_02_and_roberta_a_run_on_words_like_null_with_a_one_type_teacher(ray_clu
     record = distill.main([str(a) for a in distill_argv(tmp_path, "rte", teachers["rte-roberta"], "--train-file", train,
                                                         "--dev-file", train, "--text-columns", "premise,hypothesis")])
     assert record["train_examples"] == 8 and (tmp_path / "out" / "student" / "model.safetensors").is_file()
+
+
+# Round 2 (issue 52) -------------------------------------------------------------------------------------
+
+def saved_as(source: Path, out: Path, **changes) -> Path:
+    """`source` saved again as a user would: in another dtype (`dtype=torch.float16`) or with config changes."""
+    from transformers import AutoTokenizer
+    dtype = changes.pop("dtype", None)
+    model = AutoModelForSequenceClassification.from_pretrained(source, **changes)
+    (model.to(dtype) if dtype else model).save_pretrained(out)
+    AutoTokenizer.from_pretrained(source).save_pretrained(out)
+    return out
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_23_the_dtype_a_teacher_was_saved_in_never_decides_the_students(tmp_path, teachers, capsys, dtype):
+    """model.half().save_pretrained(): the student was built in fp16 and its loss went NaN. Loaded in fp32, said
+    in a note; the student built from it, its config (what an export says) and a loss step are fp32 and finite."""
+    folder = saved_as(teachers["rte-bert"], tmp_path / "half", dtype=dtype)
+    assert json.loads((folder / "config.json").read_text())["dtype"] == str(dtype).removeprefix("torch.")
+    model, _ = models.load_teacher(folder, get_task("rte"), verbose=True)
+    assert f"was saved in {str(dtype).removeprefix('torch.')}; it is loaded in float32" in capsys.readouterr().err
+    student = models.build_student(model, 2, (2, 4), "mapped")
+    assert {p.dtype for p in [*model.parameters(), *student.parameters()]} == {torch.float32}
+    assert student.config.dtype == torch.float32
+    ids = torch.randint(1000, 2000, (4, 12))
+    loss = torch.nn.functional.kl_div(student(input_ids=ids).logits.log_softmax(-1),
+                                      model(input_ids=ids).logits.softmax(-1), reduction="batchmean")
+    loss.backward()
+    assert torch.isfinite(loss)
+
+
+@pytest.mark.parametrize("task, teacher, problem, trained", [
+    ("rte", "rte-bert", "multi_label_classification", "multi_label_classification"),  # the field case
+    ("mrpc", "mrpc-bert", "multi_label_classification", "multi_label_classification"),
+    ("sst2", "bin01-bert", "regression", "regression"),
+])
+def test_24_a_teacher_trained_for_another_problem_type_is_refused(tmp_path, teachers, glue_dir, capsys, task, teacher,
+                                                                  problem, trained):
+    folder = saved_as(teachers[teacher], tmp_path / "other", problem_type=problem)
+    fails(capsys, distill.main, distill_argv(tmp_path, task, folder, "--data-dir", glue_dir),
+          f"was trained for {trained} but {task} is", "use a teacher fine-tuned on", out=tmp_path / "out")
+
+
+def test_24_the_student_is_exported_for_the_tasks_problem_type(teachers):
+    """A teacher whose config leaves problem_type unset (as many Hub checkpoints do) gives a student whose config,
+    and so its export and any pipeline serving it, says the task's."""
+    model, _ = models.load_teacher(teachers["rte-bert"], get_task("rte"))
+    assert models.build_student(model, 2, (2, 4), "mapped").config.problem_type == "single_label_classification"
+    model, _ = models.load_teacher(teachers["stsb-bert"], get_task("stsb"))
+    assert models.build_student(model, 2, (2, 4), "mapped").config.problem_type == "regression"
+
+
+def test_25_a_class_with_no_training_row_is_an_error_before_any_compute(tmp_path, teachers, capsys):
+    train = write_csv(tmp_path / "train.csv", [("a warm film", "1"), ("a small gem", "1"), ("sharp", "1")])
+    dev = write_csv(tmp_path / "dev.csv", GOOD_SST2)
+    fails(capsys, distill.main, distill_argv(tmp_path, "sst2", teachers["bin01-bert"], "--train-file", train,
+                                             "--dev-file", dev, "--text-columns", "sentence"),
+          f"the training set ({train}) has no row of sst2's class(es) '0' (3 rows, all of '1')", "add rows of every class",
+          out=tmp_path / "out")
+
+
+def test_25_a_glue_folder_and_a_three_class_task_are_checked_too(tmp_path):
+    folder = tmp_path / "glue" / "RTE"
+    folder.mkdir(parents=True)
+    (folder / "train.tsv").write_text("index\tsentence1\tsentence2\tlabel\n0\ta\tb\tentailment\n1\tc\td\tentailment\n")
+    with pytest.raises(RaykdError, match="has no row of rte's class.es. 'not_entailment'"):
+        load_checked(get_task("rte"), DataSource(data_dir=str(tmp_path / "glue")))
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".tsv", ".json", ".jsonl"])
+def test_25_labels_written_as_floats_are_the_class_ids_they_are(tmp_path, suffix):
+    rows = [("a warm film", "1.0"), ("dull", "0.0"), ("sharp", "1"), ("flat", "0")]
+    path = tmp_path / f"train{suffix}"
+    if suffix in (".csv", ".tsv"):
+        pd.DataFrame(rows, columns=["sentence", "label"]).to_csv(path, index=False, sep="," if suffix == ".csv" else "\t")
+    else:  # numbers as JSON numbers: 1.0 and 0.0 as floats
+        records = [{"sentence": s, "label": float(y)} for s, y in rows]
+        path.write_text(json.dumps(records) if suffix == ".json" else "\n".join(map(json.dumps, records)))
+    source = DataSource(train_file=str(path), dev_file=str(path), text_columns=("sentence",))
+    assert list(load_split(get_task("sst2"), "train", source)["label"]) == [1, 0, 1, 0]
+
+
+def test_26_an_experiment_in_use_is_refused_at_once_and_a_dead_holder_frees_it(tmp_path, teachers, glue_dir, capsys):
+    """Two searches on one --name wrote into one folder. The first holds a lock beside the folder; the second start
+    is refused before it reads anything. A holder killed with SIGKILL leaves the lock file but frees the lock."""
+    import subprocess
+    import sys
+    import time
+
+    (tmp_path / "space.py").write_text('from ray import tune\nfixed = {"algorithm": "kd"}\nspace = {"temperature": tune.uniform(1, 4)}\n')
+    from raykd.run import cli
+    lock = cli.lock_file(tmp_path / "results" / "rte" / "same")
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from filelock import FileLock; "
+                               f"held = FileLock({str(lock)!r}); held.acquire(); print('held', flush=True); time.sleep(600)"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        argv = ["--task", "rte", "--space", tmp_path / "space.py", "--data-dir", glue_dir, "--teacher", teachers["rte-bert"],
+                "--out", tmp_path / "results", "--name", "same", "--cache-dir", tmp_path / "cache"]
+        started = time.perf_counter()
+        fails(capsys, search.main, argv, f"{tmp_path / 'results' / 'rte' / 'same'} is in use by another raykd process",
+              "wait for it to end, or choose another --name", out=tmp_path / "results" / "rte" / "same")
+        assert time.perf_counter() - started < 10  # refused at once: no teacher, data or Ray
+    finally:
+        holder.kill()
+        holder.wait()
+    assert cli.claim(tmp_path / "results" / "rte" / "same") == (tmp_path / "results" / "rte" / "same").resolve()
+
+
+def test_26_a_folder_left_by_an_interrupted_start_is_replaced_and_a_finished_one_kept(tmp_path, capsys):
+    from raykd.run import cli
+    left = cli.fresh_output_dir(tmp_path / "left")
+    (left / "ray-workers.log").write_text("started")
+    assert cli.check_output_dir(left) == left and not left.exists()
+    assert "replacing" in capsys.readouterr().out
+    done = cli.fresh_output_dir(tmp_path / "done")
+    (done / "result.json").write_text("{}")
+    cli.finished(done)
+    with pytest.raises(RaykdError, match="already exists"):
+        cli.check_output_dir(done)
+    assert (done / "result.json").is_file()
+
+
+def test_disk_a_cache_dir_that_is_a_file_is_refused_in_seconds(tmp_path, teachers, glue_dir, capsys):
+    (tmp_path / "file").write_text("not a folder")
+    argv = distill_argv(tmp_path, "rte", teachers["rte-bert"], "--data-dir", glue_dir)
+    argv[argv.index("--cache-dir") + 1] = tmp_path / "file"
+    fails(capsys, distill.main, argv, f"the cache folder {tmp_path / 'file'} is a file", "pass a folder as --cache-dir",
+          out=tmp_path / "out")
+
+
+def tmpfs(tmp_path: Path, size: str) -> list[str]:
+    """`unshare -m sh -c "mount -t tmpfs -o size=<size> tmpfs <tmp_path>/small && ..."`: a small disk of its own
+    for one command, as root; skipped where mounting is not allowed (the reason is printed)."""
+    import os
+    import shutil
+    import subprocess
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        pytest.skip("a full disk needs a tmpfs mount: root and unshare (CI runs as root)")
+    (tmp_path / "small").mkdir()
+    probe = subprocess.run(["unshare", "-m", "sh", "-c", f"mount -t tmpfs -o size=1m tmpfs {tmp_path / 'small'}"],
+                           capture_output=True, text=True)
+    if probe.returncode:
+        pytest.skip(f"cannot mount a tmpfs here: {probe.stderr.strip()}")
+    return ["unshare", "-m", "sh", "-c", f"mount -t tmpfs -o size={size} tmpfs {tmp_path / 'small'} && exec \"$@\"", "sh"]
+
+
+@pytest.mark.slow  # its command starts Ray
+def test_disk_a_cache_on_a_disk_too_small_for_the_plan_is_one_line(tmp_path, teachers, glue_dir):
+    """Field case 19: the plan printed 105 MiB and the writes died of SIGBUS (exit 135). Now the plan's size is
+    checked against the free space before the first write: exit 2, the folder, the space needed and free."""
+    import subprocess
+    import sys
+    command = [*tmpfs(tmp_path, "20m"), sys.executable, "-m", "raykd.distill", "--task", "rte", "--data-dir", str(glue_dir),
+               "--teacher", str(teachers["rte-bert"]), "--algorithm", "sid", "--epochs", "1", "--stage-epochs", "1",
+               "--workers", "1", "--batch-size", "8", "--cache-dir", str(tmp_path / "small"), "--out", str(tmp_path / "out")]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    last = done.stderr.strip().splitlines()[-1]
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert last.startswith("error: the teacher outputs need 105 MiB in") and "MiB free" in last, last
+    assert not (tmp_path / "out").exists()
+
+
+def test_disk_a_write_that_fails_anyway_leaves_nothing_trusted(tmp_path, teachers):
+    """Past the plan's check (another process filled the disk): the blocks are reserved before the memory-mapped
+    writes, so a full disk is ENOSPC and one line, never SIGBUS; no partial array is left for a later run."""
+    import subprocess
+    import sys
+    script = f"""
+from raykd import models
+from raykd.errors import RaykdError
+from raykd.tasks import get_task
+from raykd.teacher_outputs.disk_cache import DiskCache, ensure
+teacher, tok = models.load_teacher({str(teachers['rte-bert'])!r}, get_task("rte"))
+cache = DiskCache({str(tmp_path / 'small')!r}, "k")
+try:
+    ensure(cache, teacher, {{"input_ids": [tok("a sentence of some length " * 8)["input_ids"]] * 2000}}, ["attentions", "logits"])
+except RaykdError as err:
+    print("error:", err)
+print(sorted(p.name for p in cache.dir.iterdir()), sorted(cache.missing(["attentions", "logits"])))
+"""
+    done = subprocess.run([*tmpfs(tmp_path, "5m"), sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    error, files_left = done.stdout.strip().splitlines()[-2:]
+    assert error.startswith("error: no space left in") and "for the teacher outputs (attentions, logits)" in error
+    assert files_left == "['.lock', 'manifest.json'] ['attentions', 'logits']", files_left  # no .npy: nothing to trust

@@ -3,7 +3,9 @@ marks it TERMINATED (raykd.tuning.tuner.ended reads the state Tune saved instead
 session's local Ray cluster, a plain function trainable: what is tested is how raykd reads an interrupted
 experiment, not training."""
 
+import json
 import os
+import shlex
 import signal
 import time
 from pathlib import Path
@@ -63,6 +65,59 @@ def test_ctrl_c_in_a_run_outside_tune_says_so(ray_cluster, tiny_teacher_dir, glu
                                      "--algorithm", "kd", "--epochs", "1", "--train-fraction", "0.04",
                                      "--max-seq-length", "64", "--workers", "1", "--out", out,
                                      "--cache-dir", tmp_path / "cache"],
-              "interrupted (Ctrl-C): Ray Train aborted the run", "run the command again to start over", code=130)
+              "interrupted (Ctrl-C or SIGTERM) during training, Ray Train aborted the run",
+              f"run the same command again (it replaces {out})", code=130)
+        assert (out / ".unfinished").is_file()  # so the rerun may replace it
     finally:
         signal.signal(signal.SIGINT, original)  # Ray's handler stays installed after the run
+
+
+def test_a_signal_in_every_phase_of_a_search_is_one_line_and_its_command_continues(ray_cluster, tiny_teacher_dir,
+                                                                                    glue_dir, tmp_path):
+    """Field case 27 and its siblings: Ctrl-C (SIGINT) or SIGTERM in each phase of a search that fine-tunes its own
+    teacher, in real `python -m raykd.search` processes, each stopped where it runs by raykd.errors' test hook
+    (RAYKD_SIGNAL_AT sends the real signal as the phase begins, or seconds into it). Each run must end in exactly one
+    `error: interrupted ... during <phase>; ...` line, exit 130, no traceback; the command that line names is the
+    next run, so every folder left behind is usable again (replaced before the first trial, resumed after), and the
+    last run ends the search with the confirmed student exported. The runs join the session's cluster (--address)."""
+    import re
+    import subprocess
+    import sys
+
+    from raykd.errors import SIGNAL_AT
+
+    (tmp_path / "space.py").write_text('from ray import tune\nfixed = {"algorithm": "kd"}\nspace = {"temperature": tune.uniform(1, 4)}\n')
+    exp = tmp_path / "results" / "rte" / "s1"
+    first = ["python", "-m", "raykd.search", "--task", "rte", "--train-fraction", "0.04", "--max-seq-length", "64",
+             "--space", str(tmp_path / "space.py"), "--data-dir", str(glue_dir), "--teacher-base", str(tiny_teacher_dir),
+             "--teacher-epochs", "1", "--num-samples", "1", "--max-epochs", "1", "--workers-per-trial", "1",
+             "--confirm-top", "1", "--confirm-seeds", "1", "--export-formats", "hf", "--latency-examples", "0",
+             "--out", str(tmp_path / "results"), "--name", "s1", "--cache-dir", str(tmp_path / "cache"),
+             "--address", ray_cluster.get_runtime_context().gcs_address]
+    command = first
+    # (phase the signal is sent in, and when: "" as it begins, or seconds into it; TERM for SIGTERM)
+    for signal_at, what_follows in [
+            ("set-up", "nothing was kept; run the same command again"),
+            ("teacher fine-tuning:3", "run the same command again"),  # inside Ray Train's run: its handler aborts it
+            ("teacher outputs:0:TERM", "run the same command again"),
+            ("trials", "what finished is kept; continue with: python -m raykd.search "),
+            ("confirmation", "continue with: python -m raykd.search "),
+            ("export:0:TERM", "continue with: python -m raykd.search ")]:
+        done = subprocess.run([sys.executable, *command[1:]], capture_output=True, text=True, cwd=tmp_path, timeout=600,
+                              env={**os.environ, SIGNAL_AT: signal_at})
+        phase = signal_at.split(":")[0]
+        lines = done.stderr.strip().splitlines()
+        assert done.returncode == 130 and "Traceback" not in done.stderr, (signal_at, done.stdout[-2000:], done.stderr[-3000:])
+        assert [line for line in lines if line.startswith("error:")] == lines[-1:], lines[-5:]
+        assert lines[-1].startswith(f"error: interrupted (Ctrl-C or SIGTERM) during {phase}") and what_follows in lines[-1], lines[-1]
+        if "continue with: " in lines[-1]:  # the exact command to type next
+            command = shlex.split(lines[-1].split("continue with: ", 1)[1])
+            assert command[-3:] == ["--resume", "--name", "s1"]
+        if phase in ("teacher outputs",):  # a half-written entry is never listed, so never trusted
+            assert not list((tmp_path / "cache" / "teacher-outputs").glob("*/*.npy"))
+    assert re.search(r"--resume --name s1$", " ".join(command))
+    done = subprocess.run([sys.executable, *command[1:]], capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    record = json.loads((exp / "confirm.json").read_text())
+    assert record["finished"] and record["chosen"] and (exp / "best" / "model.safetensors").is_file()
+    assert not (exp / ".unfinished").exists()

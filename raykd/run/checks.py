@@ -8,7 +8,12 @@ exit code 2.
 
 from __future__ import annotations
 
-from raykd import data, models
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from raykd import data, files, models
 from raykd.errors import RaykdError
 from raykd.run import cli
 from raykd.student import offer, shape
@@ -32,10 +37,43 @@ def check_arguments(args):
     if args.max_failures < 0:
         raise RaykdError(f"--max-failures {args.max_failures} is negative; use 0 (no restart) or more")
     data.check_arguments(args.max_seq_length, args.train_fraction, args.data_seed)
+    check_places(args)
     for flag in ("--teacher-cache-memory", "--teacher-cache-disk"):
         name = flag[2:].replace("-", "_")
         if hasattr(args, name):
             parse_size(getattr(args, name), flag)
+
+
+# Free space a local Ray cluster needs in its temp folder for session logs and sockets before it writes anything
+# else (its object store spills there too, but raykd keeps big arrays memory-mapped from the cache instead).
+RAY_TMP_MIN = 256 * 2**20
+
+
+def check_places(args):
+    """The folders a run writes to, before Ray starts: --cache-dir (or RAYKD_CACHE) must be a writable folder,
+    and, for a local cluster (no --address), Ray's temp folder (RAY_TMPDIR, else the system's) must be
+    writable with RAY_TMP_MIN free. The teacher outputs' own size is checked against the cache disk once the
+    plan knows it (raykd.run.prepare). Raises RaykdError naming the folder and the fix."""
+    cache = Path(args.cache_dir)
+    if cache.exists() and not cache.is_dir():
+        raise RaykdError(f"the cache folder {cache} is a file; pass a folder as --cache-dir (or RAYKD_CACHE)")
+    try:  # in the folder, or the nearest one that exists: a refused command creates nothing
+        files.try_writing(cache)
+    except OSError as err:
+        raise RaykdError(f"cannot write the cache to {cache} ({err.strerror}); pass a writable --cache-dir "
+                         "(or RAYKD_CACHE)") from None
+    if getattr(args, "address", None):
+        return
+    ray_tmp = Path(os.environ.get("RAY_TMPDIR") or tempfile.gettempdir())
+    try:
+        files.try_writing(ray_tmp)
+        free = shutil.disk_usage(ray_tmp).free
+    except OSError as err:
+        raise RaykdError(f"Ray cannot write its session files to {ray_tmp} ({err.strerror}); set RAY_TMPDIR to a "
+                         "writable folder") from None
+    if free < RAY_TMP_MIN:
+        raise RaykdError(f"{ray_tmp} has {free / 2**20:.0f} MiB free, under the {RAY_TMP_MIN / 2**20:.0f} MiB a local "
+                         "Ray cluster needs for its session files; free space there or set RAY_TMPDIR to a larger disk")
 
 
 def check_search_arguments(args):

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import shlex
+import shutil
 import sys
 import tempfile
 from pathlib import Path
 
+from filelock import FileLock, Timeout
+
+from raykd import files
 from raykd.data import DEFAULT_CACHE, DataSource
 from raykd.errors import RaykdError
 from raykd.training.driver import Scaling
@@ -74,27 +79,83 @@ def scaling(args) -> Scaling:
     return Scaling(args.workers, args.cpus_per_worker, args.gpus_per_worker)
 
 
+# In a folder raykd created and has not yet made into a run or an experiment (an interrupted start): the next
+# start on the same path replaces it instead of refusing a name that nothing finished in.
+UNFINISHED = ".unfinished"
+_CLAIMS: dict = {}  # the locks this process holds on its output folders, {path: FileLock}, released when it exits
+
+
+def lock_file(path: Path) -> Path:
+    """The lock of output folder `path`: `<temp>/raykd-locks/<hash of its absolute path>.lock`, outside it, so that
+    a start refused for bad input leaves no trace under --out, and one machine's processes share it."""
+    digest = hashlib.sha256(str(Path(path).resolve()).encode()).hexdigest()[:20]
+    return Path(tempfile.gettempdir()) / "raykd-locks" / f"{digest}.lock"
+
+
+def claim(path: Path) -> Path:
+    """Lock the output folder `path` for this process (filelock on `lock_file(path)`: flock, so a holder that
+    dies, even by SIGKILL, frees it). A second process starting on the same folder is refused at once, before
+    it reads or writes anything there. Returns the absolute path; idempotent within one process.
+    Raises RaykdError when another process holds it, or the parent folder cannot be written."""
+    path = Path(path).resolve()
+    if path in _CLAIMS:
+        return path
+    try:
+        parent = files.try_writing(path.parent)
+        lock_file(path).parent.mkdir(exist_ok=True)
+        lock = FileLock(str(lock_file(path)))
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise RaykdError(f"{path} is in use by another raykd process (it holds {lock.lock_file}); wait for it to "
+                         "end, or choose another --name or --out") from None
+    except OSError as err:
+        raise RaykdError(f"cannot write to {err.filename or path.parent} ({err.strerror}); choose a writable --out") from None
+    _CLAIMS[path] = lock
+    return path
+
+
 def check_output_dir(path: Path) -> Path:
-    """Refuse a folder that already holds results: nothing finished is ever overwritten. Returns the
-    absolute path. Raises RaykdError when `path` exists and is not an empty folder, or when its nearest
-    existing parent folder is not writable."""
-    path = Path(path).resolve()  # Ray workers run in another working directory
+    """Claim (`claim`) and check a folder to write a run into: nothing finished is ever overwritten, and a
+    folder left by an interrupted start (it holds UNFINISHED) is removed, with a note, so that its name is
+    usable again. Returns the absolute path. Raises RaykdError when another process holds it, when it exists
+    and is not an empty folder (and not an unfinished start), or when its parent is not writable."""
+    path = claim(path)
+    if (path / UNFINISHED).is_file():
+        print(f"note: replacing {path}, left by a start that was interrupted before it finished", flush=True)
+        shutil.rmtree(path)
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
         raise RaykdError(f"output folder {path} already exists and is not empty; choose another --out")
-    parent = next(p for p in [path, *path.parents] if p.exists())
-    try:  # try it: permission bits say nothing for root or read-only file systems
-        with tempfile.TemporaryFile(dir=parent):
-            pass
-    except OSError as err:
-        raise RaykdError(f"cannot write to {parent} ({err.strerror}); choose a writable --out") from None
     return path
 
 
 def fresh_output_dir(path: Path) -> Path:
-    """Check (check_output_dir, which raises RaykdError), then create, the output folder."""
+    """Check (check_output_dir, which raises RaykdError), then create the output folder, marked UNFINISHED
+    until `finished` is called on it."""
     path = check_output_dir(path)
     path.mkdir(parents=True, exist_ok=True)
+    (path / UNFINISHED).touch()
     return path
+
+
+def finished(path: Path):
+    """Mark a folder of `fresh_output_dir` as holding a run (or an experiment a --resume continues): from now
+    on no later start replaces it."""
+    (Path(path) / UNFINISHED).unlink(missing_ok=True)
+
+
+def continue_command(command: str, argv: list[str] | None, name: str) -> str:
+    """The command that continues the search `name`: the arguments as given, without --resume and --name, then
+    `--resume --name <name>`, quoted for a POSIX shell, e.g. `python -m raykd.search --task rte ... --resume --name s1`."""
+    args = [str(a) for a in (sys.argv[1:] if argv is None else argv)]
+    kept, skip = [], False
+    for a in args:
+        if skip:
+            skip = False
+        elif a == "--name":
+            skip = True
+        elif a != "--resume" and not a.startswith("--name="):
+            kept.append(a)
+    return f"python -m raykd.{command} " + shlex.join([*kept, "--resume", "--name", name])
 
 
 def command_line(command: str, argv: list[str] | None) -> str:

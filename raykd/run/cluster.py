@@ -13,6 +13,7 @@ from pathlib import Path
 import ray
 from ray._private.ray_logging import global_worker_stdstream_dispatcher
 
+from raykd import errors
 from raykd.errors import RaykdError
 
 # Ray Train settings for the local cluster raykd starts, set in all its processes:
@@ -67,6 +68,7 @@ def connect(address: str | None = None, timeout_s: float = 10.0, verbose: bool =
         context = ray.init(address=address, log_to_driver=True)
     else:
         context = _start_local()
+    errors.sigterm_as_ctrl_c()  # ray.init set its own: exit 15 with a native stack
     if not verbose:
         _WORKER_LOG.capture()
     url = getattr(context, "dashboard_url", None)

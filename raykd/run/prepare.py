@@ -12,7 +12,7 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from tqdm import tqdm
 
-from raykd import models
+from raykd import errors, models
 from raykd.data import load_task_data
 from raykd.run import cli, cluster
 from raykd.student import pruning
@@ -70,6 +70,8 @@ def prepare(task: Task, teacher_dir: str, teacher, tokenizer, args, fields=(), l
         print(f"teacher-output plan: cache {', '.join(cached)} of teacher layers {layers} for "
               f"{len(data['train']['input_ids'])} examples, {sum(sizes[f] for f in cached) / 2**20:.0f} MiB "
               f"({', '.join(f'{f} {sizes[f] / 2**20:.0f}' for f in cached)}) in {cache.dir}", flush=True)
+        cache.check_space({f: sizes[f] for f in cached})  # before the first write: a full disk is one line, not SIGBUS
+        errors.at("teacher outputs")  # an entry left half-written is rebuilt, never read (DiskCache)
         _, seconds = ensure(cache, teacher, data["train"], cached, progress=tqdm, layers=layers)
         if seconds:
             print(f"teacher outputs ({', '.join(sorted(fields))}) computed in {seconds:.1f} s into {cache.dir}", flush=True)

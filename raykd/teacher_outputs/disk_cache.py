@@ -13,9 +13,11 @@ a kill, or corrupted later, is reported and rebuilt, never read. Arrays are writ
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -130,12 +132,26 @@ class DiskCache:
         self._write_manifest(manifest)
 
         def allocate(name, shape, dtype):
-            """A memory-mapped `<name>.partial.npy` of `shape` and `dtype` in the entry's folder."""
-            return np.lib.format.open_memmap(self.dir / f"{name}.partial.npy", mode="w+", dtype=dtype, shape=shape)
+            """A memory-mapped `<name>.partial.npy` of `shape` and `dtype` in the entry's folder, its blocks reserved."""
+            path = self.dir / f"{name}.partial.npy"
+            array = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+            # open_memmap leaves a sparse file: on a full disk the first store to a page with no block behind it
+            # is SIGBUS, which kills the process without a word. Reserving the blocks turns that into ENOSPC here.
+            with open(path, "r+b") as f:
+                os.posix_fallocate(f.fileno(), 0, path.stat().st_size)
+            return array
 
         started = time.perf_counter()
-        arrays = compute_outputs(teacher, train["input_ids"], train.get("token_type_ids"), set(fields),
-                                 batch_size=batch_size, allocate=allocate, progress=progress, layers=layers)
+        try:
+            arrays = compute_outputs(teacher, train["input_ids"], train.get("token_type_ids"), set(fields),
+                                     batch_size=batch_size, allocate=allocate, progress=progress, layers=layers)
+        except OSError as err:
+            if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            for partial in self.dir.glob("*.partial.npy"):  # never listed in the manifest: no later run trusts them
+                partial.unlink()
+            raise RaykdError(f"no space left in {self.dir} for the teacher outputs ({', '.join(sorted(fields))}); free "
+                             "space there or point --cache-dir (or RAYKD_CACHE) to a larger disk") from None
         seconds = time.perf_counter() - started
         for name, array in arrays.items():
             array.flush()
@@ -148,6 +164,19 @@ class DiskCache:
                                        "shape": list(array.shape), "dtype": str(array.dtype)}
         self._write_manifest(manifest)
         return seconds
+
+    def check_space(self, planned: dict[str, int]):
+        """`planned` is {field: bytes} (raykd.teacher_outputs.cache.estimate_bytes); the fields not built yet must
+        fit the free space of the disk that holds the entry. Raises RaykdError saying how much is needed and free."""
+        listed = self.manifest()["files"]
+        need = sum(b for f, b in planned.items() if any(a not in listed for a in ARRAYS[f]))
+        folder = next(p for p in [self.dir, *self.dir.parents] if p.exists())
+        free = shutil.disk_usage(folder).free
+        if need > free:
+            raise RaykdError(f"the teacher outputs need {need / 2**20:.0f} MiB in {self.dir} but its disk has "
+                             f"{free / 2**20:.0f} MiB free; free space, point --cache-dir (or RAYKD_CACHE) to a larger "
+                             f"disk, or pass --teacher-cache-disk {free // 2**20}MiB (what is free) to compute the attention "
+                             "maps live")
 
     def nbytes(self) -> int:
         """Bytes of the arrays the manifest lists: the entry's size on disk."""

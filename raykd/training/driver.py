@@ -11,7 +11,7 @@ from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 from ray.train.v2._internal.callbacks.datasets import DatasetsCallback
 
-from raykd.errors import Interrupted, RaykdError
+from raykd.errors import Interrupted, RaykdError, interrupted_message, sigint_restored
 from raykd.training.epochs import EpochLog, epoch_log
 from raykd.training.worker import NOT_ELIGIBLE, TRAIN_STATE, train_loop_per_worker
 
@@ -72,13 +72,13 @@ def fit(job: dict, scaling: Scaling, storage_path: Path, name: str, callbacks=()
             failure_config=FailureConfig(max_failures=max_failures, controller_failure_limit=CONTROLLER_RETRIES)),
     )
     try:
-        return trainer.fit()
+        with sigint_restored():
+            return trainer.fit()
     except (SystemExit, KeyboardInterrupt):
         # Ctrl-C outside Tune: Ray Train's own SIGINT handler aborts the run, then exits from inside fit()
         # without a word (a Ctrl-C before it is installed is a KeyboardInterrupt). Say so, and what to do.
-        raise Interrupted(f"interrupted (Ctrl-C): Ray Train aborted the run; its epochs so far are in "
-                         f"{epoch_log(storage_path, name)}; run the command again to start over (with a new --out "
-                         "where you gave one)") from None
+        raise Interrupted(interrupted_message(f"Ray Train aborted the run (its epochs so far: "
+                                              f"{epoch_log(storage_path, name)})")) from None
 
 
 def export_checkpoint(checkpoint_dir: Path, out: Path) -> dict:

@@ -22,7 +22,7 @@ from ray.tune.integration.ray_train import TuneReportCallback
 
 from raykd import files
 from raykd.artifacts import results
-from raykd.errors import Interrupted, RaykdError
+from raykd.errors import Interrupted, RaykdError, sigint_restored
 from raykd.tasks import Task, get_task
 from raykd.training import finetune
 from raykd.training.driver import Scaling, export_checkpoint, fit
@@ -113,11 +113,13 @@ def search(task: Task, base: str, space: SearchSpace, data_ref, rows: dict, scal
                   str(results.trials_dir(exp_dir)), max_failures)
     trainable = tuner.trainable(run_trial, setup=setup)
     if resume:
-        grid = tuner.restore(trainable, exp_dir).fit()
+        search = tuner.restore(trainable, exp_dir)
     else:
         searcher = tuner.optuna_searcher(space.space, tuner.SCORE, tuner.SCORE_MODE, seed, exp_dir, space.points_to_evaluate)
-        grid = tuner.tuner(trainable, exp_dir, tuner.SCORE, tuner.SCORE_MODE, searcher, tuner.asha(max_epochs, grace_period),
-                           num_samples, tuner.concurrency(scaling)).fit()
+        search = tuner.tuner(trainable, exp_dir, tuner.SCORE, tuner.SCORE_MODE, searcher, tuner.asha(max_epochs, grace_period),
+                             num_samples, tuner.concurrency(scaling))
+    with sigint_restored():
+        grid = search.fit()
     table = results.trials_table(exp_dir, metric, max_epochs)
     files.atomic_write(exp_dir / "trials.csv", table.to_csv(index=False))
     if not tuner.ended(exp_dir, num_samples):  # Ctrl-C: a teacher from part of the search is not the search's teacher

@@ -90,6 +90,12 @@ def run_config(exp_dir: Path, name: str) -> tune.RunConfig:
     return tune.RunConfig(name=name, storage_path=str(Path(exp_dir) / "ray"), callbacks=[ReleaseOrphanedGroups()])
 
 
+def started(exp_dir: Path, name: str = TUNE_NAME) -> bool:
+    """Whether `<exp_dir>/ray/<name>` holds a Tune experiment that `restore` can continue (Tuner.can_restore):
+    False for a search stopped before Tune saved its first state."""
+    return tune.Tuner.can_restore(str(Path(exp_dir) / "ray" / name))
+
+
 def restore(trainable, exp_dir: Path, name: str = TUNE_NAME) -> tune.Tuner:
     """The Tuner of `<exp_dir>/ray/<name>`, restored: finished trials are kept, unfinished and errored
     ones continue from their last checkpoint."""
