@@ -211,14 +211,18 @@ def test_confirmed_shapes_are_set_against_the_papers_student(tmp_path):
                                                                            "L6-H384-F1536"],
                           "latency_ms": [8.0, 1.0, 4.0, 9.0], "best_value": [0.6, 0.55, 0.62, 0.5]})
     configs = [{"search_trial": t, "n": 3, "val_accuracy_mean": v, "val_accuracy_std": 0.01, "dev_accuracy_mean": d,
-                "dev_accuracy_std": s} for t, v, d, s in (("a", 0.6, 0.60, 0.01), ("b", 0.55, 0.595, 0.02),
-                                                         ("c", 0.62, 0.65, 0.01))]
+                "dev_accuracy_std": s, "constant_runs": k} for t, v, d, s, k in (
+                    ("a", 0.6, 0.60, 0.01, 0), ("b", 0.55, 0.595, 0.02, 1), ("c", 0.62, 0.65, 0.01, 0), ("e", 0.7, 0.7, 0.0, 3))]
+    frame = pd.concat([frame, pd.DataFrame({"trial": ["e"], "student_shape": ["L1-H192-F1536"], "latency_ms": [0.5],
+                                            "best_value": [0.7]})], ignore_index=True)
     (tmp_path / "confirm.json").write_text(json.dumps({"selection_metric": "val_accuracy", "dev_metric": "dev_accuracy",
                                                        "configs": configs}))
     merged = with_confirmation(frame, tmp_path)
     assert merged["confirmed_n"].tolist()[:3] == [3, 3, 3] and pd.isna(merged["confirmed_n"].iloc[3])
     lines = against_paper(merged, {"paper": "L3-H384-F1536"})
     assert "trial a" in lines[0] and "0.6000 +- 0.0100" in lines[0]
-    b, c = lines[-2], lines[-1]
+    e, b, c = lines[-3:]
+    # a student that predicts one class on every seed scores the majority class's metric: no verdict on its shape
+    assert e.startswith("| e |") and "constant on every seed (predicts one class): not comparable" in e
     assert b.startswith("| b | L1-H192-F768") and "0.12" in b and "no difference" in b       # -0.005 within 0.02
     assert c.startswith("| c |") and "better by more than one std" in c                         # +0.05 over 0.01

@@ -49,19 +49,28 @@ def front_table(table: pd.DataFrame, offer: dict) -> pd.DataFrame:
 
 
 def with_confirmation(frame: pd.DataFrame, exp_dir: Path) -> pd.DataFrame:
-    """`frame` with each confirmed trial's seeds (confirm.json, raykd.tuning.confirm): confirmed_n and the mean and
-    sample std of the selection metric and of the dev metric over its seeds (NaN for trials not confirmed)."""
+    """`frame` with each confirmed trial's seeds (confirm.json, raykd.tuning.confirm): confirmed_n, the mean and
+    sample std of the selection metric and of the dev metric over its seeds, and confirmed_constant (its seeds whose
+    student predicts one class for every row: raykd.metrics.is_constant) (NaN for trials not confirmed)."""
     path = Path(exp_dir) / CONFIRM
     if frame.empty or not path.is_file():
         return frame
     done = json.loads(path.read_text())
     sel, dev = done["selection_metric"], done["dev_metric"]
     stats = {c["search_trial"]: {"confirmed_n": c["n"], "confirmed_mean": c[f"{sel}_mean"], "confirmed_std": c[f"{sel}_std"],
-                                 "confirmed_dev_mean": c[f"{dev}_mean"], "confirmed_dev_std": c[f"{dev}_std"]}
+                                 "confirmed_dev_mean": c[f"{dev}_mean"], "confirmed_dev_std": c[f"{dev}_std"],
+                                 "confirmed_constant": c.get("constant_runs", 0)}
              for c in done["configs"]}
     extra = pd.DataFrame([stats.get(t, {}) for t in frame["trial"]], index=frame.index)
     return frame.join(extra.reindex(columns=["confirmed_n", "confirmed_mean", "confirmed_std", "confirmed_dev_mean",
-                                             "confirmed_dev_std"]))
+                                             "confirmed_dev_std", "confirmed_constant"]))
+
+
+def all_constant(row: dict) -> bool:
+    """Whether every confirmation seed of a front row gave a constant student (one class for every row): its
+    metric is the majority class's, so it says nothing about its shape."""
+    n, constant = row.get("confirmed_n"), row.get("confirmed_constant")
+    return bool(n == n and n and constant == constant and constant is not None and constant >= n)
 
 
 def plot(frame: pd.DataFrame, offer: dict, metric: str, teacher_value: float | None, path: Path):
@@ -221,7 +230,7 @@ def summary_lines(frame: pd.DataFrame, offer: dict, budget: float | None, max_pa
                   "| trial | shape | algorithm | search metric | confirmed | confirmed dev | latency (ms) | parameters | folder |",
                   "|---|---|---|---|---|---|---|---|---|"]
         for r in front.to_dict("records"):
-            mean, dev = confirmed(r, "confirmed"), confirmed(r, "confirmed_dev")
+            mean, dev = confirmed(r, "confirmed"), confirmed(r, "confirmed_dev") + (" (constant)" if all_constant(r) else "")
             lines.append(f"| {r['trial']} | {r['student_shape']} | {r['algorithm']} | {r['best_value']:.4f} | {mean} | {dev} "
                          f"| {r['latency_ms']:.2f} | {int(r['params']):,} | `front/{r['trial']}` |")
     return lines + ["", *against_paper(frame, offer), ""]
@@ -230,7 +239,8 @@ def summary_lines(frame: pd.DataFrame, offer: dict, budget: float | None, max_pa
 def against_paper(frame: pd.DataFrame, offer: dict) -> list[str]:
     """Each confirmed shape against the paper's half-depth student confirmed over the same seeds, on the dev
     metric: latency ratio, difference of means, and the one-std rule (a difference within the larger std is no
-    difference). Empty when the paper's student was not confirmed."""
+    difference). A shape whose every seed is constant (one class for every row) gets no verdict: its metric is the
+    majority class's. Empty when the paper's student was not confirmed."""
     if frame.empty or "confirmed_dev_mean" not in frame:
         return []
     rows = frame.dropna(subset=["confirmed_dev_mean"])
@@ -245,7 +255,8 @@ def against_paper(frame: pd.DataFrame, offer: dict) -> list[str]:
         diff = r["confirmed_dev_mean"] - p["confirmed_dev_mean"]
         stds = [x for x in (r.get("confirmed_dev_std"), p.get("confirmed_dev_std")) if x == x and x is not None]
         std = max(stds) if len(stds) == 2 else None
-        verdict = ("no std (one seed)" if std is None else "no difference" if abs(diff) <= std
+        verdict = ("constant on every seed (predicts one class): not comparable" if all_constant(r) or all_constant(p.to_dict())
+                   else "no std (one seed)" if std is None else "no difference" if abs(diff) <= std
                    else "better by more than one std" if diff > 0 else "worse by more than one std")
         lines.append(f"| {r['trial']} | {r['student_shape']} | {confirmed(r, 'confirmed_dev')} | "
                      f"{r['latency_ms'] / p['latency_ms']:.2f} | {diff:+.4f} | {verdict} |")
