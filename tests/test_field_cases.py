@@ -707,5 +707,5 @@ print(sorted(p.name for p in cache.dir.iterdir()), sorted(cache.missing(["attent
     done = subprocess.run([*tmpfs(tmp_path, "5m"), sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     error, files_left = done.stdout.strip().splitlines()[-2:]
-    assert error.startswith("error: no space left in") and "for the teacher outputs (attentions, logits)" in error
+    assert error.startswith("error: no space left in") and "for the teacher outputs (attentions, logits): they needed at least" in error
     assert files_left == "['.lock', 'manifest.json'] ['attentions', 'logits']", files_left  # no .npy: nothing to trust

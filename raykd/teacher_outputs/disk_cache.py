@@ -131,9 +131,12 @@ class DiskCache:
                 manifest["files"].pop(name, None)
         self._write_manifest(manifest)
 
+        reserved = []  # bytes of each array asked for: what the entry needed when the disk filled
+
         def allocate(name, shape, dtype):
             """A memory-mapped `<name>.partial.npy` of `shape` and `dtype` in the entry's folder, its blocks reserved."""
             path = self.dir / f"{name}.partial.npy"
+            reserved.append(int(np.prod(shape)) * np.dtype(dtype).itemsize)
             array = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
             # open_memmap leaves a sparse file: on a full disk the first store to a page with no block behind it
             # is SIGBUS, which kills the process without a word. Reserving the blocks turns that into ENOSPC here.
@@ -150,8 +153,9 @@ class DiskCache:
                 raise
             for partial in self.dir.glob("*.partial.npy"):  # never listed in the manifest: no later run trusts them
                 partial.unlink()
-            raise RaykdError(f"no space left in {self.dir} for the teacher outputs ({', '.join(sorted(fields))}); free "
-                             "space there or point --cache-dir (or RAYKD_CACHE) to a larger disk") from None
+            raise RaykdError(f"no space left in {self.dir} for the teacher outputs ({', '.join(sorted(fields))}): they "
+                             f"needed at least {sum(reserved) / 2**20:.1f} MiB, {shutil.disk_usage(self.dir).free / 2**20:.1f} "
+                             "MiB are free; free space there or point --cache-dir (or RAYKD_CACHE) to a larger disk") from None
         seconds = time.perf_counter() - started
         for name, array in arrays.items():
             array.flush()
