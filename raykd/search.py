@@ -255,6 +255,8 @@ def main(argv=None):
         grid = build_tuner(args, space, experiment, exp_dir, shapes).fit()
     searched = tuner.ended(exp_dir, args.num_samples)
     confirming = bool(args.confirm_top and args.confirm_seeds) and searched
+    if searched and not confirming:  # the student that ships is exported now
+        errors.at("export")
     # An interrupted search's best so far is interim too: the serving formats wait for --resume.
     summary = results.write(exp_dir, time.perf_counter() - started, *exports(args, interim=confirming or not searched))
     if len(grid) and grid.num_errors == len(grid):
@@ -269,7 +271,8 @@ def main(argv=None):
         confirmed = run_confirmation(args, experiment, exp_dir, grid, task, shapes)
         if confirmed is not None and not confirmed["finished"]:
             unfinished = "the confirmation is unfinished"
-        errors.at("export")
+        if not unfinished:  # an interrupted confirmation writes its interim records as part of its own phase
+            errors.at("export")
         summary = results.write(exp_dir, time.perf_counter() - started, *exports(args, interim=bool(unfinished)))
     if shapes:
         front.write_search(exp_dir, shapes, task, args, interim=bool(unfinished),

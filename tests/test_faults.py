@@ -149,7 +149,7 @@ def test_search_killed_then_stopped_in_its_confirmation_resumes_each_time(ray_cl
     # ... and the command says so and exits 130 (a wrapping script once took its exit 0 for a finished search)
     assert code == 130 and ("error: interrupted (Ctrl-C or SIGTERM) during trials, the search is unfinished, and the "
                             "confirmation starts once it is; what finished is kept; continue with: python -m raykd.search ") in out, out[-3000:]
-    assert out.strip().splitlines()[-1].endswith("--resume --name faults"), out[-3000:]
+    assert [line for line in out.splitlines() if line.startswith("error: ")][-1].endswith("--resume --name faults"), out[-3000:]
     assert json.loads((exp / "best" / "deploy.json").read_text())["latency"] is None
     assert not (exp / "confirm.json").exists()
 
@@ -162,7 +162,7 @@ def test_search_killed_then_stopped_in_its_confirmation_resumes_each_time(ray_cl
     record = json.loads((exp / "confirm.json").read_text())
     assert not record["finished"] and record["planned_runs"] == 1 and record["chosen"] is None, out[-3000:]
     assert code == 130 and "error: interrupted (Ctrl-C or SIGTERM) during confirmation, the confirmation is unfinished; " in out
-    assert out.strip().splitlines()[-1].endswith("--resume --name faults"), out[-3000:]
+    assert [line for line in out.splitlines() if line.startswith("error: ")][-1].endswith("--resume --name faults"), out[-3000:]
     assert "The confirmation is unfinished" in (exp / "summary.md").read_text()
 
     # 3. --resume runs the missing confirmation run and exports the confirmed student (in this process:
