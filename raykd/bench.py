@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import json
 import statistics
 import subprocess
@@ -39,7 +38,6 @@ import numpy as np
 import psutil
 import ray
 import torch
-import transformers
 from tqdm import tqdm
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -48,24 +46,13 @@ from raykd.artifacts import deploy
 from raykd.data import DataSource, load_task_data
 from raykd.errors import RaykdError, exits_cleanly
 from raykd.files import atomic_write
-from raykd.run import cli, cluster
-from raykd.run.prepare import SHARED_FIELDS
+from raykd.launch import cli, cluster
+from raykd.launch.prepare import SHARED_FIELDS
 from raykd.tasks import get_task
 from raykd.teacher_outputs.disk_cache import DiskCache, cache_key, ensure, open_placed
 from raykd.training.batches import Collator
 
 MiB = 2**20
-
-
-def machine(gpus_per_worker: float = 0.0) -> str:
-    """One line naming the CPU, its cores, RAM, the GPU the runs used (if any) and the Python, torch,
-    transformers and Ray versions."""
-    cpu = deploy.cpu_name()
-    ram = psutil.virtual_memory().total
-    gpu = (f"{torch.cuda.get_device_name(0)} ({gpus_per_worker:g} per worker) used by the training runs"
-           if gpus_per_worker and torch.cuda.is_available() else "no GPU used")
-    return (f"{cpu}, {os.cpu_count()} cores, {ram / 2**30:.0f} GiB RAM, {gpu}; Python {platform.python_version()}, "
-            f"torch {torch.__version__}, transformers {transformers.__version__}, ray {ray.__version__}")
 
 
 def per_worker(args) -> str:
@@ -590,8 +577,8 @@ SECTIONS = {"cache": ("Cache build per task", cache_builds),
             "shapes": ("Student shapes: serving cost of each shape of a space", shape_costs)}
 
 
-def parse_args(argv=None):
-    """The bench command's flags."""
+def parser() -> argparse.ArgumentParser:
+    """The bench command's argument parser: every option with its default (`--help`)."""
     p = argparse.ArgumentParser(prog="python -m raykd.bench", description="Measure raykd's teacher cache, epoch times, memory and inference side by side.")
     p.add_argument("--data-dir", required=True, help="folder of GLUE TSVs (e.g. ../shared/data/glue)")
     p.add_argument("--tasks", default="rte,mrpc,cola,sst2,stsb", type=lambda s: s.split(","),
@@ -612,7 +599,12 @@ def parse_args(argv=None):
     p.add_argument("--shape-space", type=Path, default=Path("search_spaces/student.py"),
                    help="shapes section: the space file whose `shape` grid is measured (default: search_spaces/student.py)")
     p.add_argument("--out", type=Path, default=Path("results/bench.md"), help="report file (default: results/bench.md)")
-    return p.parse_args(argv)
+    return p
+
+
+def parse_args(argv=None):
+    """The bench command's flags."""
+    return parser().parse_args(argv)
 
 
 @exits_cleanly
@@ -631,7 +623,7 @@ def main(argv=None):
         raise RaykdError(f"--model {args.model} is not a model folder (no config.json); pass an exported student such as results/rte/<name>/best")
     torch.set_num_threads(os.cpu_count() or 1)
     command = cli.command_line("bench", argv)
-    lines = ["# Benchmark", "", f"Machine: {machine(args.gpus_per_worker)}.", "", f"Command: `{command}` ({time.strftime('%Y-%m-%d')}).", ""]
+    lines = ["# Benchmark", "", f"Machine: {deploy.machine(args.gpus_per_worker)}.", "", f"Command: `{command}` ({time.strftime('%Y-%m-%d')}).", ""]
     with tempfile.TemporaryDirectory(prefix="raykd-bench-") as tmp:
         cache_dir, scratch = Path(tmp) / "cache", Path(tmp) / "scratch"  # a cold cache: builds are measured
         cluster.connect()

@@ -21,8 +21,8 @@ from raykd import errors, files, models
 from raykd.errors import RaykdError, exits_cleanly
 from raykd.method.config import add_config_arguments, config_from_args
 from raykd.method.plan import resolve
-from raykd.run import checks, cli, cluster
-from raykd.run.prepare import prepare
+from raykd.launch import checks, cli, cluster
+from raykd.launch.prepare import prepare
 from raykd.tasks import get_task
 from raykd.training.driver import export_best, fit
 from raykd.training.epochs import epoch_log, history
@@ -30,8 +30,8 @@ from raykd.training.job import make_job
 from raykd.training.progress import EpochProgress
 
 
-def parse_args(argv=None):
-    """The distill command's flags: data, --teacher, --out, teacher cache, Ray and every DistillConfig field."""
+def parser() -> argparse.ArgumentParser:
+    """The distill command's argument parser: every option with its default (`--help`)."""
     p = argparse.ArgumentParser(prog="python -m raykd.distill", description="Distill a fine-tuned teacher into a smaller student on Ray Train.")
     cli.add_data_arguments(p)
     p.add_argument("--teacher", required=True, help="fine-tuned teacher folder (from python -m raykd.teacher)")
@@ -39,7 +39,12 @@ def parse_args(argv=None):
     cli.add_teacher_cache_arguments(p)
     cli.add_ray_arguments(p)
     add_config_arguments(p)
-    return p.parse_args(argv)
+    return p
+
+
+def parse_args(argv=None):
+    """The distill command's flags: data, --teacher, --out, teacher cache, Ray and every DistillConfig field."""
+    return parser().parse_args(argv)
 
 
 @exits_cleanly
@@ -75,7 +80,8 @@ def main(argv=None):
         raise RaykdError(f"distillation failed: {result.error}; see the Ray logs under {out / 'ray'}")
     errors.at("export")
     best = export_best(result, out / "student")
-    record = {"task": task.name, "teacher": str(args.teacher), "config": cfg.to_dict(), **prep.teacher_info, **run.sizes(),
+    record = {"task": task.name, "teacher": str(args.teacher), "config": cfg.to_dict(),
+              "precision_used": best.get("precision_used"), **prep.teacher_info, **run.sizes(),
               "best": best, "history": history(epoch_log(out / "ray", "distill")), "train_examples": prep.train_examples,
               "seconds": round(time.perf_counter() - started, 1), "teacher_service": ray.get(prep.service.stats.remote()),
               "command": cli.command_line("distill", argv)}

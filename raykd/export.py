@@ -16,13 +16,11 @@ from pathlib import Path
 from raykd.artifacts import deploy
 from raykd.artifacts.results import check_data, experiment_info, export_best
 from raykd.errors import RaykdError, exits_cleanly
-from raykd.run import checks, cli
+from raykd.launch import checks, cli
 
 
-@exits_cleanly
-def main(argv=None):
-    """`python -m raykd.export`: export a search's best student again in the chosen formats; returns its record.
-    Raises RaykdError for bad flags, a missing experiment folder, or an experiment with no usable trial."""
+def parser() -> argparse.ArgumentParser:
+    """The export command's argument parser: every option with its default (`--help`)."""
     p = argparse.ArgumentParser(prog="python -m raykd.export", description=__doc__.split("\n")[0])
     p.add_argument("experiment", type=Path, help="experiment folder: <out>/<task>/<name>")
     p.add_argument("--out", type=Path, help="where to write the model folder (default: <experiment>/best)")
@@ -32,7 +30,19 @@ def main(argv=None):
                                       "experiment.json, relative to where it ran)")
     p.add_argument("--latency-examples", type=int, default=100,
                    help="dev examples timed one at a time for the latency table; 0 skips the table (default: 100)")
-    args = p.parse_args(argv)
+    return p
+
+
+def parse_args(argv=None):
+    """The export's flags (argparse exits 2 on an unknown one)."""
+    return parser().parse_args(argv)
+
+
+@exits_cleanly
+def main(argv=None):
+    """`python -m raykd.export`: export a search's best student again in the chosen formats; returns its record.
+    Raises RaykdError for bad flags, a missing experiment folder, or an experiment with no usable trial."""
+    args = parse_args(argv)
     formats = deploy.parse_formats(args.format)
     checks.check_latency_examples(args.latency_examples)
     if not args.experiment.is_dir():

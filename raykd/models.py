@@ -1,14 +1,12 @@
 """Teachers, students built from them, and layer maps.
 
 Layers are numbered as in the paper: teacher layer i is the output of its i-th transformer block
-(`hidden_states[i]`, `attentions[i - 1]`); layer 0 is the embeddings. Students are BERT-family models
-(`<base>.embeddings`, `<base>.encoder.layer[i]`) of the teacher's width and head count.
+(`hidden_states[i]`, `attentions[i - 1]`); layer 0 is the embeddings. Students are models of their teacher's
+family (raykd.families: where its blocks live, what else is copied) with the teacher's head count.
 """
 
 from __future__ import annotations
 
-import copy
-import re
 import sys
 from pathlib import Path
 
@@ -16,6 +14,7 @@ import torch
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
+from raykd import families
 from raykd.errors import RaykdError
 from raykd.tasks import Task
 
@@ -63,10 +62,21 @@ def load_base_tokenizer(name: str):
     if Path(resolved).is_dir():
         check_has_tokenizer(Path(resolved), "base folder")
     try:
-        return AutoTokenizer.from_pretrained(resolved)
+        tokenizer = AutoTokenizer.from_pretrained(resolved)
     except Exception as err:  # damaged or missing files: each tokenizer library raises its own kind
         raise RaykdError(f"cannot load the tokenizer of {name!r} ({type(err).__name__}: {first_line(err)}); save it "
                          "again with save_pretrained") from None
+    return only_read_inputs(tokenizer, AutoConfig.from_pretrained(resolved))
+
+
+def only_read_inputs(tokenizer, config):
+    """`tokenizer` with token_type_ids removed from its outputs when a model of `config` does not read a second
+    token type: RoBERTa's one type would be out of range for the second sentence's id 1, and a family that reads
+    none (DistilBERT, MPNet, ModernBERT) would take them silently and give its ONNX export an unused input.
+    Returns the same tokenizer."""
+    if not families.has_token_types(config) and "token_type_ids" in tokenizer.model_input_names:
+        tokenizer.model_input_names = [n for n in tokenizer.model_input_names if n != "token_type_ids"]
+    return tokenizer
 
 
 def load_base_for_finetuning(base: str, task: Task):
@@ -103,7 +113,6 @@ def _id2label(task: Task) -> dict[int, str]:
 
 
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model", "tokenizer.model")
-SUPPORTED = "BERT-style encoders with <model>.embeddings and <model>.encoder.layer (bert, roberta, electra, xlm-roberta, ...)"
 
 
 def load_teacher(path: str | Path, task: Task, max_seq_length: int | None = None, verbose: bool = False):
@@ -188,24 +197,17 @@ def first_line(err: Exception) -> str:
 
 
 def check_architecture(config, name, max_seq_length: int | None = None):
-    """A model of `config` (built on the meta device: no weights, no compute) must be a BERT-style
-    encoder, and have positions for `max_seq_length` tokens. Raises RaykdError naming what is supported."""
+    """A model of `config` must be of a family raykd knows (raykd.families) with a sequence-classification model,
+    and have positions for `max_seq_length` tokens. Reads the config only (no weights, no compute). Raises
+    RaykdError naming the families raykd knows, or the longest --max-seq-length the model allows."""
     try:
-        with torch.device("meta"):
-            base = AutoModelForSequenceClassification.from_config(config).base_model
-    except (ValueError, KeyError, TypeError):  # no sequence-classification model for this config
-        base = None
-    if not (hasattr(base, "embeddings") and hasattr(getattr(base, "encoder", None), "layer")):
-        kind = (config.architectures or [config.model_type])[0]
-        raise RaykdError(f"{name} is a {config.model_type} model ({kind}); raykd distils {SUPPORTED}; "
-                         "use such a model as the teacher")
-    if max_seq_length is not None:
-        positions = config.max_position_embeddings
-        padding_idx = getattr(base.embeddings, "padding_idx", None)  # RoBERTa-style positions start after it
-        positions -= 0 if padding_idx is None else padding_idx + 1
-        if max_seq_length > positions:
-            raise RaykdError(f"--max-seq-length {max_seq_length} is longer than the {positions} positions of {name}; "
-                             f"pass --max-seq-length {positions} or less")
+        families.family_of(config)
+    except RaykdError as err:
+        raise RaykdError(f"{name}: {err}") from None
+    if max_seq_length is not None and max_seq_length > families.positions(config):
+        positions = families.positions(config)
+        raise RaykdError(f"--max-seq-length {max_seq_length} is longer than the {positions} positions of {name}; "
+                         f"pass --max-seq-length {positions} or less")
 
 
 def _check_tokenizer(tokenizer, config, path: Path):
@@ -217,9 +219,7 @@ def _check_tokenizer(tokenizer, config, path: Path):
                          "tokenizer; save the tokenizer the teacher was trained with")
     if tokenizer.pad_token is None:
         raise RaykdError(f"tokenizer of {path} has no padding token; set one (tokenizer.pad_token = ...) and save it again")
-    if getattr(config, "type_vocab_size", 2) <= 1 and "token_type_ids" in tokenizer.model_input_names:
-        # One token type (RoBERTa): the second sentence's type id 1 would be out of range.
-        tokenizer.model_input_names = [n for n in tokenizer.model_input_names if n != "token_type_ids"]
+    only_read_inputs(tokenizer, config)
 
 
 def label_order(config, task: Task, path: Path) -> tuple[list[int] | None, str | None]:
@@ -299,41 +299,50 @@ def build_student(teacher, num_layers: int, mapping: tuple[int, ...], init: str,
     """A student of `num_layers` blocks with the teacher's heads, of the teacher's width or, with `kept`
     (raykd.student.pruning.Kept), narrowed to the kept hidden channels, FFN neurons and attention channels.
 
-    Embeddings, pooler and classifier are always copied from the teacher; block k is copied from
-    teacher layer mapping[k-1] (`mapped`), from teacher layer k (`bottom`), or left random. A narrowed
+    Every shared weight (raykd.families: embeddings, relative positions, final norms, pooler, head) is copied
+    from the teacher; block k is copied from teacher layer mapping[k-1] (`mapped`), from teacher layer k
+    (`bottom`), or left random, and is of its teacher block's kind where a family has kinds (ModernBERT). A narrowed
     student is built at full width first and then cut (raykd.student.pruning.narrow), so every weight it
     keeps is the teacher's. Attention dropout is 0: eager attention maps are taken after dropout, which
     would make the attention loss compare a damaged map (measured with transformers 5: a quarter of the
     entries zero in training mode, attention KL about 2.2 instead of 0.002).
 
-    Raises RaykdError for a student deeper than the teacher, and RuntimeError when a copied (not
-    `random`) student is left with uninitialised weights.
+    Raises RaykdError for a student deeper than the teacher or of a family raykd does not know, and
+    RuntimeError when a copied (not `random`) student is left with uninitialised weights or a teacher weight
+    finds no place in it (other than the family's declared `first_block_drops`).
     """
     student_depth(teacher.config.num_hidden_layers, num_layers)
-    config = copy.deepcopy(teacher.config)
-    config.num_hidden_layers = num_layers
-    config.attention_probs_dropout_prob = 0.0
-    student = AutoModelForSequenceClassification.from_config(config, attn_implementation="eager")
+    family = families.family_of(teacher.config)
+    config = families.student_config(teacher.config, tuple(mapping))
     source = {"mapped": list(mapping), "bottom": list(range(1, num_layers + 1)), "random": None}[init]
     state = {}
     for key, value in teacher.state_dict().items():
-        match = re.search(r"\.encoder\.layer\.(\d+)\.", key)
-        if match is None:
+        block = family.block_index(key)
+        if block is None:  # a shared module: embeddings, relative positions, final norm, pooler, head
             state[key] = value
-        elif source is not None and int(match.group(1)) + 1 in source:
+        elif source is not None:
             for k, teacher_layer in enumerate(source):
-                if teacher_layer == int(match.group(1)) + 1:
-                    state[key.replace(match.group(0), f".encoder.layer.{k}.")] = value
+                if teacher_layer == block[0] + 1:
+                    state[block[1].format(i=k)] = value
     if kept is not None:
         from raykd.student.pruning import narrow
 
         config.hidden_size, config.intermediate_size = len(kept.hidden), len(kept.ffn[0])
-        student = AutoModelForSequenceClassification.from_config(config, attn_implementation="eager")
         state = narrow(state, kept, teacher.config.hidden_size)
-    missing, _ = student.load_state_dict(state, strict=False)
+    student = AutoModelForSequenceClassification.from_config(config, attn_implementation="eager")
+    missing, unexpected = student.load_state_dict(state, strict=False)
     if init != "random" and missing:
         raise RuntimeError(f"student weights left uninitialised: {missing[:3]}")
+    dropped = [k for k in unexpected if not _declared_drop(family, k)]
+    if dropped:
+        raise RuntimeError(f"teacher weights with no place in the student: {dropped[:3]}")
     return student
+
+
+def _declared_drop(family, key: str) -> bool:
+    """True for a weight the family's first block has no place for (ModernBERT's block 0 has no attn_norm)."""
+    block = family.block_index(key)
+    return block is not None and block[0] == 0 and any(f".{name}." in block[1] for name in family.first_block_drops)
 
 
 def student_depth(teacher_layers: int, requested: int) -> int:
@@ -347,7 +356,8 @@ def student_depth(teacher_layers: int, requested: int) -> int:
 def layer_parameters(model) -> list[list[torch.nn.Parameter]]:
     """Parameters by layer: [0] embeddings, [1..N] transformer blocks, [N+1] pooler and classifier."""
     base = model.base_model
-    groups = [list(base.embeddings.parameters())] + [list(block.parameters()) for block in base.encoder.layer]
+    blocks = families.family_of(model.config).block_list(model)
+    groups = [list(base.embeddings.parameters())] + [list(block.parameters()) for block in blocks]
     grouped = {id(p) for group in groups for p in group}
     groups.append([p for p in model.parameters() if id(p) not in grouped])
     return groups

@@ -227,10 +227,8 @@ def paper(args) -> None:
                          "output above, then run the same command again (done cells are kept, a stopped search resumes)")
 
 
-@exits_cleanly
-def main(argv=None):
-    """`python -m raykd.report [records|parity|paper]`: write the chosen tables. Raises RaykdError, for
-    `paper`, when --seeds is below 2 or a --fractions value is outside (0, 1]."""
+def parser() -> argparse.ArgumentParser:
+    """The report command's argument parser: every option with its default (`--help`)."""
     p = argparse.ArgumentParser(prog="python -m raykd.report", description=__doc__.split("\n")[0])
     p.add_argument("table", nargs="?", choices=("records", "parity", "paper"), default="records",
                    help="records: teachers.md and students.md (default); parity: parity.md from results/parity/; "
@@ -256,7 +254,19 @@ def main(argv=None):
                    help="use this teacher (a folder written by raykd.teacher) for TASK instead of searching one; repeatable "
                         "(default: each task's teacher cell searches its recipe)")
     g.add_argument("--plan", action="store_true", help="print what is done and what remains, rebuild the table, run nothing")
-    args = p.parse_args(argv)
+    return p
+
+
+def parse_args(argv=None):
+    """The report's flags (argparse exits 2 on an unknown one)."""
+    return parser().parse_args(argv)
+
+
+@exits_cleanly
+def main(argv=None):
+    """`python -m raykd.report [records|parity|paper]`: write the chosen tables. Raises RaykdError, for
+    `paper`, when --seeds is below 2 or a --fractions value is outside (0, 1]."""
+    args = parse_args(argv)
     if args.table == "paper":
         if args.seeds < 2:
             raise RaykdError(f"--seeds {args.seeds}: a mean +- std needs at least 2 seeds")

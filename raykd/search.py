@@ -24,8 +24,8 @@ from raykd.artifacts import deploy, front, results
 from raykd.data import load_task_data
 from raykd.errors import Interrupted, RaykdError, exits_cleanly
 from raykd.method.plan import resolve
-from raykd.run import checks, cli, cluster
-from raykd.run.prepare import SHARED_FIELDS, prepare
+from raykd.launch import checks, cli, cluster
+from raykd.launch.prepare import SHARED_FIELDS, prepare
 from raykd.student import offer
 from raykd.tasks import get_task
 from raykd.training import finetune, precision
@@ -34,7 +34,8 @@ from raykd.tuning import confirm, spaces, tuner
 from raykd.tuning.spaces import SearchSpace, load_space
 from raykd.tuning.trial import Experiment, run_trial
 
-def parse_args(argv=None):
+def parser() -> argparse.ArgumentParser:
+    """The search command's argument parser: every option with its default (`--help`)."""
     p = argparse.ArgumentParser(prog="python -m raykd.search", description="Search distillation algorithms and hyperparameters with Ray Tune, Optuna and ASHA.")
     cli.add_data_arguments(p)
     p.add_argument("--space", required=True, help="search space file (search_spaces/internal.py, soft_label.py, paper.py)")
@@ -81,7 +82,12 @@ def parse_args(argv=None):
     offer.add_arguments(p)
     cli.add_teacher_cache_arguments(p)
     cli.add_ray_arguments(p, workers_flag="--workers-per-trial")
-    return p.parse_args(argv)
+    return p
+
+
+def parse_args(argv=None):
+    """The command's flags, parsed (argparse exits 2 on an unknown one)."""
+    return parser().parse_args(argv)
 
 
 def experiment_dir(args, task) -> Path:
@@ -185,8 +191,7 @@ def build_tuner(args, space: SearchSpace, experiment: Experiment, exp_dir: Path,
 def exports(args, interim: bool) -> tuple[tuple[str, ...], int]:
     """(formats, latency examples) for results.write. The serving formats (ONNX export, checks, latency:
     minutes) are made once, for the student that ships; an interim best/ (of an interrupted search, or before
-    or during a confirmation, which replaces it) is the Hugging Face folder alone, without the latency table
-    (14 s at smoke size)."""
+    or during a confirmation, which replaces it) is the Hugging Face folder alone, without the latency table."""
     return (("hf",), 0) if interim else (args.export_formats, args.latency_examples)
 
 

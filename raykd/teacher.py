@@ -23,15 +23,15 @@ from raykd import errors, models
 from raykd.data import load_task_data
 from raykd.errors import RaykdError, exits_cleanly
 from raykd.method.config import add_config_arguments, config_from_args
-from raykd.run import checks, cli, cluster
+from raykd.launch import checks, cli, cluster
 from raykd.tasks import get_task
 from raykd.training import finetune
 from raykd.tuning import teacher_search
 from raykd.tuning.spaces import load_space
 
 
-def parse_args(argv=None):
-    """The teacher command's flags: data, base, --out, --records, the recipe search, Ray and the recipe."""
+def parser() -> argparse.ArgumentParser:
+    """The teacher command's argument parser: every option with its default (`--help`)."""
     p = argparse.ArgumentParser(prog="python -m raykd.teacher", description="Fine-tune a teacher on a task with Ray Train; keep its best epoch on the held-out validation split (on GLUE dev with --validation-fraction 0).")
     cli.add_data_arguments(p)
     p.add_argument("--teacher-base", default=models.OFFLINE_BASE,
@@ -49,7 +49,7 @@ def parse_args(argv=None):
                         "GLUE dev only reports it. 0 trains on the whole training set and chooses on dev (default: 0.1)")
     g = p.add_argument_group("recipe search (with --space)")
     g.add_argument("--space", help="search the recipe over this space file (search_spaces/teacher.py) with Tune, "
-                                   "Optuna and ASHA instead of one run with the flags below")
+                                   "Optuna and ASHA instead of one run with the flags below (default: one run)")
     g.add_argument("--num-samples", type=int, default=8, help="recipes to try (default: 8)")
     g.add_argument("--max-epochs", type=int, default=8, help="ASHA's max_t in epochs; a recipe's epochs may not exceed it (default: 8)")
     g.add_argument("--grace-period", type=int, default=2, help="epochs before ASHA may stop a recipe (default: 2)")
@@ -60,7 +60,12 @@ def parse_args(argv=None):
                         "kept, unfinished ones continue from their last epoch, the flags it started with apply")
     cli.add_ray_arguments(p)
     add_config_arguments(p, finetune.DEFAULTS, only=finetune.FIELDS)
-    return p.parse_args(argv)
+    return p
+
+
+def parse_args(argv=None):
+    """The teacher command's flags: data, base, --out, --records, the recipe search, Ray and the recipe."""
+    return parser().parse_args(argv)
 
 
 def check_search_arguments(args, space) -> None:
@@ -88,7 +93,11 @@ def main(argv=None):
     if args.resume:  # the flags the search started with (its experiment.json), before anything is read with them
         if not (args.space and args.name):
             raise RaykdError("--resume continues a recipe search; give the --space and --name it started with")
-        teacher_search.resume_settings(args.records / task.name / args.name, args, sys.argv[1:] if argv is None else argv)
+        path = cli.claim(args.records / task.name / args.name)
+        if (path / cli.UNFINISHED).is_file():
+            raise RaykdError(f"the teacher search {path} was interrupted before it started, so there is nothing to "
+                             "resume; run the same command without --resume (it replaces the folder)")
+        teacher_search.resume_settings(path, args, sys.argv[1:] if argv is None else argv)
     checks.check_arguments(args)  # Ray, data and budget flags, as distill and search check them
     if not 0 <= args.validation_fraction < 1:
         raise RaykdError(f"--validation-fraction {args.validation_fraction:g} is out of range; it must be in [0, 1), "
@@ -124,15 +133,17 @@ def main(argv=None):
 
 def _search(args, task, space, data, tokenizer, scaling, command) -> dict:
     name = args.name or f"teacher-{Path(args.space).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
-    exp_dir = (args.records / task.name / name).resolve() if args.resume else cli.check_output_dir(args.records / task.name / name)
+    # marked unfinished until its experiment.json is written: a rerun of the same name replaces it (cli.fresh_output_dir)
+    exp_dir = (args.records / task.name / name).resolve() if args.resume else cli.fresh_output_dir(args.records / task.name / name)
     out = Path(args.out or Path(args.cache_dir) / "teachers" / f"{task.name}-{Path(args.teacher_base).name}-{name}").resolve()
     cli.check_output_dir(out)
     cluster.connect(args.address, verbose=args.verbose)
     cluster.check_fits(scaling.workers, scaling.cpus_per_worker, scaling.gpus_per_worker, "each teacher trial")
-    exp_dir.mkdir(parents=True, exist_ok=args.resume)
+    exp_dir.mkdir(parents=True, exist_ok=True)  # made by fresh_output_dir, or the search --resume continues
     cluster.log_workers_to(exp_dir / "ray-workers.log", args.verbose)
     if not args.resume:
         teacher_search.keep_settings(exp_dir, task, args, command)
+        cli.finished(exp_dir)  # a search now: --resume continues it
     space.fixed = {**{k: v for k, v in config_from_args(args, algorithm="finetune").to_dict().items()
                       if k in finetune.FIELDS and k not in space.space}, **space.fixed}  # flags fill what the space leaves
     record = teacher_search.search(task, args.teacher_base, space, ray.put(data), finetune.split_record(data, args.train_fraction, args.validation_fraction, args.data_seed), scaling,

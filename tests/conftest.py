@@ -50,7 +50,7 @@ def ray_cluster():
     """A real local Ray cluster with its dashboard, shared by the integration tests."""
     import ray
 
-    from raykd.run.cluster import connect
+    from raykd.launch.cluster import connect
 
     os.environ.setdefault("RAYKD_NUM_CPUS", "2")
     connect()

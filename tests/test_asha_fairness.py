@@ -2,7 +2,7 @@
 stages: progress is counted in classification epochs, and internal stages report cls_epoch = 0."""
 
 from ray.tune.experiment import Trial
-from ray.tune.schedulers import ASHAScheduler, TrialScheduler
+from ray.tune.schedulers import TrialScheduler
 
 from raykd.tuning import tuner
 
@@ -32,14 +32,16 @@ def test_internal_stages_are_never_judged_but_classification_epochs_are():
     assert report(scheduler, sid, 4, 1, 0.47) == TrialScheduler.STOP
 
 
-def test_the_same_weak_results_counted_in_plain_epochs_would_be_stopped_early():
-    """What raykd avoids: with time_attr=epoch, SID's first internal epoch is judged and stopped."""
-    scheduler = ASHAScheduler(time_attr="epoch", max_t=6, grace_period=1, reduction_factor=2)
+def test_the_banded_scheduler_of_a_pareto_search_does_not_judge_internal_stages_either():
+    """--objective pareto's ASHA inside latency bands (tuner.banded_asha) counts classification epochs too."""
+    scheduler = tuner.banded_asha({"L3-H384-F1536": 0, "L1-H384-F768": 0}, max_epochs=3, grace_period=1)
     scheduler.set_search_properties("dev_accuracy", "max")
-    kd_trials = [Trial("run", stub=True) for _ in range(4)]
-    sid = Trial("run", stub=True)
+    kd_trials = [Trial("run", stub=True, config={"student_shape": "L3-H384-F1536"}) for _ in range(4)]
+    sid = Trial("run", stub=True, config={"student_shape": "L1-H384-F768"})
     for t in [*kd_trials, sid]:
         scheduler.on_trial_add(None, t)
     for t, acc in zip(kd_trials, [0.70, 0.68, 0.66, 0.64]):
-        scheduler.on_trial_result(None, t, {"epoch": 1, "dev_accuracy": acc})
-    assert scheduler.on_trial_result(None, sid, {"epoch": 1, "dev_accuracy": 0.47}) == TrialScheduler.STOP
+        report(scheduler, t, 1, 1, acc)
+    for epoch in (1, 2, 3):
+        assert report(scheduler, sid, epoch, 0, 0.47) == TrialScheduler.CONTINUE
+    assert report(scheduler, sid, 4, 1, 0.47) == TrialScheduler.STOP

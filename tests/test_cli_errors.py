@@ -107,3 +107,20 @@ def test_bench_never_overwrites_a_report(glue_dir, tmp_path, capsys):
 def test_teacher_rejects_bad_ray_and_budget_flags(glue_dir, tmp_path, capsys, extra, message):
     fails(capsys, teacher.main, ["--task", "rte", "--data-dir", glue_dir, "--out", tmp_path / "teacher", *extra], message,
           out=tmp_path / "teacher")
+
+
+def test_the_raykd_console_script_runs_each_command_and_refuses_others(tiny_teacher_dir, glue_dir, tmp_path):
+    """`raykd <command>` (pyproject's console script, installed by `pip install .`) is `python -m raykd.<command>`:
+    the same options and the same one-line errors; an unknown command is one line, exit 2."""
+    from pathlib import Path
+
+    script = Path(sys.executable).parent / "raykd"
+    listed = subprocess.run([script], capture_output=True, text=True)
+    assert listed.returncode == 2 and all(f"  {c} " in listed.stdout for c in ("teacher", "distill", "search", "bench"))
+    wrong = subprocess.run([script, "serve"], capture_output=True, text=True)
+    assert wrong.returncode == 2 and wrong.stderr.strip().splitlines() == [
+        "error: unknown command 'serve'; use one of teacher, distill, search, export, report, bench (raykd --help)"]
+    bad = subprocess.run([script, "distill", "--task", "rte", "--data-dir", glue_dir, "--teacher", tiny_teacher_dir,
+                          "--layer-map", "2,9", "--out", tmp_path / "out"], capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].startswith("error: layer_map='2,9'")
+    assert not (tmp_path / "out").exists()

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from raykd import distill, search, teacher
-from raykd.run import cli
+from raykd.launch import cli
 from raykd.training import finetune
 
 SPACE = '''
@@ -141,7 +141,7 @@ def test_search_without_teacher_fine_tunes_once_and_again_after_the_weights_are_
 
 GPU_ACCOUNTING = '''
 import ray
-from raykd.run import cluster
+from raykd.launch import cluster
 from raykd.training.driver import Scaling
 from raykd.tuning.tuner import concurrency
 

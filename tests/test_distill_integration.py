@@ -47,6 +47,7 @@ def test_sid_distillation_on_two_workers_in_bf16_on_stsb(ray_cluster, glue_dir, 
     assert [h["cls_epoch"] for h in record["history"]] == [0, 0, 1, 2]
     assert all(np.isfinite(h["train_loss"]) and h["train_loss"] > 0 for h in record["history"])
     assert record["best"]["stage"] == "classify" and record["config"]["precision"] == "bf16"
+    assert record["precision_used"] == "bf16" and all(h["precision_used"] == "bf16" for h in record["history"])
     best = record["best"]
     assert -1 <= best["dev_pearson"] <= 1 and -1 <= best["dev_spearman"] <= 1
     saved = json.loads((out / "result.json").read_text())

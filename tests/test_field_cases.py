@@ -31,7 +31,7 @@ def teachers(tmp_path_factory) -> dict[str, Path]:
     specs = {"rte-bert": {}, "bin01-bert": {"labels": ("0", "1")}, "stsb-bert": {"labels": None, "num_labels": 1},
              "rte-notok": {"tokenizer": False}, "rte-roberta": {"arch": "roberta"},
              "rte-swapped": {"labels": ("not_entailment", "entailment")}, "rte-generic": {"labels": None},
-             "rte-other": {"labels": ("yes", "no")}, "rte-distilbert": {"arch": "distilbert"},
+             "rte-other": {"labels": ("yes", "no")}, "rte-gpt2": {"arch": "gpt2"},
              "rte-pos64": {"max_positions": 64}, "sst2-hub-swapped": {"labels": ("POSITIVE", "Negative")},
              "cola-bert": {"labels": ("0", "1")}, "mrpc-bert": {"labels": ("0", "1")}}
     return {name: make_teacher(root / name, **spec) for name, spec in specs.items()}
@@ -151,7 +151,7 @@ def test_a_pair_task_needs_two_text_columns(tmp_path, teachers, capsys):
 
 @pytest.mark.parametrize("teacher, extra, message", [
     ("rte-notok", [], "has no tokenizer"),
-    ("rte-distilbert", [], "is a distilbert model (DistilBertForSequenceClassification); raykd distils BERT-style encoders"),
+    ("rte-gpt2", [], "a gpt2 model (GPT2ForSequenceClassification) is not an encoder family raykd knows; raykd distils BERT (bert), RoBERTa"),
     ("rte-other", [], "has labels (yes, no) but rte's are (entailment, not_entailment)"),
     ("rte-pos64", [], "--max-seq-length 128 is longer than the 64 positions of teacher"),
     ("rte-roberta", ["--max-seq-length", "514"], "--max-seq-length 514 is longer than the 513 positions"),  # pad id 0 + 1
@@ -165,7 +165,7 @@ def test_teacher_folders_that_cannot_work_fail_before_any_compute(tmp_path, teac
 # Bases a teacher is fine-tuned from: by `raykd.teacher`, or by a search without --teacher. A missing
 # folder is resolved under the test's tmp_path; every other name is a fixture teacher or a Hub id.
 BAD_BASES = pytest.mark.parametrize("base, message", [
-    ("rte-distilbert", "is a distilbert model (DistilBertForSequenceClassification); raykd distils"),
+    ("rte-gpt2", "a gpt2 model (GPT2ForSequenceClassification) is not an encoder family raykd knows"),
     ("rte-pos64", "--max-seq-length 128 is longer than the 64 positions of"),
     ("rte-notok", "has no tokenizer"),
     ("no-such/model", "cannot find the base model 'no-such/model'"),
@@ -613,7 +613,7 @@ def test_26_an_experiment_in_use_is_refused_at_once_and_a_dead_holder_frees_it(t
     import time
 
     (tmp_path / "space.py").write_text('from ray import tune\nfixed = {"algorithm": "kd"}\nspace = {"temperature": tune.uniform(1, 4)}\n')
-    from raykd.run import cli
+    from raykd.launch import cli
     lock = cli.lock_file(tmp_path / "results" / "rte" / "same")
     holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from filelock import FileLock; "
                                f"held = FileLock({str(lock)!r}); held.acquire(); print('held', flush=True); time.sleep(600)"],
@@ -633,7 +633,7 @@ def test_26_an_experiment_in_use_is_refused_at_once_and_a_dead_holder_frees_it(t
 
 
 def test_26_a_folder_left_by_an_interrupted_start_is_replaced_and_a_finished_one_kept(tmp_path, capsys):
-    from raykd.run import cli
+    from raykd.launch import cli
     left = cli.fresh_output_dir(tmp_path / "left")
     (left / "ray-workers.log").write_text("started")
     assert cli.check_output_dir(left) == left and not left.exists()

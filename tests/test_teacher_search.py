@@ -96,6 +96,20 @@ def test_resume_refuses_a_search_that_is_not_there_or_another_space(glue_dir, tm
     assert not (tmp_path / "results").exists()
 
 
+def test_a_teacher_search_interrupted_before_it_started_is_not_resumed_but_replaced(glue_dir, tmp_path, capsys):
+    """Ctrl-C between the folder's creation and its experiment.json leaves it marked unfinished (cli.UNFINISHED):
+    --resume says to rerun without it, and the rerun's check replaces the folder (with a note)."""
+    from raykd.launch import cli
+
+    (tmp_path / "space.py").write_text('from ray import tune\nspace = {"seed": tune.randint(0, 9)}\n')
+    argv = ["--task", "rte", "--data-dir", glue_dir, "--space", tmp_path / "space.py", "--records", tmp_path / "results"]
+    left = cli.fresh_output_dir(tmp_path / "results" / "rte" / "t1")  # what an interrupted start leaves
+    fails(capsys, teacher.main, [*argv, "--resume", "--name", "t1"], "was interrupted before it started, so there is "
+                                                                     "nothing to resume; run the same command without --resume")
+    assert (left / cli.UNFINISHED).is_file()
+    assert cli.check_output_dir(left) == left and not left.exists()  # what the rerun does first
+
+
 @pytest.mark.parametrize("space, flags, message", [
     ('from ray import tune\nspace = {"temperature": tune.uniform(1, 4)}', [], "cannot be searched for a teacher"),
     ('from ray import tune\nspace = {"epochs": tune.choice([3, 12])}', [], "exceed --max-epochs 8"),

@@ -283,15 +283,16 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def machine() -> str:
-    """One line naming the CPU, its cores, memory and the runtimes' versions."""
-    import onnxruntime
+def machine(gpus_per_worker: float = 0.0) -> str:
+    """One line naming the CPU, its cores and threads, memory, the GPU that training runs used (`gpus_per_worker`
+    above 0 and CUDA present; latency is always measured on the CPU) and the runtimes' versions."""
+    from importlib.metadata import version
 
-    cpu = cpu_name()
-    gpu = "no GPU used"
-    return (f"{cpu}, {psutil.cpu_count(logical=False) or '?'} cores / {all_threads()} threads usable, "
-            f"{psutil.virtual_memory().total / 2**30:.0f} GiB RAM, {gpu}; torch {torch.__version__}, "
-            f"onnxruntime {onnxruntime.__version__}")
+    gpu = (f"{torch.cuda.get_device_name(0)} ({gpus_per_worker:g} per worker) used by the training runs"
+           if gpus_per_worker and torch.cuda.is_available() else "no GPU used")
+    runtimes = ", ".join(f"{name} {version(name)}" for name in ("torch", "transformers", "ray", "onnxruntime"))
+    return (f"{cpu_name()}, {psutil.cpu_count(logical=False) or '?'} cores / {all_threads()} threads usable, "
+            f"{psutil.virtual_memory().total / 2**30:.0f} GiB RAM, {gpu}; Python {platform.python_version()}, {runtimes}")
 
 
 def all_threads() -> int:

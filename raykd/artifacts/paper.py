@@ -188,9 +188,8 @@ def refit_command(task: str, s: Settings) -> list[str] | None:
     weights are not on this machine (they are never committed): `raykd.teacher` with the recipe and seed of
     its record under `<root>/teachers/` (a searched teacher's best trial, or the run of a teacher given with
     --teacher, written into the given folder), and the task's flags. On the same kind of machine the run
-    repeats the record's epochs exactly (CoLA, 2026-12-02: the same dev score at every epoch); on another
-    CPU it does not (STS-B, Intel Xeon with AMX then AMD EPYC: 66.02 then 74.34 dev Pearson after epoch 1),
-    so the runner prints both dev scores. None when there is nothing to refit from: the teacher cell not
+    repeats the record's epochs exactly; on another CPU it does not (bf16 kernels and thread counts differ:
+    results/paper/notes.md), so the runner prints both dev scores. None when there is nothing to refit from: the teacher cell not
     done, or no record with a recipe (a teacher given without one)."""
     cell = Cell(task, "teacher")
     record = find_record(cell.teacher_dir(s), s.root)

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import torch
 from transformers import AutoConfig, AutoModelForSequenceClassification
 
-from raykd import models
+from raykd import families, models
 from raykd.errors import RaykdError
 from raykd.method.algorithms import Stage, epoch_plan, schedule, teacher_fields
 from raykd.method.config import DistillConfig
@@ -87,7 +87,7 @@ class RunPlan:
 
 def resolve(teacher_config, cfg: DistillConfig, workers: int | None = None) -> RunPlan:
     """The plan of `cfg` against a teacher with Hugging Face config `teacher_config`
-    (`num_hidden_layers`, `num_attention_heads`, and what a BERT-like config holds).
+    (`num_hidden_layers`, `num_attention_heads`: a family of raykd.families).
 
     Checks: a student no deeper and no wider than the teacher, a hidden width that is a multiple of the heads
     in a family whose widths raykd can cut (raykd.student.pruning), a layer map in range with one teacher layer per
@@ -111,7 +111,7 @@ def resolve(teacher_config, cfg: DistillConfig, workers: int | None = None) -> R
                          f"give one of {weights} a weight above 0")
     total, non_embedding = _parameter_counts(teacher_config.to_json_string(), n, hidden, ffn)
     return RunPlan(cfg, t, teacher_config.num_attention_heads, teacher_config.hidden_size,
-                   teacher_config.intermediate_size, n, hidden, ffn, mapping, stages,
+                   families.ffn_size(teacher_config), n, hidden, ffn, mapping, stages,
                    frozenset(teacher_fields(list(stages))), total, non_embedding)
 
 
@@ -119,24 +119,25 @@ def _widths(teacher_config, cfg: DistillConfig) -> tuple[int, int]:
     """(hidden, ffn) of the student: the configuration's, 0 meaning the teacher's. Raises RaykdError (starting with
     the field's name) for a width over the teacher's, a hidden width the heads do not divide, or a narrower
     student of a family whose blocks raykd cannot cut."""
-    from raykd.student.pruning import supports_widths
-
     heads = teacher_config.num_attention_heads
+    teacher_ffn = families.ffn_size(teacher_config)
     hidden = cfg.student_hidden_size or teacher_config.hidden_size
-    ffn = cfg.student_ffn_size or teacher_config.intermediate_size
+    ffn = cfg.student_ffn_size or teacher_ffn
     for name, value, most in (("student_hidden_size", hidden, teacher_config.hidden_size),
-                              ("student_ffn_size", ffn, teacher_config.intermediate_size)):
+                              ("student_ffn_size", ffn, teacher_ffn)):
         if value > most:
             raise RaykdError(f"{name}={value} is wider than the teacher's {most}: a student keeps a subset of the "
                              f"teacher's channels; choose at most {most} (0 = the teacher's)")
     if hidden % heads:
         raise RaykdError(f"student_hidden_size={hidden} is not a multiple of the teacher's {heads} heads (every head "
                          f"keeps the same share of channels); use a multiple of {heads}, such as {max(heads, hidden // heads * heads)}")
-    narrowed = (hidden, ffn) != (teacher_config.hidden_size, teacher_config.intermediate_size)
-    if narrowed and not supports_widths(teacher_config):
+    narrowed = (hidden, ffn) != (teacher_config.hidden_size, teacher_ffn)
+    if narrowed and not families.width_axes(teacher_config):
         name = "student_hidden_size" if hidden != teacher_config.hidden_size else "student_ffn_size"
-        raise RaykdError(f"{name}={hidden if name == 'student_hidden_size' else ffn}: raykd narrows BERT-layout "
-                         f"teachers only, not {teacher_config.model_type}; keep {name} at 0 (the teacher's width)")
+        family = families.family_of(teacher_config).name
+        raise RaykdError(f"{name}={hidden if name == 'student_hidden_size' else ffn}: the {family} teacher's widths "
+                         f"cannot be cut (raykd narrows BERT-layout blocks without an embedding projection; depth "
+                         f"applies to every family); keep {name} at 0 (the teacher's width)")
     return hidden, ffn
 
 
@@ -145,8 +146,7 @@ def _parameter_counts(teacher_config_json: str, layers: int, hidden: int, ffn: i
     """(total, non-embedding) parameters of a student of `layers` blocks, `hidden` and `ffn` wide: built on the
     meta device, where a module has shapes and no storage (a search checks hundreds of values)."""
     values = json.loads(teacher_config_json)
-    config = AutoConfig.for_model(values.pop("model_type"), **{**values, "num_hidden_layers": layers,
-                                                                "hidden_size": hidden, "intermediate_size": ffn})
+    config = families.reshaped(AutoConfig.for_model(values.pop("model_type"), **values), layers, hidden, ffn)
     with torch.device("meta"):
         student = AutoModelForSequenceClassification.from_config(config)
     counts = models.parameter_counts(student)

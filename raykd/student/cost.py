@@ -22,7 +22,7 @@ import psutil
 import torch
 from transformers import AutoModelForSequenceClassification
 
-from raykd import files
+from raykd import families, files
 from raykd.artifacts import deploy
 from raykd.student.shape import Shape
 
@@ -44,9 +44,7 @@ def flops(shape: Shape, seq_length: int, num_labels: int = 2) -> int:
 
 def model_of(shape: Shape, teacher_config):
     """A classifier of `shape` in the teacher's family with random weights (eval mode, sdpa attention as served)."""
-    values = teacher_config.to_dict()
-    values.update(num_hidden_layers=shape.layers, hidden_size=shape.hidden, intermediate_size=shape.ffn)
-    config = type(teacher_config).from_dict(values)
+    config = families.reshaped(teacher_config, shape.layers, shape.hidden, shape.ffn)
     torch.manual_seed(0)
     return AutoModelForSequenceClassification.from_config(config).eval()
 
@@ -57,7 +55,7 @@ def inputs(config, seq_length: int, batch: int) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(0)
     ids = rng.integers(min(1000, config.vocab_size - 1), config.vocab_size, size=(batch, seq_length), dtype=np.int64)
     out = {"input_ids": ids, "attention_mask": np.ones_like(ids)}
-    if getattr(config, "type_vocab_size", 1) > 1:
+    if families.has_token_types(config):
         out["token_type_ids"] = np.zeros_like(ids)
     return out
 
@@ -66,8 +64,8 @@ def _key(shape: Shape, teacher_config, seq_length: int, threads: int) -> str:
     import onnxruntime
 
     # Names, labels and provenance do not change the compute: a fine-tuned teacher shares its base's measurements.
-    model_config = {k: v for k, v in teacher_config.to_dict().items() if k not in _NOT_COMPUTE and not k.startswith("_")}
-    model_config.update(num_hidden_layers=shape.layers, hidden_size=shape.hidden, intermediate_size=shape.ffn)
+    student_config = families.reshaped(teacher_config, shape.layers, shape.hidden, shape.ffn)
+    model_config = {k: v for k, v in student_config.to_dict().items() if k not in _NOT_COMPUTE and not k.startswith("_")}
     text = json.dumps({"config": model_config, "seq_length": seq_length, "threads": threads, "cpu": deploy.cpu_name(),
                        "torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
                        "runs": [SINGLE_RUNS, BATCHES_OF_32]}, sort_keys=True, default=str)

@@ -30,7 +30,7 @@ def add_arguments(parser):
     g.add_argument("--latency-budget-ms", type=float,
                    help="offer only student shapes whose batch-1 p50 latency on --latency-backend is at most this "
                         "(ms, measured here before the search); default: no budget")
-    g.add_argument("--max-params", type=int, help="offer only student shapes with at most this many parameters")
+    g.add_argument("--max-params", type=int, help="offer only student shapes with at most this many parameters (default: no limit)")
     g.add_argument("--latency-backend", choices=cost.BACKENDS, default="onnx",
                    help="the runtime the budget and the front use: onnx (ONNX Runtime, as best/ ships) or pytorch "
                         "(default: onnx)")
@@ -147,7 +147,7 @@ def for_search(args, task, space, teacher_config, teacher_dir: str | None) -> Of
     tokenizer. Raises RaykdError when no shape meets the budget."""
     from raykd import models
     from raykd.artifacts.deploy import all_threads
-    from raykd.run import cli
+    from raykd.launch import cli
     from raykd.tuning.spaces import offer_shapes
 
     if not space.shape_axes:

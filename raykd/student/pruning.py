@@ -28,11 +28,15 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from raykd import families
 from raykd.errors import RaykdError
 
-# Model types whose blocks have BERT's module names (attention.self.query ..., intermediate.dense, output.dense):
-# the only ones `narrow` knows how to cut. Others keep their width (raykd.method.plan says so before any compute).
-WIDTH_FAMILIES = ("bert", "roberta", "xlm-roberta", "electra", "camembert", "data2vec-text", "xmod")
+
+def widths_known() -> str:
+    """The families whose blocks have BERT's module names (attention.self.query ..., intermediate.dense,
+    output.dense): the only ones `narrow` knows how to cut. Others keep their width (raykd.method.plan says so
+    before any compute)."""
+    return ", ".join(f.name for f in families.FAMILIES if f.widths)
 
 
 @dataclass(frozen=True)
@@ -57,11 +61,9 @@ class Kept:
 
 
 def supports_widths(config) -> bool:
-    """True when `config`'s family has BERT's block layout, which `narrow` cuts (WIDTH_FAMILIES; an ELECTRA with
-    an embedding projection does not: its embeddings are narrower than its blocks)."""
-    if config.model_type not in WIDTH_FAMILIES:
-        return False
-    return getattr(config, "embedding_size", config.hidden_size) == config.hidden_size
+    """True when `config`'s family has BERT's block layout, which `narrow` cuts (raykd.families.width_axes; an
+    ELECTRA with an embedding projection does not: its embeddings are narrower than its blocks)."""
+    return bool(families.width_axes(config))
 
 
 @torch.no_grad()
@@ -72,7 +74,7 @@ def measure(teacher, columns: dict[str, list], pad_id: int, rows: int = 256, bat
     rankings of a 6-layer MiniLM agree to within a few channels at 128 rows (tests measure with 64).
     Raises RaykdError for a family without BERT's block layout."""
     if not supports_widths(teacher.config):
-        raise RaykdError(f"width pruning needs a BERT-layout teacher ({', '.join(WIDTH_FAMILIES)}), not "
+        raise RaykdError(f"width pruning needs a BERT-layout teacher ({widths_known()}), not "
                          f"{teacher.config.model_type}; keep student_hidden_size and student_ffn_size at 0")
     base, cfg = teacher.base_model, teacher.config
     layers, heads = cfg.num_hidden_layers, cfg.num_attention_heads
@@ -88,7 +90,7 @@ def measure(teacher, columns: dict[str, list], pad_id: int, rows: int = 256, bat
         return hook
 
     hooks = [base.embeddings.LayerNorm.register_forward_hook(collect("hidden.emb"))]
-    for i, block in enumerate(base.encoder.layer):
+    for i, block in enumerate(families.family_of(cfg).block_list(teacher)):
         hooks += [block.attention.output.LayerNorm.register_forward_hook(collect(f"hidden.att{i}")),
                   block.output.LayerNorm.register_forward_hook(collect(f"hidden.out{i}")),
                   block.intermediate.register_forward_hook(collect(f"ffn{i}")),

@@ -17,6 +17,7 @@ import itertools
 import re
 from dataclasses import dataclass
 
+from raykd import families
 from raykd.errors import RaykdError
 
 AXES = ("student_layers", "student_hidden_size", "student_ffn_size")
@@ -50,13 +51,13 @@ class Shape:
 
 def of_teacher(teacher_config) -> Shape:
     """The teacher's own shape."""
-    return Shape(teacher_config.num_hidden_layers, teacher_config.hidden_size, teacher_config.intermediate_size)
+    return Shape(teacher_config.num_hidden_layers, teacher_config.hidden_size, families.ffn_size(teacher_config))
 
 
 def paper_student(teacher_config) -> Shape:
     """The paper's student: half the teacher's layers at its full width (Aguilar et al., AAAI 2020)."""
     return Shape(max(1, teacher_config.num_hidden_layers // 2), teacher_config.hidden_size,
-                 teacher_config.intermediate_size)
+                 families.ffn_size(teacher_config))
 
 
 def _size(value, full: int, multiple: int = 1) -> int:

@@ -33,7 +33,7 @@ LAYER_ARRAYS = {"cls": "cls_layers", "attentions": "att_layers", "hidden_states"
 
 
 def estimate_bytes(config, lengths, fields, layers) -> dict[str, int]:
-    """Bytes each field takes on disk for examples of `lengths` tokens (a BERT-style `config`: heads,
+    """Bytes each field takes on disk for examples of `lengths` tokens (the teacher's `config`: heads,
     width, labels), storing `layers` teacher layers; what `compute_outputs` would write."""
     lengths = np.asarray(lengths, dtype=np.int64)
     k, heads, width = len(layers), config.num_attention_heads, config.hidden_size

@@ -44,7 +44,7 @@ class TeacherService:
                 **{f"params_{k}": v for k, v in models.parameter_counts(self.teacher).items()}}
 
     def new_run(self, cache: DiskCache) -> None:
-        """Serve the driver's next run (raykd.run.prepare keeps the service between runs): use that run's disk
+        """Serve the driver's next run (raykd.launch.prepare keeps the service between runs): use that run's disk
         cache, which holds the same outputs (its key is the same) in the folder the run was given, and count
         forward and loading seconds afresh."""
         self.cache = cache

@@ -22,8 +22,7 @@ CONTROLLER_RETRIES = 2
 class Trainer(TorchTrainer):
     """Ray Train's TorchTrainer without its Ray Data actor when the run has no Ray Datasets. Ray Train 2.60
     starts a DatasetManager actor for every run, datasets or none (DataParallelTrainer._create_default_callbacks);
-    it imports Ray Data: 3.4 CPU-seconds per run on 2 cores (35 such processes in the test suite,
-    2026-12-02). raykd's workers read their rows from the job, never from Ray Datasets. The override is
+    it imports Ray Data, seconds of CPU per run (results/suite-time.md). raykd's workers read their rows from the job, never from Ray Datasets. The override is
     private API: ray is pinned to 2.60.x in pyproject.toml, and tests/test_driver.py fails when the
     callback it removes is renamed or gone."""
 

@@ -1,7 +1,7 @@
 """A run's job: what every run against one teacher and data set shares (`Prepared`, made once by
-raykd.run.prepare), and each configuration's plan turned into the worker loop's job (raykd.training.worker).
+raykd.launch.prepare), and each configuration's plan turned into the worker loop's job (raykd.training.worker).
 
-Apart from raykd.run.prepare, which loads data and builds caches, because a search trial's process (Tune's
+Apart from raykd.launch.prepare, which loads data and builds caches, because a search trial's process (Tune's
 trial actor, raykd.tuning.trial) needs only this, and importing data loading (scikit-learn, scipy) would cost
 every trial about 1.4 s.
 """

@@ -1,6 +1,6 @@
 """One console line per epoch for `teacher` and `distill`.
 
-The workers' own output goes to a log file (raykd.run.cluster); what a person watches is this: the
+The workers' own output goes to a log file (raykd.launch.cluster); what a person watches is this: the
 Train controller appends every epoch's metrics to `<run>.epochs.jsonl` (raykd.training.epochs.EpochLog), and
 a thread of the driver prints each new line of it as
 

@@ -260,6 +260,7 @@ def train_loop_per_worker(job: dict):
         # Evaluated in fp32 whatever the training's autocast: the reported metric is that of the fp32 weights
         # that are saved and shipped (an exported model runs in fp32), and the export check can demand it.
         result = {"epoch": epoch + 1, "cls_epoch": cls_epochs, "stage": stage.name, "train_loss": loss, **timing,
+                  "precision_used": precision.resolve(cfg.precision, device),  # what `auto` became on this worker
                   **(job.get("cost") or {}),
                   **evaluate(bare, task, data["dev"], dev_collate, rank, world, device, "fp32")}
         if validation_collate:

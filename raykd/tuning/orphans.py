@@ -4,9 +4,8 @@ When ASHA stops a trial, Tune kills the trial's actor and with it Ray Train's co
 worker dies first, the controller may take it for a worker failure (FailureConfig max_failures >= 1), create a
 new worker group's placement group, and be killed before it registers that group with Ray's
 PlacementGroupCleaner (ray.train.v2 ... placement_group_cleaner.py registers a group only once its workers
-started). Nothing then removes it until the search's driver exits: seen in CI on a loaded machine
-(2026-12-05), where a leaked 1-CPU reservation made every later trial that needs both CPUs time out
-(`worker group startup timed out`), and the search failed.
+started). Nothing then removes it until the search's driver exits: a leaked 1-CPU reservation makes every
+later trial that needs both CPUs of a 2-core machine time out (`worker group startup timed out`).
 
 An orphan here is a placement group of this search's own Ray job (never another user's), in state CREATED,
 that reserves CPUs or GPUs, in which no actor lives or is being created, seen so twice at least `grace_s`

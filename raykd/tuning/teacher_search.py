@@ -79,9 +79,10 @@ def keep_settings(exp_dir: Path, task: Task, args, command: str) -> None:
 def resume_settings(exp_dir: Path, args, argv: list[str]) -> None:
     """For --resume: set `args` to the flags the search `exp_dir` started with (results.resume_settings). A
     search from before teacher searches kept their flags resumes with the flags as given. Raises
-    RaykdError when there is no Tune state to restore there, or a typed flag or the space contradicts it."""
+    RaykdError when there is neither a search's experiment.json nor Tune state there, or a typed flag or the space
+    contradicts it."""
     exp_dir = Path(exp_dir).resolve()
-    if not tune.Tuner.can_restore(str(exp_dir / "ray" / tuner.TUNE_NAME)):
+    if not (exp_dir / results.EXPERIMENT).is_file() and not tuner.started(exp_dir):
         raise RaykdError(f"no teacher search to resume at {exp_dir} (or its Ray state stayed on the machine that ran it); "
                          "check --records and --name, or start a new search with another --name")
     if (exp_dir / results.EXPERIMENT).is_file():
@@ -112,7 +113,7 @@ def search(task: Task, base: str, space: SearchSpace, data_ref, rows: dict, scal
     setup = Setup(task.name, base, space.fixed, data_ref, str(tokenizer_dir), scaling,
                   str(results.trials_dir(exp_dir)), max_failures)
     trainable = tuner.trainable(run_trial, setup=setup)
-    if resume:
+    if resume and tuner.started(exp_dir):  # else stopped before Tune saved anything: its trials start now
         search = tuner.restore(trainable, exp_dir)
     else:
         searcher = tuner.optuna_searcher(space.space, tuner.SCORE, tuner.SCORE_MODE, seed, exp_dir, space.points_to_evaluate)

@@ -17,7 +17,7 @@ from ray.tune.integration.ray_train import TuneReportCallback
 from raykd.artifacts.results import run_name
 from raykd.method.config import DistillConfig
 from raykd.method.plan import resolve
-from raykd.run import cluster
+from raykd.launch import cluster
 from raykd.training.driver import Scaling, fit
 from raykd.training.job import Prepared, make_job
 

@@ -24,10 +24,10 @@ def add_data_arguments(parser: argparse.ArgumentParser):
     g = parser.add_argument_group("data")
     g.add_argument("--task", required=True, help="GLUE task: cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte, wnli")
     g.add_argument("--data-dir", help="folder of GLUE TSVs (<dir>/RTE/train.tsv, ...); without it, the Hub's nyu-mll/glue")
-    g.add_argument("--train-file", help="your own CSV/JSON train file instead of GLUE's")
-    g.add_argument("--dev-file", help="your own CSV/JSON dev file instead of GLUE's")
-    g.add_argument("--text-columns", default="", help="comma list of text columns in --train-file/--dev-file")
-    g.add_argument("--label-column", default="label", help="label column in --train-file/--dev-file")
+    g.add_argument("--train-file", help="your own CSV/JSON train file instead of GLUE's (default: GLUE's)")
+    g.add_argument("--dev-file", help="your own CSV/JSON dev file instead of GLUE's (default: GLUE's)")
+    g.add_argument("--text-columns", default="", help="comma list of text columns in --train-file/--dev-file (default: the task's GLUE field names, e.g. sentence1,sentence2)")
+    g.add_argument("--label-column", default="label", help="label column in --train-file/--dev-file (default: label)")
     g.add_argument("--max-seq-length", type=int, default=128, help="tokens per example after truncation (default: 128)")
     g.add_argument("--train-fraction", type=float, default=1.0, help="seeded, stratified share of the train set to use, for low-data runs; a held-out validation split "
                    "is cut to the same share (default: 1)")
@@ -73,7 +73,7 @@ def data_source(args) -> DataSource:
 
 def scaling(args) -> Scaling:
     """The Scaling of the parsed Ray flags. Raises RaykdError when --workers is below 1 (the other
-    flags are checked by raykd.run.checks.check_arguments)."""
+    flags are checked by raykd.launch.checks.check_arguments)."""
     if args.workers < 1:
         raise RaykdError(f"--workers {args.workers} must be at least 1")
     return Scaling(args.workers, args.cpus_per_worker, args.gpus_per_worker)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from raykd import data, files, models
 from raykd.errors import RaykdError
-from raykd.run import cli
+from raykd.launch import cli
 from raykd.student import offer, shape
 from raykd.tasks import Task
 from raykd.teacher_outputs.disk_cache import parse_size
@@ -53,7 +53,7 @@ def check_places(args):
     """The folders a run writes to, before Ray starts: --cache-dir (or RAYKD_CACHE) must be a writable folder,
     and, for a local cluster (no --address), Ray's temp folder (RAY_TMPDIR, else the system's) must be
     writable with RAY_TMP_MIN free. The teacher outputs' own size is checked against the cache disk once the
-    plan knows it (raykd.run.prepare). Raises RaykdError naming the folder and the fix."""
+    plan knows it (raykd.launch.prepare). Raises RaykdError naming the folder and the fix."""
     cache = Path(args.cache_dir)
     if cache.exists() and not cache.is_dir():
         raise RaykdError(f"the cache folder {cache} is a file; pass a folder as --cache-dir (or RAYKD_CACHE)")

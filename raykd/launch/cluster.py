@@ -21,8 +21,8 @@ from raykd.errors import RaykdError
 # - its preemption watcher (an actor per run, about 2 s of CPU to start) watches for nodes the autoscaler
 #   drains, and one machine's cluster has no autoscaler;
 # - its controller polls the workers every 2 s, and a poll is how it takes an epoch's report and sees the run
-#   end: each run waited up to 2 s at its end and at reports. On one machine a poll is a few local calls;
-#   every 0.5 s cut a tiny 2-epoch run from 40.8 s to 37.6 s (mean of 3, 2 cores, 2026-12-02).
+#   end: each run waited up to 2 s at its end and at reports. On one machine a poll is a few local calls,
+#   so it polls every 0.5 s (results/suite-time.md).
 # A cluster given with --address keeps Ray's defaults.
 LOCAL_TRAIN_ENV = {"RAY_TRAIN_ENABLE_STATE_TRACKING": "1", "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0",
                    "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5"}

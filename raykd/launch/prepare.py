@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from raykd import errors, models
 from raykd.data import load_task_data
-from raykd.run import cli, cluster
+from raykd.launch import cli, cluster
 from raykd.student import pruning
 from raykd.tasks import Task
 from raykd.teacher_outputs.cache import estimate_bytes
