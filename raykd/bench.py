@@ -51,6 +51,7 @@ from raykd.launch.prepare import SHARED_FIELDS
 from raykd.tasks import get_task
 from raykd.teacher_outputs.disk_cache import DiskCache, cache_key, ensure, open_placed
 from raykd.training.batches import Collator
+from raykd.tuning.trials import trial_rows
 
 MiB = 2**20
 
@@ -298,7 +299,7 @@ def trial_times(exp_dir: Path) -> list[dict]:
     """Per trial of a finished search, from Tune's per-epoch rows (unix seconds): "start" (the trial's
     function began: last report's timestamp minus its time_total_s), "first_step" (start plus the
     reported seconds_to_first_step) and "end" (its last report), sorted by start."""
-    from raykd.artifacts.results import trial_rows
+
 
     times = []
     for _, frame in trial_rows(exp_dir):

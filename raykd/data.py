@@ -405,7 +405,7 @@ def split_train(task: Task, train: datasets.Dataset, train_fraction: float, vali
     side cut to `train_fraction` (`subsample`, the same seed). So the rows a run selects on depend on the
     data, `validation_fraction` and `seed` alone, never on `train_fraction`: a low-data run selects on a share
     of the rows a full-data run selects on, and a teacher that held out the same fraction with the same seed
-    never trained on them (raykd.artifacts.results.teacher_caution). A validation split taken from the
+    never trained on them (raykd.selection.teacher_caution). A validation split taken from the
     subset instead would hold rows that the full-data teacher learnt. With 0 nothing is held out.
 
     Raises RaykdError as hold_out and subsample do, and when the subsampled validation rows leave a

@@ -14,9 +14,10 @@ import argparse
 from pathlib import Path
 
 from raykd.artifacts import deploy
-from raykd.artifacts.results import check_data, experiment_info, export_best
+from raykd.artifacts.results import check_data, export_best
 from raykd.errors import RaykdError, exits_cleanly
 from raykd.launch import checks, cli
+from raykd.tuning.settings import experiment_info
 
 
 def parser() -> argparse.ArgumentParser:

@@ -39,30 +39,6 @@ def compute(task: Task, logits: np.ndarray, labels: np.ndarray, prefix: str = "d
     return scores
 
 
-# GLUE's classification metrics (accuracy, F1, Matthews) lie in [-1, 1], so a score lowered by 3 is below
-# every score that was not: a constant student ranks under every student that tells the classes apart.
-CONSTANT_PENALTY = 3.0
-
-
-def is_constant(scores: dict[str, float], metric: str) -> bool:
-    """True when `scores` (compute's output, merged across splits) say the student predicted one class for
-    every row of `metric`'s split (`val_f1` -> `val_top_class_share` == 1.0). False for regression, for a
-    metric without a split prefix (`train_loss`) and when the share was not measured."""
-    split = metric.split("_", 1)[0]
-    return bool(split in ("val", "dev") and scores.get(f"{split}_top_class_share") == 1.0)
-
-
-def selection_score(scores: dict[str, float], metric: str, mode: str = "max") -> float:
-    """The number trials, epochs and confirmed configurations are ranked by (higher is better): `metric`
-    from `scores`, negated when `mode` is "min", less CONSTANT_PENALTY when the student predicted one class
-    for every row of the metric's split (is_constant). Without the penalty F1 can prefer a constant
-    classifier: on MRPC's 37-row validation split of a 10% search the all-positive answer (F1 81.2) beat
-    every student that learnt something (results/heldout/paper/notes.md). Raises KeyError when `metric`
-    is not in `scores`."""
-    score = scores[metric] if mode == "max" else -scores[metric]
-    return score - CONSTANT_PENALTY if is_constant(scores, metric) else score
-
-
 def constant_scores(task: Task, labels: np.ndarray) -> dict[int, float]:
     """What always answering one class scores on `labels` [N]: {class id: the task's main metric}, e.g.
     MRPC's dev set {0: 0.0, 1: 0.8122} (F1 of the all-positive answer). Empty for regression. The floor a

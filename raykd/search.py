@@ -12,27 +12,30 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 import time
 from pathlib import Path
 
 import ray
 
-from raykd import errors, files, models
+from raykd import errors, models
 from raykd.artifacts import deploy, front, results
 from raykd.data import load_task_data
 from raykd.errors import Interrupted, RaykdError, exits_cleanly
-from raykd.method.plan import resolve
 from raykd.launch import checks, cli, cluster
 from raykd.launch.prepare import SHARED_FIELDS, prepare
+from raykd.method.plan import resolve
+from raykd.selection import selection_cautions
 from raykd.student import offer
 from raykd.tasks import get_task
 from raykd.training import finetune, precision
 from raykd.training.driver import Scaling
 from raykd.tuning import confirm, spaces, tuner
+from raykd.tuning.settings import EXPERIMENT, experiment_info, keep, resume_settings
 from raykd.tuning.spaces import SearchSpace, load_space
 from raykd.tuning.trial import Experiment, run_trial
+from raykd.tuning.trials import trials_dir
+
 
 def parser() -> argparse.ArgumentParser:
     """The search command's argument parser: every option with its default (`--help`)."""
@@ -98,7 +101,7 @@ def experiment_dir(args, task) -> Path:
         if (path / cli.UNFINISHED).is_file():
             raise RaykdError(f"the search at {path} was interrupted before its first trial, so there is nothing to "
                              "resume; run the same command without --resume (it replaces the folder)")
-        if not (path / results.EXPERIMENT).is_file():
+        if not (path / EXPERIMENT).is_file():
             raise RaykdError(f"no experiment to resume at {path}; check --out and --name, or drop --resume")
         return path
     name = args.name or f"{Path(args.space).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -205,7 +208,7 @@ def main(argv=None):
     args.export_formats = deploy.parse_formats(args.export_formats)
     task = get_task(args.task)
     if args.resume:  # the settings and the space the experiment started with, from experiment.json
-        results.resume_settings(experiment_dir(args, task), args, sys.argv[1:] if argv is None else argv)
+        resume_settings(experiment_dir(args, task), args, sys.argv[1:] if argv is None else argv)
     space = load_space(args.space)
     if args.precision:
         space.fixed.setdefault("precision", args.precision)
@@ -213,7 +216,7 @@ def main(argv=None):
     exp_dir = experiment_dir(args, task)
     teacher_dir = args.teacher and str(Path(args.teacher).resolve())
     if args.resume and not teacher_dir:  # the teacher the experiment started with, not a new default
-        teacher_dir = results.experiment_info(exp_dir)["teacher_dir"]
+        teacher_dir = experiment_info(exp_dir)["teacher_dir"]
     # Flags, the teacher, every configuration the space can produce against it, the data: before anything starts.
     teacher_config = checks.check_search(args, task, space, teacher_dir)
     shapes = offer.for_search(args, task, space, teacher_config, teacher_dir)  # timed while the cores are idle
@@ -241,18 +244,15 @@ def main(argv=None):
                  "validation_rows": prep.validation_examples, "train_rows": prep.train_examples,
                  "data_seed": args.data_seed, "teacher_train_rows": finetune.trained_rows(teacher_dir, task),
                  "teacher_held_out": finetune.held_out(teacher_dir, task)}
-    for caution in results.selection_cautions(selection, task):  # said now, and in summary.md
+    for caution in selection_cautions(selection, task):  # said now, and in summary.md
         print(caution.console, flush=True)
     if not args.resume:
-        results.keep_space(exp_dir, args.space)
-        files.atomic_write(exp_dir / results.EXPERIMENT, json.dumps(
-            {"task": task.name, "metric": metric, "mode": mode, "teacher_dir": teacher_dir, "sizes": sizes,
-             "teacher_info": prep.teacher_info, "max_epochs": args.max_epochs, "command": command,
-             "selection": selection, "settings": results.search_settings(args),
-             "shapes": shapes and shapes.to_dict()}, indent=2))
+        keep(exp_dir, args, {"task": task.name, "metric": metric, "mode": mode, "teacher_dir": teacher_dir, "sizes": sizes,
+                             "teacher_info": prep.teacher_info, "max_epochs": args.max_epochs, "command": command,
+                             "selection": selection, "shapes": shapes and shapes.to_dict()})
         cli.finished(exp_dir)  # an experiment now: --resume continues it
     errors.at("trials", f"what finished is kept; continue with: {cli.continue_command('search', argv, exp_dir.name)}")
-    experiment = Experiment(prep, space.fixed, scaling, args.max_epochs, str(results.trials_dir(exp_dir)), args.max_failures,
+    experiment = Experiment(prep, space.fixed, scaling, args.max_epochs, str(trials_dir(exp_dir)), args.max_failures,
                             {"metric": metric, "mode": mode}, teacher_model.config,
                             shapes and {n: shapes.trial_cost(n) for n in shapes.offered})
     started = time.perf_counter()

@@ -99,9 +99,7 @@ def main(argv=None):
                              "resume; run the same command without --resume (it replaces the folder)")
         teacher_search.resume_settings(path, args, sys.argv[1:] if argv is None else argv)
     checks.check_arguments(args)  # Ray, data and budget flags, as distill and search check them
-    if not 0 <= args.validation_fraction < 1:
-        raise RaykdError(f"--validation-fraction {args.validation_fraction:g} is out of range; it must be in [0, 1), "
-                         "e.g. 0.1 (the search's default), or 0 to train on the whole training set")
+    checks.check_validation_fraction(args.validation_fraction, True, "or 0 to train on the whole training set")
     cfg = config_from_args(args, algorithm="finetune")
     space = load_space(args.space) if args.space else None
     if space:

@@ -16,6 +16,9 @@ from transformers import AutoConfig, AutoModelForSequenceClassification
 
 from raykd import distill, export, models, search, teacher
 from raykd.artifacts import results
+from raykd.selection import best_checkpoint
+from raykd.tuning import trials as tune_trials
+from raykd.tuning.settings import EXPERIMENT, keep_space, resume_settings, search_settings
 from raykd.tuning import spaces
 from conftest import fails
 from raykd.data import DataSource, load_checked, load_split
@@ -381,9 +384,9 @@ def stored_experiment(tmp_path, teacher, glue_dir) -> tuple[Path, list]:
     args = search.parse_args([str(a) for a in argv])
     exp_dir = tmp_path / "results" / "rte" / "r1"
     (exp_dir / "ray" / "tune").mkdir(parents=True)
-    results.keep_space(exp_dir, args.space)
-    (exp_dir / results.EXPERIMENT).write_text(json.dumps({"task": "rte", "teacher_dir": str(teacher),
-                                                          "settings": results.search_settings(args)}))
+    keep_space(exp_dir, args.space)
+    (exp_dir / EXPERIMENT).write_text(json.dumps({"task": "rte", "teacher_dir": str(teacher),
+                                                          "settings": search_settings(args)}))
     resume = ["--task", "rte", "--space", tmp_path / "space.py", "--out", tmp_path / "results", "--resume", "--name", "r1"]
     return exp_dir, [str(a) for a in resume]
 
@@ -392,11 +395,11 @@ def test_14_resume_uses_the_settings_the_experiment_started_with(tmp_path, teach
     exp_dir, resume = stored_experiment(tmp_path, teachers["rte-bert"], glue_dir)
     args = search.parse_args(resume)
     assert (args.num_samples, args.max_epochs, args.data_dir) == (12, 3, None)  # the defaults, before
-    results.resume_settings(exp_dir, args, resume)
+    resume_settings(exp_dir, args, resume)
     assert (args.num_samples, args.max_epochs, args.grace_period, args.reduction_factor, args.seed) == (4, 1, 1, 2, 0)
     assert (args.workers, args.train_fraction, args.data_dir) == (1, 0.02, str(glue_dir))
     same = [*resume, "--max-epochs", "1", "--num-s", "4"]  # the same values, even abbreviated, are fine
-    results.resume_settings(exp_dir, search.parse_args(same), same)
+    resume_settings(exp_dir, search.parse_args(same), same)
 
 
 @pytest.mark.parametrize("extra, message", [
@@ -421,14 +424,14 @@ def test_14_a_low_data_experiment_whose_validation_rows_raykd_no_longer_makes_is
     """Before raykd.data.split_train, a low-data search held its validation rows out of its own subset; those
     rows are not made any more, so continuing its trials on other rows would mix two selections."""
     exp_dir, resume = stored_experiment(tmp_path, teachers["rte-bert"], glue_dir)
-    info = json.loads((exp_dir / results.EXPERIMENT).read_text())
-    (exp_dir / results.EXPERIMENT).write_text(json.dumps({**info, "selection": {"select_on": "validation"}}))
+    info = json.loads((exp_dir / EXPERIMENT).read_text())
+    (exp_dir / EXPERIMENT).write_text(json.dumps({**info, "selection": {"select_on": "validation"}}))
     fails(capsys, search.main, resume, "experiment r1 held its validation rows out of its --train-fraction 0.02 subset",
           "start a new experiment with another --name")
     assert sorted(p.name for p in exp_dir.iterdir()) == ["experiment.json", "ray", "space.py"]
     selection = {"select_on": "validation", "teacher_held_out": None}  # one made since: resumed as before
-    (exp_dir / results.EXPERIMENT).write_text(json.dumps({**info, "selection": selection}))
-    results.resume_settings(exp_dir, search.parse_args(resume), resume)
+    (exp_dir / EXPERIMENT).write_text(json.dumps({**info, "selection": selection}))
+    resume_settings(exp_dir, search.parse_args(resume), resume)
 
 
 # 6. Outcomes --------------------------------------------------------------------------------------------
@@ -469,20 +472,21 @@ def test_a_nan_or_infinite_metric_is_never_best(tmp_path, monkeypatch):
                                                "checkpoint_path": [str(tmp_path / ckpt)] * len(values)})
     rows = [(FakeTrial("nan"), frame([np.nan, np.nan], "a")), (FakeTrial("inf"), frame([np.inf], "b")),
             (FakeTrial("ok"), frame([0.4, 0.6], "c"))]
-    monkeypatch.setattr(results, "trial_rows", lambda exp_dir: rows)
-    trial, metrics, checkpoint, _ = results.best_checkpoint(tmp_path)
+    monkeypatch.setattr(tune_trials, "trial_rows", lambda exp_dir: rows)
+    trial, metrics, checkpoint, _ = best_checkpoint(tmp_path)
     assert (trial, metrics["dev_accuracy"], checkpoint) == ("ok", 0.6, str(tmp_path / "c"))
-    monkeypatch.setattr(results, "trial_rows", lambda exp_dir: rows[:2])
+    monkeypatch.setattr(tune_trials, "trial_rows", lambda exp_dir: rows[:2])
     with pytest.raises(RuntimeError, match="saved a classification checkpoint"):
-        results.best_checkpoint(tmp_path)
+        best_checkpoint(tmp_path)
 
 
 def test_a_search_whose_trials_all_failed_says_so_in_its_summary(tmp_path, monkeypatch):
     error = tmp_path / "error.txt"
     error.write_text("Traceback (most recent call last):\n  ...\nraykd.errors.RaykdError: layer map broke; fix it\n")
-    monkeypatch.setattr(results, "trial_rows", lambda exp_dir: [(FakeTrial("t1", "ERROR", str(error)), pd.DataFrame()),
-                                                                (FakeTrial("t2", "ERROR", None), pd.DataFrame())])
-    (tmp_path / results.EXPERIMENT).write_text(json.dumps({
+    failed = lambda exp_dir: [(FakeTrial("t1", "ERROR", str(error)), pd.DataFrame()), (FakeTrial("t2", "ERROR", None), pd.DataFrame())]
+    monkeypatch.setattr(tune_trials, "trial_rows", failed)  # Tune's tables (trials_table, best_checkpoint)
+    monkeypatch.setattr(results, "trial_rows", failed)  # and the plot's
+    (tmp_path / EXPERIMENT).write_text(json.dumps({
         "task": "rte", "metric": "dev_accuracy", "mode": "max", "max_epochs": 1, "teacher_dir": str(tmp_path),
         "command": "python -m raykd.search", "teacher_info": {"layers": 4, "teacher_params_total": 1, "teacher_params_non_embedding": 1},
         "sizes": {"student_layers": 2, "student_params_total": 1, "student_params_non_embedding": 1}}))
@@ -496,12 +500,12 @@ def test_a_search_whose_trials_all_failed_says_so_in_its_summary(tmp_path, monke
 def test_export_never_overwrites_a_folder_of_the_users_nor_reads_a_damaged_record(tmp_path, capsys):
     exp = tmp_path / "exp"
     exp.mkdir()
-    (exp / results.EXPERIMENT).write_text(json.dumps({"task": "rte"}))
+    (exp / EXPERIMENT).write_text(json.dumps({"task": "rte"}))
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("precious")
     fails(capsys, export.main, [exp, "--out", tmp_path / "mine"], "already exists and is not empty")
     assert (tmp_path / "mine" / "notes.txt").read_text() == "precious"
-    (exp / results.EXPERIMENT).write_text("{")
+    (exp / EXPERIMENT).write_text("{")
     fails(capsys, export.main, [exp], "experiment.json is damaged (JSONDecodeError")
 
 

@@ -29,7 +29,7 @@ def test_a_constant_classifier_shows_in_its_top_class_share_not_in_its_f1():
 def test_a_constant_student_ranks_below_every_student_that_tells_the_classes_apart():
     """MRPC's small validation splits: the all-positive answer's F1 (0.8 here) beats a student that tells the
     classes apart (0.29); the selection score puts it last, and only for a split where it was constant."""
-    from raykd.metrics import CONSTANT_PENALTY, is_constant, selection_score
+    from raykd.selection import CONSTANT_PENALTY, is_constant, selection_score
 
     gold = np.array([1, 1, 0, 1, 0, 1])
     constant = compute(get_task("mrpc"), np.array([[0.0, 1.0]] * 6), gold, prefix="val")

@@ -57,7 +57,7 @@ def test_tables_are_built_from_the_records_and_parity_says_no_difference_within_
 
 def test_a_trials_table_has_the_same_columns_whichever_trial_finished_first():
     import pandas as pd
-    from raykd.artifacts.results import in_column_order
+    from raykd.tuning.trials import in_column_order
     stopped = {"trial": "a", "status": "TERMINATED", "temperature": 2.0, "stop_reason": "stopped by ASHA",
                "val_accuracy@1": 0.5, "dev_accuracy@1": 0.52, "epochs_run": 1, "best_score": 0.5}
     finished = {"trial": "b", "status": "TERMINATED", "temperature": 4.0, "stop_reason": "completed",

@@ -109,7 +109,7 @@ def test_bad_selection_flags_fail_before_anything_runs(tmp_path, tiny_teacher_di
 def test_equal_scores_rank_by_epoch_then_configuration_never_by_trial_id():
     """A 10-row validation split ties often; the same search must pick the same student whichever of two
     trials started together got the lower trial id (the CI failure of stop 22)."""
-    from raykd.artifacts.results import config_key, rank
+    from raykd.selection import config_key, rank
     sid, kd = {"algorithm": "sid", "seed": 1}, {"algorithm": "kd", "seed": 2}
     epochs = [(0.5, 3, sid), (0.5, 1, kd), (0.4, 1, sid), (0.5, None, kd)]
     assert [(e, c["algorithm"]) for _, e, c in sorted(epochs, key=lambda r: rank(*r))] == \
@@ -126,7 +126,8 @@ def test_the_summary_cautions_when_the_teacher_trained_on_the_validation_rows():
     --validation-fraction 0) has trained on the validation rows; a student that mimics it then scores high on them
     (CoLA: the teacher 61.8 Matthews there, 29.0 on dev). The search says so when it starts and in the summary
     whenever the teacher trained on more rows than the trials did, and only then."""
-    from raykd.artifacts.results import _selection_line, teacher_caution
+    from raykd.artifacts.results import _selection_line
+    from raykd.selection import teacher_caution
     selection = {"select_on": "validation", "validation_fraction": 0.1, "validation_rows": 856, "train_rows": 7695,
                  "data_seed": 42}
     for rows, cautions in ((8551, True), (7695, False), (None, False)):
@@ -143,7 +144,8 @@ def test_the_summary_cautions_when_the_validation_split_is_too_small_to_rank_tri
     where the selection chose finetune, last of five methods on dev. Under 400 rows (2.5 points) the search says
     so, with the number, when it starts and in the summary; SST-2's 1010 rows and dev selection get no caution.
     STS-B (regression) is judged by Pearson's standard error at r = 0.8."""
-    from raykd.artifacts.results import _selection_line, selection_cautions, small_validation_caution
+    from raykd.artifacts.results import _selection_line
+    from raykd.selection import selection_cautions, small_validation_caution
     rte = {"select_on": "validation", "validation_fraction": 0.1, "validation_rows": 249, "train_rows": 2241,
            "data_seed": 42}
     caution = small_validation_caution(249, RTE)
@@ -169,7 +171,7 @@ def test_the_caution_follows_the_split_the_teacher_held_out_not_its_row_count():
     """Since raykd.data.split_train a teacher that held out the trials' fraction with their data seed never saw their
     validation rows, even when it trained on more rows (a low-data run's full-data teacher); one that held out
     another split, or none, may have."""
-    from raykd.artifacts.results import teacher_caution
+    from raykd.selection import teacher_caution
     low_data = {"select_on": "validation", "validation_fraction": 0.1, "validation_rows": 37, "train_rows": 330,
                 "data_seed": 42, "teacher_train_rows": 3301}
     same = {"validation_fraction": 0.1, "data_seed": 42}
@@ -231,7 +233,7 @@ def test_a_teachers_line_and_record_name_the_split_that_chose_its_epoch():
 
 
 def test_an_exported_constant_classifier_gets_a_caution_and_a_varied_one_none():
-    from raykd.artifacts.results import one_class_caution
+    from raykd.selection import one_class_caution
     caution = one_class_caution({"val_f1": 0.8065, "val_top_class_share": 1.0, "dev_top_class_share": 1.0})
     assert "one class for every row of validation and GLUE dev" in caution
     assert one_class_caution({"val_top_class_share": 0.71, "dev_top_class_share": 0.68}) is None

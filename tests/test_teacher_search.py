@@ -69,7 +69,7 @@ def test_a_teacher_search_stopped_by_ctrl_c_resumes_and_keeps_the_best_trial(ray
     # value; GLUE dev only reports it. Tiny models often tie at the majority class's accuracy: then the earliest epoch wins, and among
     # those the configuration's key (raykd.artifacts.results.rank), not the first row of the table.
     kept_row = trials.set_index("trial").loc[record["search"]["trial"]]
-    # ranked by score (raykd.metrics.selection_score: val_accuracy, 3 lower for an epoch that predicted one class)
+    # ranked by score (raykd.selection.selection_score: val_accuracy, 3 lower for an epoch that predicted one class)
     assert kept_row["best_score"] == pytest.approx(trials["best_score"].max())
     assert record["val_accuracy"] == pytest.approx(kept_row["best_value"])
     assert (record["selected_on"], record["train_examples"], record["validation_examples"]) == ("val_accuracy", 90, 10)

@@ -12,13 +12,15 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
-from raykd.artifacts.results import CONFIRM, dev_columns, experiment_info, plus_minus, trial_rows
+from raykd.artifacts.results import dev_columns, plus_minus
 from raykd.files import atomic_savefig, atomic_write, publish_dir
+from raykd.selection import CONFIRM, NOT_ELIGIBLE
 from raykd.student.pareto import non_dominated
 from raykd.student.shape import PARAMETER, Shape
 from raykd.training.driver import export_checkpoint
-from raykd.training.worker import NOT_ELIGIBLE
+from raykd.tuning.settings import experiment_info
+from raykd.tuning.trials import trial_rows
+
 
 PARETO_CSV, PARETO_PNG, FRONT_DIR = "pareto.csv", "pareto.png", "front"
 
@@ -26,7 +28,7 @@ PARETO_CSV, PARETO_PNG, FRONT_DIR = "pareto.csv", "pareto.png", "front"
 def front_table(table: pd.DataFrame, offer: dict) -> pd.DataFrame:
     """One row per trial of a trials table (raykd.artifacts.results.trials_table) with a `student_shape`: trial,
     shape and its sizes, the recipe's algorithm, best_value (the selection metric) and best_score (what the front is
-    computed on: raykd.metrics.selection_score), latency_ms (the offer's
+    computed on: raykd.selection.selection_score), latency_ms (the offer's
     backend), pytorch_p50_ms, onnx_p50_ms, onnx_examples_per_s (batch 32), params, flops, on_front."""
     rows = []
     for r in table.to_dict("records"):
@@ -51,7 +53,7 @@ def front_table(table: pd.DataFrame, offer: dict) -> pd.DataFrame:
 def with_confirmation(frame: pd.DataFrame, exp_dir: Path) -> pd.DataFrame:
     """`frame` with each confirmed trial's seeds (confirm.json, raykd.tuning.confirm): confirmed_n, the mean and
     sample std of the selection metric and of the dev metric over its seeds, and confirmed_constant (its seeds whose
-    student predicts one class for every row: raykd.metrics.is_constant) (NaN for trials not confirmed)."""
+    student predicts one class for every row: raykd.selection.is_constant) (NaN for trials not confirmed)."""
     path = Path(exp_dir) / CONFIRM
     if frame.empty or not path.is_file():
         return frame

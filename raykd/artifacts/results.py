@@ -6,175 +6,21 @@ Every file is written to a temporary name and renamed, so an interrupted write n
 
 from __future__ import annotations
 
-import hashlib
-import itertools
 import json
-import shutil
 import tempfile
 from pathlib import Path
-from typing import NamedTuple
 
-import numpy as np
 import pandas as pd
-from ray.tune import ExperimentAnalysis
 
 from raykd.errors import RaykdError
 from raykd.files import atomic_savefig, atomic_write, publish_dir
-from raykd.metrics import is_constant
 from raykd.method.plan import FILE as PLAN_FILE
-from raykd.tasks import Task, get_task
+from raykd.selection import CONFIRM, best_checkpoint, one_class_caution, selection_cautions
+from raykd.tasks import Task
 from raykd.training.driver import export_checkpoint
-from raykd.training.epochs import epoch_log, history
-from raykd.training.worker import NOT_ELIGIBLE
-
-
-EXPERIMENT = "experiment.json"
-CONFIRM = "confirm.json"  # the multi-seed confirmation (raykd.tuning.confirm)
-
-
-def trials_dir(exp_dir: Path) -> Path:
-    """`<exp_dir>/ray/trials`: where each search trial's Ray Train run keeps its checkpoints and epoch log."""
-    return Path(exp_dir) / "ray" / "trials"
-
-
-def run_name(trial_id: str) -> str:
-    """The Ray Train run name of a search trial, `trial-<id>`: deterministic, so a restored trial finds its
-    checkpoints and its epoch log again."""
-    return f"trial-{trial_id}"
-
-
-def trial_rows(exp_dir: Path) -> list[tuple]:
-    """(trial, its per-epoch dataframe) for every trial Tune knows of, one row per epoch in order.
-
-    Tune's rows are completed from the trial's own epoch log (raykd.training.epochs.EpochLog, `ray/trials/trial-<id>.epochs.jsonl`):
-    after a restore Tune restarts an unfinished trial's rows from its resumed epoch, and an epoch reported in
-    the moment of a Ctrl-C never reaches Tune; the log has every epoch. Rows from the log alone carry no
-    checkpoint_path or time_total_s."""
-    analysis = ExperimentAnalysis(str(exp_dir / "ray" / "tune"))
-    frames = analysis.trial_dataframes
-    rows = []
-    for trial in analysis.trials:
-        frame = frames.get(trial.trial_id, pd.DataFrame())
-        logged = pd.DataFrame(history(epoch_log(trials_dir(exp_dir), run_name(trial.trial_id))))
-        if not logged.empty:
-            missing = logged if frame.empty else logged[~logged["epoch"].isin(frame["epoch"])]
-            if not missing.empty:
-                frame = pd.concat([frame, missing], ignore_index=True).sort_values("epoch", ignore_index=True)
-        rows.append((trial, frame))
-    return rows
-
-
-def stop_reason(trial, frame: pd.DataFrame, planned_epochs: int) -> str:
-    if trial.status == "ERROR":
-        return "error"
-    if frame.empty:
-        return "not started" if trial.status == "PENDING" else "no report"
-    last = frame.iloc[-1]
-    if isinstance(last.get("stop_reason"), str):
-        return last["stop_reason"]
-    if last.get("cls_epoch", 0) >= planned_epochs:
-        return "completed"
-    return "stopped by ASHA" if trial.status == "TERMINATED" else "interrupted"
-
-
-def trials_table(exp_dir: Path, metric: str, max_epochs: int) -> pd.DataFrame:
-    """One row per trial: its configuration, `metric` at every epoch (and, when the metric is measured
-    on the validation split, `dev_<m>`, the same metric on GLUE dev), status, stop reason, seconds.
-    Columns: trial, status, configuration, stop_reason, then `<metric>@<epoch>` (and `dev_<m>@<epoch>`)
-    by epoch, then epochs_run, cls_epochs_run, best_score (the trial's best `score`: raykd.metrics.selection_score,
-    3 lower when its student predicted one class), best_value and best_constant (`metric` at that epoch, and
-    whether it was a constant student), seconds, seconds_to_first_step."""
-    dev = "dev_" + metric[len("val_"):] if metric.startswith("val_") else None
-    rows = []
-    for trial, frame in trial_rows(exp_dir):
-        planned = min(int(trial.config.get("epochs", max_epochs)), max_epochs)
-        row = {"trial": trial.trial_id, "status": trial.status, **trial.config,
-               "stop_reason": stop_reason(trial, frame, planned)}
-        if not frame.empty:
-            for _, epoch in frame.iterrows():
-                row[f"{metric}@{int(epoch['epoch'])}"] = round(float(epoch[metric]), 4)
-                if dev and dev in epoch:
-                    row[f"{dev}@{int(epoch['epoch'])}"] = round(float(epoch[dev]), 4)
-            row["epochs_run"] = int(frame["epoch"].max())
-            row["cls_epochs_run"] = int(frame["cls_epoch"].max())
-            best = frame.loc[pd.to_numeric(frame["score"], errors="coerce").idxmax()]
-            row["best_score"] = float(best["score"])  # what Tune ranked the trial by (metrics.selection_score)
-            if best["score"] > NOT_ELIGIBLE:  # that epoch's metric, and whether its student predicted one class
-                row["best_value"], row["best_constant"] = round(float(best[metric]), 4), is_constant(best, metric)
-            if "time_total_s" in frame:  # Tune's clock: absent when only the epoch log saw the trial
-                row["seconds"] = round(float(frame["time_total_s"].max()), 1)
-            if "seconds_to_first_step" in frame:  # start-up: worker group, model, teacher outputs
-                row["seconds_to_first_step"] = round(float(frame["seconds_to_first_step"].dropna().iloc[0]), 1)
-        rows.append(row)
-    table = pd.DataFrame(rows)
-    for column in ("epochs_run", "cls_epochs_run"):  # counts stay integers beside a trial not started yet
-        if column in table:
-            table[column] = table[column].astype("Int64")
-    return in_column_order(table, metric)
-
-
-def in_column_order(table: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """`table` (a trials table) with its columns in a fixed order: those that are neither per-epoch nor
-    totals as they come, then `<m>@<epoch>` by epoch (`metric` before the others of an epoch), then
-    the totals. Trials that run at once finish in any order, and the table must not change with it."""
-    per_epoch = sorted((c for c in table.columns if "@" in c),
-                       key=lambda c: (int(c.rsplit("@", 1)[1]), not c.startswith(metric + "@")))
-    totals = [c for c in ("epochs_run", "cls_epochs_run", "best_score", "best_value", "best_constant", "seconds",
-                          "seconds_to_first_step") if c in table]
-    first = [c for c in table.columns if c not in per_epoch and c not in totals]
-    return table[first + per_epoch + totals]
-
-
-def best_checkpoint(exp_dir: Path, confirmed: bool = True) -> tuple[str, dict, str, dict]:
-    """(trial id, metrics, checkpoint folder, configuration) of the experiment's student: with
-    `confirmed` and a finished multi-seed confirmation (confirm.json's "chosen", raykd.tuning.confirm), the run
-    it chose; else the epoch of any search trial with the highest `score`.
-
-    `score` is the one rule for "best": each worker reports the search's metric there, negated for
-    mode "min", and NOT_ELIGIBLE for internal-stage epochs and non-finite values (raykd.training.worker); Ray
-    Train keeps checkpoints by the same column. Rows come from Tune's ExperimentAnalysis: the
-    checkpoints belong to each trial's inner TorchTrainer, so ResultGrid's own best_checkpoints is empty.
-    Raises RuntimeError when no trial saved a classification checkpoint yet."""
-    chosen = confirmed_choice(exp_dir) if confirmed else None
-    if chosen:
-        return chosen["trial"], chosen["metrics"], chosen["checkpoint"], chosen["config"]
-    candidates = []
-    for trial, frame in trial_rows(exp_dir):
-        if frame.empty or "checkpoint_path" not in frame:
-            continue
-        score = pd.to_numeric(frame["score"], errors="coerce")
-        eligible = frame[(score > NOT_ELIGIBLE) & np.isfinite(score)].dropna(subset=["checkpoint_path"])
-        for _, row in eligible.iterrows():
-            if Path(row["checkpoint_path"]).is_dir():
-                candidates.append((trial.trial_id, row.to_dict(), row["checkpoint_path"], dict(trial.config)))
-    if not candidates:
-        raise RuntimeError(f"no trial of {exp_dir} saved a classification checkpoint yet")
-    return min(candidates, key=lambda c: rank(c[1]["score"], c[1].get("epoch"), c[3]))
-
-
-def config_key(config: dict) -> str:
-    """A configuration's identity, its seed left out (the confirmation replaces the seed)."""
-    return json.dumps({k: v for k, v in config.items() if k != "seed"}, sort_keys=True, default=str)
-
-
-def rank(score: float, epoch, config: dict) -> tuple:
-    """Sort key of "best first" among trial epochs: the higher `score`; on a tie (common: a 10-row
-    validation split has 11 possible accuracies) the earlier epoch, then the configuration's key, then
-    the whole configuration with its seed (trials that differ only in seed). Not the trial id: which of
-    two trials started together gets the lower id varies from run to run, and the same search must
-    pick the same student."""
-    return (-float(score), float(epoch) if epoch is not None and pd.notna(epoch) else float("inf"), config_key(config),
-            json.dumps(config, sort_keys=True, default=str))
-
-
-def confirmed_choice(exp_dir: Path) -> dict | None:
-    """The run a finished confirmation chose (confirm.json's "chosen") when its checkpoint still
-    exists, else None."""
-    path = Path(exp_dir) / CONFIRM
-    if not path.is_file():
-        return None
-    chosen = json.loads(path.read_text()).get("chosen")
-    return chosen if chosen and chosen.get("checkpoint") and Path(chosen["checkpoint"]).is_dir() else None
+from raykd.tuning.settings import experiment_info
+from raykd.tuning.trial import own_values
+from raykd.tuning.trials import trial_rows, trials_table
 
 
 def read_plan(checkpoint: Path) -> dict:
@@ -262,7 +108,7 @@ def export_best(exp_dir: Path, out: Path, task: Task, teacher_dir: str, formats:
                 dev = done.get("dev_metric", f"dev_{task.main_metric}")
                 confirmation = {"seeds": stats.get("seeds", []), "metric": dev, "mean": stats.get(f"{dev}_mean"),
                                 "std": stats.get(f"{dev}_std")}
-        best = {"trial": trial_id, **metrics, "searched": values_of(config)}
+        best = {"trial": trial_id, **metrics, "searched": own_values(config)}
         text = card.model_card(task, f"raykd-{task.name}-{Path(exp_dir).name}", best, recipe, plan,
                                card.teacher_record(teacher_dir), info, checks,
                                deploy.latency_table(measured) if measured else None, confirmation)
@@ -272,11 +118,6 @@ def export_best(exp_dir: Path, out: Path, task: Task, teacher_dir: str, formats:
         deploy.write_record(tmp, record)
     return {"trial": trial_id, **metrics, "config": config, "recipe": recipe, "layer_map": plan["layer_map"],
             "checks": checks, "latency": measured}
-
-
-def values_of(config: dict) -> dict:
-    """A trial's own values (a confirmation run's are under "confirm")."""
-    return config["confirm"]["values"] if "confirm" in config else config
 
 
 def deploy_lines(best: dict | None) -> list[str]:
@@ -337,21 +178,6 @@ def plot(table_frames: list[tuple], table: pd.DataFrame, metric: str, path: Path
     plt.close(fig)
 
 
-def experiment_info(exp_dir: Path) -> dict:
-    """What the search wrote at its start (experiment.json): task, metric, mode, teacher, sizes, command,
-    settings. Raises RaykdError when the file is missing or damaged."""
-    path = Path(exp_dir) / EXPERIMENT
-    if not path.is_file():
-        raise RaykdError(f"{exp_dir} is not a raykd experiment (no {EXPERIMENT}); pass the folder a search created")
-    try:
-        info = json.loads(path.read_text())
-        info["task"] = get_task(info["task"])
-    except (json.JSONDecodeError, KeyError, TypeError) as err:
-        raise RaykdError(f"{path} is damaged ({type(err).__name__}: {err}); restore it, or run the search again "
-                         "under another --name") from None
-    return info
-
-
 def _best_line(best: dict | None, metric: str, teacher_value, dev_metric: str | None = None) -> str:
     """The search's best; with `dev_metric` (selection on the validation split) its GLUE dev number too."""
     teacher = "unknown" if teacher_value is None else f"{teacher_value:.4f}"
@@ -368,101 +194,6 @@ def selection_info(info: dict) -> dict:
     "validation_fraction", "validation_rows", "train_rows", "data_seed"}; an experiment from before
     held-out selection existed selected on dev."""
     return info.get("selection") or {"select_on": "dev"}
-
-
-class Caution(NamedTuple):
-    """A caution that a search's numbers cannot show what they seem to: `what` is wrong, `why` it matters and
-    what to do. Printed when the run starts (`console`) and kept in summary.md (`markdown`), worded alike."""
-    what: str
-    why: str
-
-    @property
-    def console(self) -> str:
-        return f"caution: {self.what}; {self.why}"
-
-    @property
-    def markdown(self) -> str:
-        return f"**caution: {self.what}.** {self.why[0].upper()}{self.why[1:]}."
-
-
-def selection_cautions(selection: dict, task: Task) -> list[Caution]:
-    """The cautions experiment.json's `selection` calls for (teacher_caution, small_validation_caution);
-    empty when selection is on GLUE dev. Never raises."""
-    rows = selection.get("validation_rows") if selection.get("select_on") == "validation" else None
-    return [c for c in (teacher_caution(selection), small_validation_caution(rows, task)) if c]
-
-
-def teacher_caution(selection: dict) -> Caution | None:
-    """A Caution when experiment.json's `selection` says the teacher may have trained on the trials'
-    validation rows; None otherwise, or when unknown (a teacher without raykd's record).
-
-    The held-out rows depend on the data, the validation fraction and the data seed alone (raykd.data.split_train),
-    so a teacher whose record names the trials' fraction and seed never saw them, whatever either's
-    --train-fraction. A teacher that held out another split, or none (from before raykd held them out, or made
-    with --validation-fraction 0), gets the caution; an experiment from before `teacher_held_out` was kept
-    gets it when its teacher trained on more rows than the trials."""
-    seen = selection.get("teacher_train_rows")
-    if selection.get("select_on") != "validation" or not seen:
-        return None
-    held = selection.get("teacher_held_out")
-    ours = {"validation_fraction": selection["validation_fraction"], "data_seed": selection["data_seed"]}
-    if held == ours or ("teacher_held_out" not in selection and seen <= selection["train_rows"]):
-        return None
-    if held and "of_train_fraction" in held:
-        what = (f"the teacher held out {held['validation_fraction']:g} of a {held['of_train_fraction']:g} share of the "
-                "training set (raykd then cut the share first), not the trials' rows")
-    elif held:
-        what = (f"the teacher held out {held['validation_fraction']:g} of the training set with data seed "
-                f"{held['data_seed']}, not the trials' {ours['validation_fraction']:g} with data seed {ours['data_seed']}")
-    elif "teacher_held_out" in selection:
-        what = f"the teacher was fine-tuned on {seen} training rows and held none out"
-    else:
-        what = f"the teacher was fine-tuned on {seen} training rows, more than the trials' {selection['train_rows']}"
-    return Caution(f"{what}, so it may have trained on the validation rows", "A student that mimics the teacher inherits "
-            "what it memorized there (CoLA, results/paper/notes.md: such a teacher scores 61.8 Matthews on these rows "
-            "against 29.0 on dev), so selection favours distillation that mimics it most; compare methods on GLUE dev")
-
-
-# The methods in results/heldout/paper differ by 1 to 3 points on most tasks: a validation split on which an
-# accuracy's standard error is above 2.5 points (under 400 rows) cannot rank them.
-SMALL_VALIDATION_SE = 0.025
-
-
-def small_validation_caution(validation_rows: int | None, task: Task) -> Caution | None:
-    """A Caution when the validation split the trials are ranked on (`validation_rows` rows; None or 0 when
-    there is none, e.g. selection on GLUE dev) is too small to rank them:
-    an accuracy p measured on n rows has the binomial standard error sqrt(p (1 - p) / n), at most 0.5 / sqrt(n)
-    (10 points on 25 rows, 3.2 on RTE's 249), and a caution is due when that is above SMALL_VALIDATION_SE.
-    For a regression task (STS-B) the yardstick is Pearson's r: its standard error (1 - r^2) / sqrt(n - 1) is
-    taken at r = 0.8. None when the split is large enough, or when there is none. Never raises.
-
-    The search still selects on it (a second rule would be another selection); the user is told what the
-    numbers can and cannot show, as the confirmation's `lead` does for the seeds' spread."""
-    rows = validation_rows
-    if not rows:
-        return None
-    if task.is_regression:
-        se, unit = (1 - 0.8 ** 2) / max(rows - 1, 1) ** 0.5, "a Pearson correlation near 0.8"
-    else:
-        se, unit = 0.5 / rows ** 0.5, "an accuracy near 50%"
-    if se <= SMALL_VALIDATION_SE:
-        return None
-    return Caution(f"the validation split has {rows} rows, so {unit} measured on it has a standard error of "
-            f"{100 * se:.1f} points", f"trials less than about {200 * se:.0f} points apart are ranked by chance (RTE's "
-            "249 rows chose finetune, last of five on dev: results/heldout/paper/notes.md); trust the confirmation's "
-            "mean +- std over the seeds, or raise --validation-fraction at the cost of training rows")
-
-
-def one_class_caution(best: dict | None) -> str | None:
-    """A caution when the exported student predicts one class for every row of a split it was scored on
-    (its `<split>_top_class_share` is 1.0, raykd.metrics.compute): its score is a constant classifier's, so
-    the search found nothing better than always answering that class. None otherwise, and for regression."""
-    splits = [split for split, name in (("validation", "val"), ("GLUE dev", "dev"))
-              if best and best.get(f"{name}_top_class_share") == 1.0]
-    if not splits:
-        return None
-    return (f"the exported student predicts one class for every row of {' and '.join(splits)}: its score is that of a "
-            "constant classifier; give the trials more training rows or epochs, or other learning rates")
 
 
 def _selection_line(selection: dict, trials: int, task: Task) -> str:
@@ -638,87 +369,3 @@ def write(exp_dir: Path, seconds: float, formats: tuple[str, ...] | None = None,
     return summary
 
 
-# The flags a search starts with, kept in experiment.json: --resume uses them (ASHA's max_t, the trials'
-# epochs, the data...) and refuses a flag that says otherwise.
-SETTINGS = ("num_samples", "max_epochs", "grace_period", "reduction_factor", "seed", "max_concurrent_trials",
-            "workers", "cpus_per_worker", "gpus_per_worker", "max_failures", "precision", "data_dir", "train_file",
-            "dev_file", "text_columns", "label_column", "max_seq_length", "train_fraction", "data_seed",
-            "teacher_cache_memory", "teacher_cache_disk", "live_teacher", "cache_dir", "select_on", "validation_fraction",
-            "confirm_top", "confirm_seeds", "objective", "latency_budget_ms", "max_params", "latency_backend",
-            "serving_threads", "latency_seq_length", "latency_bands")
-# What an experiment started before a setting existed did, for --resume (it selected on GLUE dev).
-LEGACY = {"select_on": "dev"}
-FLAGS = {"workers": "--workers-per-trial"}
-SPACE_COPY = "space.py"
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-def search_settings(args, names: tuple[str, ...] = SETTINGS) -> dict:
-    """The settings to store in experiment.json: the flags in `names` (the search's SETTINGS, or the teacher
-    search's) and the space file's SHA-256."""
-    settings = {n: getattr(args, n) for n in names if hasattr(args, n)}
-    return {**{n: str(v) if isinstance(v, Path) else v for n, v in settings.items()}, "space_sha256": _sha256(args.space)}
-
-
-def keep_space(exp_dir: Path, space: Path):
-    """A copy of the space file in the experiment, to say what changed when a resume finds another."""
-    shutil.copyfile(space, Path(exp_dir) / SPACE_COPY)
-
-
-def resume_settings(exp_dir: Path, args, argv: list[str], names: tuple[str, ...] = SETTINGS, flags: dict = FLAGS):
-    """For --resume: set `args` to the settings the experiment started with (experiment.json): those of
-    `names`, typed as `flags` says (default: "--" and the name with dashes).
-
-    Raises RaykdError when a flag typed in `argv` contradicts one of them, when --teacher is another
-    teacher, or when the space file is not the one the experiment started with (saying which line
-    changed), or when it is a low-data experiment whose validation rows raykd no longer makes (split_train).
-    An experiment from before settings were stored is resumed with the flags as given.
-    """
-    info = experiment_info(exp_dir)
-    stored = info.get("settings")
-    if not stored:
-        return
-    selection = info.get("selection") or {}
-    # Until `teacher_held_out` came, with raykd.data.split_train, a low-data run held its validation rows out
-    # of its own subset: those rows cannot be made again, so its trials cannot continue on them.
-    if stored.get("train_fraction", 1) < 1 and selection.get("select_on") == "validation" and \
-            "teacher_held_out" not in selection:
-        raise RaykdError(f"experiment {exp_dir.name} held its validation rows out of its --train-fraction "
-                         f"{stored['train_fraction']} subset, as raykd did before it took them from the whole training "
-                         "set; its trials cannot continue on other rows: start a new experiment with another --name")
-    typed = {t.split("=")[0] for t in argv if t.startswith("--") and t != "--"}
-    for name, value in stored.items():
-        if name not in names:
-            continue
-        flag = flags.get(name, "--" + name.replace("_", "-"))
-        value = Path(value) if isinstance(getattr(args, name), Path) else value
-        if any(flag.startswith(t) for t in typed) and getattr(args, name) != value:  # argparse takes prefixes
-            raise RaykdError(f"{flag} {getattr(args, name)} contradicts experiment {exp_dir.name}, which started with "
-                             f"{flag} {value}; drop the flag to resume with {value}, or start a new experiment with another --name")
-        setattr(args, name, value)
-    for name, value in LEGACY.items():
-        if name not in stored:
-            setattr(args, name, value)
-    if getattr(args, "teacher", None) and str(Path(args.teacher).resolve()) != info["teacher_dir"]:
-        raise RaykdError(f"--teacher {args.teacher} is not the teacher experiment {exp_dir.name} started with "
-                         f"({info['teacher_dir']}); drop --teacher to resume with it, or start a new experiment")
-    if Path(args.space).is_file() and _sha256(args.space) != stored["space_sha256"]:
-        raise RaykdError(f"the space file {args.space} changed since experiment {exp_dir.name} started "
-                         f"({_first_change(Path(exp_dir) / SPACE_COPY, Path(args.space))}); resume with the space it "
-                         f"started with (a copy: {Path(exp_dir) / SPACE_COPY}), or start a new experiment with another --name")
-
-
-def _first_change(old: Path, new: Path) -> str:
-    """The first line that differs between two versions of a file, as a phrase."""
-    def shown(line: str | None) -> str:
-        return "nothing" if line is None else repr(line.strip()[:80])
-
-    if old.is_file():
-        before, after = old.read_text().splitlines(), new.read_text().splitlines()
-        for number, (a, b) in enumerate(itertools.zip_longest(before, after), start=1):
-            if a != b:
-                return f"line {number} was {shown(a)}, is now {shown(b)}"
-    return "its SHA-256 differs"

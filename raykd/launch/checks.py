@@ -98,9 +98,8 @@ def check_search_arguments(args):
         raise RaykdError(f"--teacher-epochs {args.teacher_epochs} must be at least 1; pass 1 or more")
     if not 0 < args.teacher_learning_rate <= 1:
         raise RaykdError(f"--teacher-learning-rate {args.teacher_learning_rate:g} must be in (0, 1]; use e.g. 5e-5")
-    if getattr(args, "select_on", "dev") == "validation" and not 0 < args.validation_fraction < 1:
-        raise RaykdError(f"--validation-fraction {args.validation_fraction:g} is out of range; it must be in (0, 1), "
-                         "e.g. 0.1, or pass --select-on dev to select on the dev set")
+    if getattr(args, "select_on", "dev") == "validation":
+        check_validation_fraction(args.validation_fraction, False, "or pass --select-on dev to select on the dev set")
     if getattr(args, "confirm_top", 0) < 0:
         raise RaykdError(f"--confirm-top {args.confirm_top} is negative; pass the number of configurations to confirm "
                          "(default 3), or 0 to skip the confirmation")
@@ -115,6 +114,15 @@ def check_latency_examples(examples: int):
     """--latency-examples of search and export. Raises RaykdError when it is negative."""
     if examples < 0:
         raise RaykdError(f"--latency-examples {examples} is negative; pass 0 to skip the latency table")
+
+
+def check_validation_fraction(value: float, allow_zero: bool, fix: str):
+    """--validation-fraction is the share of the training set held out: in (0, 1), or [0, 1) where 0 means
+    something (`allow_zero`: a teacher trained on every row). Raises RaykdError naming the range and `fix`."""
+    if 0 < value < 1 or (allow_zero and value == 0):
+        return
+    raise RaykdError(f"--validation-fraction {value:g} is out of range; it must be in {'[0, 1)' if allow_zero else '(0, 1)'}, "
+                     f"e.g. 0.1, {fix}")
 
 
 def check_data(task: Task, args, validation_fraction: float = 0.0):

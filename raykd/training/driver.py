@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from dataclasses import dataclass
@@ -12,8 +13,10 @@ from ray.train.torch import TorchTrainer
 from ray.train.v2._internal.callbacks.datasets import DatasetsCallback
 
 from raykd.errors import Interrupted, RaykdError, interrupted_message, sigint_restored
+from raykd.selection import NOT_ELIGIBLE
 from raykd.training.epochs import EpochLog, epoch_log
-from raykd.training.worker import NOT_ELIGIBLE, TRAIN_STATE, train_loop_per_worker
+from raykd.training.job import Job
+from raykd.training.worker import TRAIN_STATE, train_loop_per_worker
 
 
 CONTROLLER_RETRIES = 2
@@ -45,7 +48,7 @@ class Scaling:
         return max(1, int(self.cpus_per_worker))
 
 
-def fit(job: dict, scaling: Scaling, storage_path: Path, name: str, callbacks=(), max_failures: int = 0):
+def fit(job: Job, scaling: Scaling, storage_path: Path, name: str, callbacks=(), max_failures: int = 0):
     """One Ray Train run of `job` (see raykd.training.worker). DDP uses gloo on CPU and nccl on GPU.
     Every epoch's metrics are appended to `<storage_path>/<name>.epochs.jsonl`. Returns Ray Train's
     Result (its `error` set when the run failed). Raises Interrupted when Ctrl-C stops a run started
@@ -58,7 +61,7 @@ def fit(job: dict, scaling: Scaling, storage_path: Path, name: str, callbacks=()
         resources["GPU"] = scaling.gpus_per_worker
     trainer = Trainer(
         train_loop_per_worker,
-        train_loop_config={**job, "threads": scaling.threads},
+        train_loop_config={"job": dataclasses.replace(job, threads=scaling.threads)},
         scaling_config=ScalingConfig(num_workers=scaling.workers, use_gpu=scaling.gpus_per_worker > 0,
                                      resources_per_worker=resources),
         run_config=RunConfig(

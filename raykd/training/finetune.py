@@ -35,6 +35,7 @@ from raykd.method.config import DistillConfig
 from raykd.tasks import Task
 from raykd.training.driver import Scaling, export_best, fit
 from raykd.training.epochs import epoch_log, history
+from raykd.training.job import Job
 from raykd.training.progress import EpochProgress
 
 RECORD = "teacher.json"
@@ -80,11 +81,10 @@ def scores(record: dict, task: Task) -> str:
     return ", ".join(shown) or "no dev score recorded"
 
 
-def job(task: Task, base: str, cfg: DistillConfig, data_ref, tokenizer_dir) -> dict:
+def job(task: Task, base: str, cfg: DistillConfig, data_ref, tokenizer_dir) -> Job:
     """The worker loop's job (raykd.training.worker) that fine-tunes `base` on the task with recipe `cfg`;
     `data_ref` is the ObjectRef of load_task_data's dict, `tokenizer_dir` a folder all workers can read."""
-    return {"hparams": cfg.to_dict(), "task": task.name, "model": {"kind": "base", "base": models.resolve_base(base)},
-            "data": data_ref, "teacher_outputs": None, "tokenizer_dir": str(tokenizer_dir)}
+    return Job(task=task.name, data=data_ref, tokenizer_dir=str(tokenizer_dir), recipe=cfg, base=models.resolve_base(base))
 
 
 def finetune_teacher(task: Task, base: str, cfg: DistillConfig, data_ref, rows: dict, scaling: Scaling,

@@ -1,27 +1,8 @@
 """The loop each Ray Train worker runs: one student (or teacher being fine-tuned) in DDP, the
 schedule's stages epoch by epoch, the dev metric and a checkpoint reported after every epoch.
 
-`job` (the `train_loop_config`) holds plain values and object refs:
-  hparams          DistillConfig.to_dict()
-  plan             the student's raykd.method.plan.RunPlan (depth, layer map, stages, teacher shape), or None when
-                   fine-tuning a base model; written into every checkpoint as plan.json
-  task             task name
-  model            {"kind": "student", "teacher_dir": ...} or {"kind": "base", "base": ...}
-  data             ref to {"train": columns, "dev": columns} (raykd.data.as_columns), and "validation" when
-                   models are selected on a split held out from the training set
-  selection        {"metric", "mode"}: what `score` holds (raykd.metrics.selection_score: the search's metric, negated
-                   for "min", 3 lower for a student that predicts one class for every row); default
-                   the task's main metric on the validation split when there is one, else on dev, "max"
-  teacher_outputs  {array name: ref or memory-mapped file} from the TeacherService, or None
-  importance       ref to the teacher's channel importance (raykd.student.pruning.Importance) when the plan narrows
-                   the student, else None
-  live_teacher     the teacher fields to compute at every step (all of them: the benchmark's baseline; the
-                   attention maps: a cache over its disk budget), or None
-  submitted_at     time.time() when the run was submitted, for `seconds_to_first_step`
-  cost             {"latency_ms", "params", "flops"} of the student's shape (raykd.student.offer), reported with every
-                   epoch so that a multi-objective search reads the latency from the trial's results; or None
-  tokenizer_dir    folder of the tokenizer to pad with and save beside the model
-  threads          torch threads per worker
+Its `train_loop_config` is {"job": raykd.training.job.Job}: the student's plan (or a teacher fine-tuning's
+base and recipe), the data and teacher outputs as object references, the selection metric and the shape's cost.
 """
 
 from __future__ import annotations
@@ -46,32 +27,31 @@ from raykd.method.algorithms import Stage, epoch_plan, schedule
 from raykd.method.config import DistillConfig
 from raykd.method.objective import stage_loss
 from raykd.method.plan import FILE as PLAN_FILE
-from raykd.tasks import get_task
+from raykd.selection import NOT_ELIGIBLE, selection_score  # internal stages' checkpoints: kept, never chosen
 from raykd.student import pruning
+from raykd.tasks import get_task
 from raykd.teacher_outputs.cache import LiveTeacher, MergedTeacher, TeacherOutputs
 from raykd.teacher_outputs.disk_cache import open_placed
 from raykd.training import precision
 from raykd.training.batches import Collator
+from raykd.training.job import Job
 from raykd.training.sampling import LengthGroupedBatches
 
-# Checkpoints of internal stages are kept for recovery but never chosen as the best model.
-NOT_ELIGIBLE = -1e6
 TRAIN_STATE = "train_state.pt"
 
 
-def build_model(job: dict, task, cfg: DistillConfig):
+def build_model(job: Job, task, cfg: DistillConfig):
     """(model, teacher, kept): the student of the job's plan with the teacher it copies and the teacher channels a
     narrowed student keeps (raykd.student.pruning.Kept, else None), or the base model to fine-tune, no teacher and
     None. The student holds copies of the teacher's weights, so the teacher can still run live beside it."""
-    spec = job["model"]
-    if spec["kind"] == "base":
-        return models.load_base_for_finetuning(spec["base"], task), None, None
-    teacher, _ = models.load_teacher(spec["teacher_dir"], task)
-    run = job["plan"]
+    if job.plan is None:
+        return models.load_base_for_finetuning(job.base, task), None, None
+    teacher, _ = models.load_teacher(job.teacher_dir, task)
+    run = job.plan
     kept = None
     if run.narrowed:
         source = tuple(range(1, run.student_layers + 1)) if cfg.student_init == "bottom" else run.layer_map
-        kept = pruning.keep(ray.get(job["importance"]), source, run.student_hidden, run.student_ffn)
+        kept = pruning.keep(ray.get(job.importance), source, run.student_hidden, run.student_ffn)
     return models.build_student(teacher, run.student_layers, run.layer_map, cfg.student_init, kept), teacher, kept
 
 
@@ -181,22 +161,23 @@ def restore(model) -> dict | None:
         return torch.load(Path(folder) / TRAIN_STATE, weights_only=False)
 
 
-def train_loop_per_worker(job: dict):
+def train_loop_per_worker(loop_config: dict):
     """What every Ray Train worker runs (TorchTrainer's train_loop_per_worker; the `job` keys are in the
     module docstring): builds the model, wraps it in DDP on this worker's device (`get_device`: a GPU
     when the worker has one, else the CPU with gloo), then trains the schedule's stages epoch by epoch
     and reports each epoch's metrics and a checkpoint (rank 0 writes it). Resumes from the last
     checkpoint when Ray restarts the run. Returns early after an epoch whose loss is not finite."""
-    cfg, task = DistillConfig.from_dict(job["hparams"]), get_task(job["task"])
+    job: Job = loop_config["job"]
+    cfg, task = job.config, get_task(job.task)
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     device = ray.train.torch.get_device()
-    torch.set_num_threads(job.get("threads", 1))
+    torch.set_num_threads(job.threads)
     torch.manual_seed(cfg.seed)  # the same initial weights on every worker
-    data = ray.get(job["data"])
-    tokenizer = AutoTokenizer.from_pretrained(job["tokenizer_dir"])
+    data = ray.get(job.data)
+    tokenizer = AutoTokenizer.from_pretrained(job.tokenizer_dir)
     model, teacher_model, kept = build_model(job, task, cfg)
-    run = job.get("plan")
+    run = job.plan
     stages = list(run.stages) if run else schedule(cfg, model.config.num_hidden_layers)
     mapping = run.layer_map if run else ()
     plan = epoch_plan(stages)
@@ -215,10 +196,10 @@ def train_loop_per_worker(job: dict):
     torch.manual_seed(cfg.seed + 1 + rank + 1000 * first_epoch)  # dropout differs across workers
 
     views = []  # the teacher's outputs: cached, computed live, or cached small fields + live attention maps
-    if job.get("teacher_outputs"):
-        views.append(TeacherOutputs(open_placed(job["teacher_outputs"], ray.get), run.teacher_depth, run.teacher_heads))
-    if job.get("live_teacher"):
-        views.append(LiveTeacher(teacher_model.to(device), data["train"], set(job["live_teacher"]),
+    if job.teacher_outputs:
+        views.append(TeacherOutputs(open_placed(job.teacher_outputs, ray.get), run.teacher_depth, run.teacher_heads))
+    if job.live_teacher:
+        views.append(LiveTeacher(teacher_model.to(device), data["train"], set(job.live_teacher),
                                  tokenizer.pad_token_id, precision.autocast(cfg.precision, device)))
     teacher = (views[0] if len(views) == 1 else MergedTeacher(*views)) if views else None
     del teacher_model  # unless it runs live, the student no longer needs it
@@ -226,7 +207,7 @@ def train_loop_per_worker(job: dict):
                              None if kept is None else kept.hidden)
     dev_collate = Collator(tokenizer, data["dev"], task.is_regression)
     # Selection: on the validation split held out from the training set when there is one, else on dev.
-    selection = job.get("selection") or {"metric": f"{'val' if 'validation' in data else 'dev'}_{task.main_metric}",
+    selection = job.selection or {"metric": f"{'val' if 'validation' in data else 'dev'}_{task.main_metric}",
                                          "mode": "max"}
     validation_collate = Collator(tokenizer, data["validation"], task.is_regression) if "validation" in data else None
     lengths = [len(ids) for ids in data["train"]["input_ids"]]
@@ -248,8 +229,8 @@ def train_loop_per_worker(job: dict):
                 scheduler.load_state_dict(state["scheduler"])
         sampler.set_epoch(epoch)
         timing = {}
-        if epoch == first_epoch and "submitted_at" in job:  # everything loaded: the first step comes next
-            timing["seconds_to_first_step"] = time.time() - job["submitted_at"]
+        if epoch == first_epoch and job.submitted_at is not None:  # everything loaded: the first step comes next
+            timing["seconds_to_first_step"] = time.time() - job.submitted_at
         started = time.perf_counter()
         loss = train_epoch(model, loader, stage, cfg, optimizer, scheduler, frozen_parameters(bare, stage), device, scaler)
         timing["epoch_seconds"] = time.perf_counter() - started
@@ -261,12 +242,12 @@ def train_loop_per_worker(job: dict):
         # that are saved and shipped (an exported model runs in fp32), and the export check can demand it.
         result = {"epoch": epoch + 1, "cls_epoch": cls_epochs, "stage": stage.name, "train_loss": loss, **timing,
                   "precision_used": precision.resolve(cfg.precision, device),  # what `auto` became on this worker
-                  **(job.get("cost") or {}),
+                  **(job.cost or {}),
                   **evaluate(bare, task, data["dev"], dev_collate, rank, world, device, "fp32")}
         if validation_collate:
             result.update(evaluate(bare, task, data["validation"], validation_collate, rank, world, device,
                                    "fp32", "val"))
-        result["score"] = (metrics.selection_score(result, selection["metric"], selection["mode"])
+        result["score"] = (selection_score(result, selection["metric"], selection["mode"])
                            if stage.classification else NOT_ELIGIBLE)
         if not math.isfinite(loss):  # the weights are no longer usable: never export them
             result.update(score=NOT_ELIGIBLE, stop_reason="non-finite loss")

@@ -7,7 +7,7 @@ are one Ray Tune experiment, `<exp>/ray/confirm`: a grid through the search's ow
 algorithm and a FIFO scheduler (no run is stopped early), so they run in parallel on a cluster and show in
 the dashboard, and `--resume` restores it like the search (a finished run is never run again).
 
-The configuration with the best mean selection score is chosen (each run's `score`, raykd.metrics.selection_score:
+The configuration with the best mean selection score is chosen (each run's `score`, raykd.selection.selection_score:
 a seed whose student predicts one class for every selection row counts 3 lower, so a configuration that is
 constant on its seeds never wins); the student exported to `best/` is its run whose selection metric is
 closest to the configuration's mean (a typical seed, not the luckiest one; ties go to the lower seed), among
@@ -28,13 +28,13 @@ from ray import tune
 from ray.tune import ResultGrid
 from ray.tune.schedulers import FIFOScheduler
 
-from raykd.artifacts.results import CONFIRM, config_key, rank
 from raykd.files import atomic_write
-from raykd.metrics import is_constant
+
 from raykd.student.pareto import non_dominated, spread
 from raykd.student.shape import PARAMETER
-from raykd.training.worker import NOT_ELIGIBLE
+
 from raykd.tuning import tuner
+from raykd.selection import CONFIRM, NOT_ELIGIBLE, config_key, is_constant, rank
 
 TUNE_NAME = "confirm"
 CSV = "confirm.csv"
@@ -155,7 +155,7 @@ def summarize(grid: ResultGrid, selection_metric: str, dev_metric: str, finished
     "configs": [per candidate: config, search trial and score, seeds, n, mean and sample std of both metrics,
     score_mean, constant_runs], "chosen": the exported run (only when finished and some run has a value),
     "lead": the chosen configuration against the runner-up (lead(); only when finished), "rule"}. `selection_metric` is the search's; the winner has the highest mean `score` (the selection
-    metric, negated for "min", a constant run 3 lower: raykd.metrics.selection_score). The configurations
+    metric, negated for "min", a constant run 3 lower: raykd.selection.selection_score). The configurations
     and their search trials come from the grid's own trial configs (build_tuner), never recomputed.
     """
     by_rank = {}

@@ -21,13 +21,15 @@ from ray import tune
 from ray.tune.integration.ray_train import TuneReportCallback
 
 from raykd import files
-from raykd.artifacts import results
 from raykd.errors import Interrupted, RaykdError, sigint_restored
+from raykd.selection import best_checkpoint, small_validation_caution
 from raykd.tasks import Task, get_task
 from raykd.training import finetune
 from raykd.training.driver import Scaling, export_checkpoint, fit
 from raykd.tuning import tuner
+from raykd.tuning.settings import EXPERIMENT, SETTINGS, keep, resume_settings
 from raykd.tuning.spaces import SearchSpace
+from raykd.tuning.trials import run_name, trials_dir, trials_table
 
 
 def check_space(space: SearchSpace) -> None:
@@ -57,7 +59,7 @@ def run_trial(values: dict, setup: Setup):
     over finetune.DEFAULTS). Raises the run's error, so the trial ends as ERROR and the search goes on."""
     cfg = finetune.DEFAULTS.replace(**{**setup.fixed, **values})
     job = finetune.job(get_task(setup.task), setup.base, cfg, setup.data_ref, setup.tokenizer_dir)
-    result = fit(job, setup.scaling, Path(setup.trials_dir), results.run_name(tune.get_context().get_trial_id()), callbacks=[TuneReportCallback()],
+    result = fit(job, setup.scaling, Path(setup.trials_dir), run_name(tune.get_context().get_trial_id()), callbacks=[TuneReportCallback()],
                  max_failures=setup.max_failures)
     if result.error:
         raise result.error
@@ -65,28 +67,26 @@ def run_trial(values: dict, setup: Setup):
 
 # The flags a teacher search keeps in its experiment.json, and --resume restores: the search's own where the
 # teacher command has them, and the teacher's base, sampler seed and recipe.
-SETTINGS = tuple(dict.fromkeys((*results.SETTINGS, "teacher_base", "search_seed", *finetune.FIELDS)))
+SETTINGS = tuple(dict.fromkeys((*SETTINGS, "teacher_base", "search_seed", *finetune.FIELDS)))
 
 
 def keep_settings(exp_dir: Path, task: Task, args, command: str) -> None:
     """Write `<exp_dir>/experiment.json` ({"task", "kind": "teacher search", "command", "settings"}) and a copy of
     the space file, as the student search does: what --resume restores and checks."""
-    results.keep_space(exp_dir, args.space)
-    files.atomic_json(Path(exp_dir) / results.EXPERIMENT, {"task": task.name, "kind": "teacher search", "command": command,
-                                                           "settings": results.search_settings(args, SETTINGS)})
+    keep(exp_dir, args, {"task": task.name, "kind": "teacher search", "command": command}, SETTINGS)
 
 
 def resume_settings(exp_dir: Path, args, argv: list[str]) -> None:
-    """For --resume: set `args` to the flags the search `exp_dir` started with (results.resume_settings). A
+    """For --resume: set `args` to the flags the search `exp_dir` started with (resume_settings). A
     search from before teacher searches kept their flags resumes with the flags as given. Raises
     RaykdError when there is neither a search's experiment.json nor Tune state there, or a typed flag or the space
     contradicts it."""
     exp_dir = Path(exp_dir).resolve()
-    if not (exp_dir / results.EXPERIMENT).is_file() and not tuner.started(exp_dir):
+    if not (exp_dir / EXPERIMENT).is_file() and not tuner.started(exp_dir):
         raise RaykdError(f"no teacher search to resume at {exp_dir} (or its Ray state stayed on the machine that ran it); "
                          "check --records and --name, or start a new search with another --name")
-    if (exp_dir / results.EXPERIMENT).is_file():
-        results.resume_settings(exp_dir, args, argv, SETTINGS, flags={})
+    if (exp_dir / EXPERIMENT).is_file():
+        resume_settings(exp_dir, args, argv, SETTINGS, flags={})
 
 
 def search(task: Task, base: str, space: SearchSpace, data_ref, rows: dict, scaling: Scaling,
@@ -105,13 +105,13 @@ def search(task: Task, base: str, space: SearchSpace, data_ref, rows: dict, scal
     exp_dir, out = Path(exp_dir).resolve(), Path(out).resolve()
     held_out = "validation_examples" in rows
     metric = f"{'val' if held_out else 'dev'}_{task.main_metric}"
-    small = results.small_validation_caution(rows.get("validation_examples"), task)
+    small = small_validation_caution(rows.get("validation_examples"), task)
     if small:  # said now, and in summary.md
         print(small.console, flush=True)
     tokenizer_dir = exp_dir / "ray" / "tokenizer"
     tokenizer.save_pretrained(tokenizer_dir)
     setup = Setup(task.name, base, space.fixed, data_ref, str(tokenizer_dir), scaling,
-                  str(results.trials_dir(exp_dir)), max_failures)
+                  str(trials_dir(exp_dir)), max_failures)
     trainable = tuner.trainable(run_trial, setup=setup)
     if resume and tuner.started(exp_dir):  # else stopped before Tune saved anything: its trials start now
         search = tuner.restore(trainable, exp_dir)
@@ -121,14 +121,14 @@ def search(task: Task, base: str, space: SearchSpace, data_ref, rows: dict, scal
                              num_samples, tuner.concurrency(scaling))
     with sigint_restored():
         grid = search.fit()
-    table = results.trials_table(exp_dir, metric, max_epochs)
+    table = trials_table(exp_dir, metric, max_epochs)
     files.atomic_write(exp_dir / "trials.csv", table.to_csv(index=False))
     if not tuner.ended(exp_dir, num_samples):  # Ctrl-C: a teacher from part of the search is not the search's teacher
         raise Interrupted(f"the teacher search was interrupted ({int(table['status'].isin(['TERMINATED', 'ERROR']).sum())} of "
                          f"{num_samples} trials ended) and saved no teacher; continue it with the same command and --resume "
                          f"--name {exp_dir.name} (its trials so far are in {exp_dir / 'trials.csv'})")
     try:
-        trial_id, metrics, checkpoint, config = results.best_checkpoint(exp_dir)
+        trial_id, metrics, checkpoint, config = best_checkpoint(exp_dir)
     except RuntimeError:
         errors = [str(e).strip().splitlines()[-1] for e in grid.errors if str(e).strip()]
         raise RaykdError(f"no teacher trial reported an epoch{f' (first error: {errors[0]})' if errors else ''}; "

@@ -14,12 +14,12 @@ from pathlib import Path
 from ray import tune
 from ray.tune.integration.ray_train import TuneReportCallback
 
-from raykd.artifacts.results import run_name
+from raykd.launch import cluster
 from raykd.method.config import DistillConfig
 from raykd.method.plan import resolve
-from raykd.launch import cluster
 from raykd.training.driver import Scaling, fit
 from raykd.training.job import Prepared, make_job
+from raykd.tuning.trials import run_name
 
 
 @dataclass
@@ -38,9 +38,13 @@ class Experiment:
     def config(self, trial_values: dict) -> DistillConfig:
         """The trial's configuration: a search trial's values, or a confirmation run's
         {"confirm": {"candidate": rank, "values": {...}}} (raykd.tuning.confirm), over the fixed ones."""
-        if "confirm" in trial_values:
-            trial_values = trial_values["confirm"]["values"]
-        return DistillConfig.merged({"epochs": self.max_epochs}, self.fixed, trial_values)
+        return DistillConfig.merged({"epochs": self.max_epochs}, self.fixed, own_values(trial_values))
+
+
+def own_values(config: dict) -> dict:
+    """A trial's own values from Tune's config: a search trial's as they are, a confirmation run's from under
+    {"confirm": {"candidate": rank, "values": {...}}} (raykd.tuning.confirm)."""
+    return config["confirm"]["values"] if "confirm" in config else config
 
 
 def run_trial(trial_values: dict, experiment: Experiment):
@@ -53,7 +57,7 @@ def run_trial(trial_values: dict, experiment: Experiment):
     cluster.check_fits(s.workers, s.cpus_per_worker, s.gpus_per_worker, "this trial", note_unused_gpus=False)
     run = resolve(experiment.teacher_config, experiment.config(trial_values), s.workers)
     job = make_job(experiment.prep, run, experiment.selection)
-    job["cost"] = (experiment.trial_costs or {}).get(run.shape)
+    job.cost = (experiment.trial_costs or {}).get(run.shape)
     result = fit(job, experiment.scaling, Path(experiment.trials_dir), run_name(tune.get_context().get_trial_id()),
                  callbacks=[TuneReportCallback()], max_failures=experiment.max_failures)
     if result.error:

@@ -22,7 +22,7 @@ from raykd.training.driver import Scaling
 from raykd.tuning.orphans import ReleaseOrphanedGroups
 
 TUNE_NAME = "tune"  # <experiment>/ray/tune: Tune's own experiment folder
-# What Tune, Optuna and ASHA rank trials by, always maximised: each epoch's `score` (raykd.metrics.selection_score,
+# What Tune, Optuna and ASHA rank trials by, always maximised: each epoch's `score` (raykd.selection.selection_score,
 # the selection metric with a constant student ranked last), not the metric itself, so that they agree with the
 # checkpoint and confirmation choices made from the same `score`.
 SCORE, SCORE_MODE = "score", "max"
