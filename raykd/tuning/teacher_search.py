@@ -26,8 +26,8 @@ from raykd.selection import best_checkpoint, small_validation_caution
 from raykd.tasks import Task, get_task
 from raykd.training import finetune
 from raykd.training.driver import Scaling, export_checkpoint, fit
-from raykd.tuning import tuner
-from raykd.tuning.settings import EXPERIMENT, SETTINGS, keep, resume_settings
+from raykd.tuning import settings, tuner
+from raykd.tuning.settings import EXPERIMENT, keep
 from raykd.tuning.spaces import SearchSpace
 from raykd.tuning.trials import run_name, trials_dir, trials_table
 
@@ -67,7 +67,7 @@ def run_trial(values: dict, setup: Setup):
 
 # The flags a teacher search keeps in its experiment.json, and --resume restores: the search's own where the
 # teacher command has them, and the teacher's base, sampler seed and recipe.
-SETTINGS = tuple(dict.fromkeys((*SETTINGS, "teacher_base", "search_seed", *finetune.FIELDS)))
+SETTINGS = tuple(dict.fromkeys((*settings.SETTINGS, "teacher_base", "search_seed", *finetune.FIELDS)))
 
 
 def keep_settings(exp_dir: Path, task: Task, args, command: str) -> None:
@@ -77,7 +77,7 @@ def keep_settings(exp_dir: Path, task: Task, args, command: str) -> None:
 
 
 def resume_settings(exp_dir: Path, args, argv: list[str]) -> None:
-    """For --resume: set `args` to the flags the search `exp_dir` started with (resume_settings). A
+    """For --resume: set `args` to the flags the search `exp_dir` started with (settings.resume_settings). A
     search from before teacher searches kept their flags resumes with the flags as given. Raises
     RaykdError when there is neither a search's experiment.json nor Tune state there, or a typed flag or the space
     contradicts it."""
@@ -86,7 +86,7 @@ def resume_settings(exp_dir: Path, args, argv: list[str]) -> None:
         raise RaykdError(f"no teacher search to resume at {exp_dir} (or its Ray state stayed on the machine that ran it); "
                          "check --records and --name, or start a new search with another --name")
     if (exp_dir / EXPERIMENT).is_file():
-        resume_settings(exp_dir, args, argv, SETTINGS, flags={})
+        settings.resume_settings(exp_dir, args, argv, SETTINGS, flags={})
 
 
 def search(task: Task, base: str, space: SearchSpace, data_ref, rows: dict, scaling: Scaling,
