@@ -15,7 +15,7 @@ COMMANDS = {
     "distill": "distil one configuration into a student",
     "search": "search distillation configurations and student shapes; export the best student",
     "export": "export a search's best student again, in serving formats",
-    "report": "tables and figures from finished searches",
+    "report": "the tables of run records: teachers, single runs, fp32 against bf16 (the paper table: python -m experiments.paper)",
     "bench": "benchmarks: speed, memory, latency of shapes, the peer",
 }
 

@@ -128,7 +128,7 @@ def teacher_caution(selection: dict) -> Caution | None:
     """A Caution when experiment.json's `selection` says the teacher may have trained on the trials'
     validation rows; None otherwise, or when unknown (a teacher without raykd's record).
 
-    The held-out rows depend on the data, the validation fraction and the data seed alone (raykd.data.split_train),
+    The held-out rows depend on the data, the validation fraction and the data seed alone (raykd.splits.split_train),
     so a teacher whose record names the trials' fraction and seed never saw them, whatever either's
     --train-fraction. A teacher that held out another split, or none (from before raykd held them out, or made
     with --validation-fraction 0), gets the caution; an experiment from before `teacher_held_out` was kept

@@ -68,21 +68,6 @@ def parse_args(argv=None):
     return parser().parse_args(argv)
 
 
-def check_search_arguments(args, space) -> None:
-    """Raises RaykdError for a teacher search that cannot run as asked, before anything starts."""
-    teacher_search.check_space(space)
-    for flag, value in (("--num-samples", args.num_samples), ("--max-epochs", args.max_epochs),
-                        ("--grace-period", args.grace_period)):
-        if value < 1:
-            raise RaykdError(f"{flag} {value} must be at least 1")
-    if args.grace_period > args.max_epochs:
-        raise RaykdError(f"--grace-period {args.grace_period} exceeds --max-epochs {args.max_epochs}; lower it")
-    epochs = space.space.get("epochs") if isinstance(space.space, dict) else None
-    most = max(getattr(epochs, "categories", None) or [getattr(epochs, "upper", 0) or 0, space.fixed.get("epochs", 0)])
-    if most > args.max_epochs:
-        raise RaykdError(f"{space.path}: epochs up to {most} exceed --max-epochs {args.max_epochs}; raise --max-epochs")
-
-
 @exits_cleanly
 def main(argv=None):
     """`python -m raykd.teacher`: fine-tune one teacher (or reuse the cached one of the same recipe), or search
@@ -103,7 +88,7 @@ def main(argv=None):
     cfg = config_from_args(args, algorithm="finetune")
     space = load_space(args.space) if args.space else None
     if space:
-        check_search_arguments(args, space)
+        teacher_search.check_arguments(args, space)
     if args.out:
         cli.check_output_dir(args.out)
     scaling = cli.scaling(args)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The commands behind every table in results/, in the order they were run (2 CPU cores, no GPU).
-# Run from the repository root with ../shared beside it. Tables: ./run report (python -m raykd.report).
+# Run from the repository root with ../shared beside it. Tables: ./run report (python -m raykd.report); the paper
+# table: python -m experiments.paper (an experiment driver beside raykd, run from the root).
 # Teachers made before 2026-11-30 wrote results/teachers/<task>-minilm/teacher.json; those records now sit at
 # results/teachers/<task>-minilm.json, and the folders (weights, not committed) are made again by --out.
 set -euo pipefail
@@ -48,7 +49,7 @@ if [[ $step == all || $step == precision ]]; then
 fi
 if [[ $step == all || $step == paper ]]; then
   # the paper's table and the low-data study (results/paper/; resumable, cell by cell; not run yet)
-  ./run report paper --data-dir $GLUE --tasks rte mrpc cola sst2 stsb --seeds 3 --fractions 0.1 0.3
+  .venv/bin/python -m experiments.paper --data-dir $GLUE --tasks rte mrpc cola sst2 stsb --seeds 3 --fractions 0.1 0.3
 fi
 if [[ $step == all || $step == heldout ]]; then
   # 2026-12-02: the paper's table again with teachers that hold out the students' validation rows
@@ -57,26 +58,26 @@ if [[ $step == all || $step == heldout ]]; then
   ./run teacher --task cola --data-dir $GLUE --max-seq-length 64 --teacher-base minilm --epochs 5 \
     --learning-rate 2.3494841869615953e-05 --warmup-ratio 0.0 --weight-decay 0.01 --batch-size 32 --seed 2444 \
     --precision auto --group-by-length --validation-fraction 0.1 --out $T/paper-cola-heldout --records results/heldout/paper
-  ./run report paper --results results/heldout --data-dir $GLUE --tasks cola --methods finetune kd sid --seeds 3 \
+  .venv/bin/python -m experiments.paper --results results/heldout --data-dir $GLUE --tasks cola --methods finetune kd sid --seeds 3 \
     --teacher cola=$T/paper-cola-heldout
   # MRPC: the parity teacher's recipe (results/parity), its seed 42, without the 367 validation rows
   ./run teacher --task mrpc --data-dir $GLUE --max-seq-length 128 --teacher-base minilm --epochs 3 --learning-rate 1e-4 \
     --warmup-ratio 0.1 --weight-decay 0.01 --batch-size 32 --seed 42 --precision auto --group-by-length \
     --validation-fraction 0.1 --out $T/paper-mrpc-heldout --records results/heldout/paper
-  ./run report paper --results results/heldout --data-dir $GLUE --tasks mrpc --methods kd sid finetune search all pid \
+  .venv/bin/python -m experiments.paper --results results/heldout --data-dir $GLUE --tasks mrpc --methods kd sid finetune search all pid \
     --seeds 3 --teacher mrpc=$T/paper-mrpc-heldout
-  ./run report paper --results results/heldout --data-dir $GLUE --tasks mrpc --methods kd sid search --fractions 0.1 0.3 \
+  .venv/bin/python -m experiments.paper --results results/heldout --data-dir $GLUE --tasks mrpc --methods kd sid search --fractions 0.1 0.3 \
     --seeds 3 --teacher mrpc=$T/paper-mrpc-heldout
   # SST-2: 3 epochs on 90% of the rows (the students' TASK_FLAGS then take 15% of each side)
   ./run teacher --task sst2 --data-dir $GLUE --max-seq-length 64 --teacher-base minilm --epochs 3 --learning-rate 5e-5 \
     --warmup-ratio 0.1 --weight-decay 0.01 --batch-size 32 --seed 42 --precision auto --group-by-length \
     --validation-fraction 0.1 --out $T/paper-sst2-heldout --records results/heldout/paper
-  ./run report paper --results results/heldout --data-dir $GLUE --tasks sst2 --methods kd sid finetune all pid search \
+  .venv/bin/python -m experiments.paper --results results/heldout --data-dir $GLUE --tasks sst2 --methods kd sid finetune all pid search \
     --seeds 3 --teacher sst2=$T/paper-sst2-heldout
   # STS-B: the MRPC teacher's recipe (3 epochs, lr 1e-4), 128 tokens, every row
   ./run teacher --task stsb --data-dir $GLUE --max-seq-length 128 --teacher-base minilm --epochs 3 --learning-rate 1e-4 \
     --warmup-ratio 0.1 --weight-decay 0.01 --batch-size 32 --seed 42 --precision auto --group-by-length \
     --validation-fraction 0.1 --out $T/paper-stsb-heldout --records results/heldout/paper
-  ./run report paper --results results/heldout --data-dir $GLUE --tasks stsb --methods kd sid finetune pid all search \
+  .venv/bin/python -m experiments.paper --results results/heldout --data-dir $GLUE --tasks stsb --methods kd sid finetune pid all search \
     --seeds 3 --teacher stsb=$T/paper-stsb-heldout
 fi

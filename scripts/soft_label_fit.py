@@ -6,8 +6,8 @@ student's own training rows against their gold labels, next to the teacher on th
 
 kd at the paper's settings (w_hard 0) regresses onto the teacher's outputs alone: where they fit the gold labels
 of the training rows no better than the teacher scores on unseen rows, the student learns the teacher's errors
-as targets (results/heldout/paper/notes.md, STS-B). The rows are the ones `raykd.report paper` trains on
-(raykd.artifacts.paper.TASK_FLAGS: max length and train fraction; validation 0.1, data seed 42, the search's
+as targets (results/heldout/paper/notes.md, STS-B). The rows are the ones `python -m experiments.paper` trains on
+(experiments.paper.cells.TASK_FLAGS: max length and train fraction; validation 0.1, data seed 42, the search's
 defaults). The training rows' outputs are read from the teacher-output cache when a run has built them
 (raykd.teacher_outputs.disk_cache), else computed. Prints one line per metric.
 """
@@ -15,11 +15,13 @@ defaults). The training rows' outputs are read from the teacher-output cache whe
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
 
-from raykd.artifacts.paper import TASK_FLAGS
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # experiments/ sits beside raykd/, not installed
+from experiments.paper.cells import TASK_FLAGS  # noqa: E402
 from raykd.data import DEFAULT_CACHE, DataSource, load_task_data
 from raykd.metrics import compute
 from raykd.models import load_teacher

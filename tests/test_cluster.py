@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from raykd import distill, search, teacher
-from raykd.launch import cli
+from raykd.launch import cli, search_run
 from raykd.training import finetune
 
 SPACE = '''
@@ -102,7 +102,7 @@ def test_search_without_teacher_fine_tunes_once_and_again_after_the_weights_are_
             "--teacher-epochs", "2", "--teacher-learning-rate", "1e-3", "--num-samples", "1", "--max-epochs", "1",
             "--workers-per-trial", "1", "--confirm-top", "0", "--export-formats", "hf", "--out", str(tmp_path / "results")]
     args = search.parse_args([*argv, "--name", "first"])
-    first = search.default_teacher(args, get_task("rte"), cli.scaling(args), tmp_path / "results", "first")
+    first = search_run.default_teacher(args, get_task("rte"), cli.scaling(args), tmp_path / "results", "first")
     folders = list((tmp_path / "cache" / "teachers").iterdir())
     assert len(folders) == 1 and finetune.is_usable(folders[0]) and first == str(folders[0])
     record = json.loads((folders[0] / finetune.RECORD).read_text())
@@ -120,7 +120,7 @@ def test_search_without_teacher_fine_tunes_once_and_again_after_the_weights_are_
     assert "fine-tuning" in capsys.readouterr().out
 
     args = search.parse_args([*argv, "--name", "second"])
-    second = search.default_teacher(args, get_task("rte"), cli.scaling(args), tmp_path / "results", "second")
+    second = search_run.default_teacher(args, get_task("rte"), cli.scaling(args), tmp_path / "results", "second")
     assert second == str(folders[0]) and "fine-tuning" not in capsys.readouterr().out
     assert len(list((tmp_path / "results" / "teachers").glob("*.json"))) == 1  # one teacher, one record
 

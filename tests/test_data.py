@@ -6,7 +6,8 @@ import shutil
 import numpy as np
 import pytest
 
-from raykd.data import DataSource, load_split, load_task_data, subsample, tokenize
+from raykd.data import DataSource, load_split, load_task_data, tokenize
+from raykd.splits import subsample
 from raykd.errors import RaykdError
 from raykd.tasks import TASKS, get_task
 

@@ -11,22 +11,24 @@ import pytest
 ROOT = Path(__file__).parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), ROOT / "results" / "README.md"]
 COMMANDS = ("teacher", "distill", "search", "export", "report", "bench")
+# Each command's module, whose parser() its lines must parse with: raykd's, and the experiment drivers beside it.
+MODULES = {**{name: f"raykd.{name}" for name in COMMANDS}, "experiments.paper": "experiments.paper.__main__"}
 
 
 def code_commands(page: Path) -> list[list[str]]:
-    """The raykd command lines of a page's fenced code blocks (continuations joined, comments and leading
-    VAR=value assignments dropped), each as [command, arg, ...]."""
+    """The raykd and experiment-driver command lines of a page's fenced code blocks (continuations joined,
+    comments and leading VAR=value assignments dropped), each as [command, arg, ...], command a MODULES key."""
     text, found = page.read_text(), []
     for block in re.findall(r"```[a-z]*\n(.*?)```", text, flags=re.S):
         for line in block.replace("\\\n", " ").splitlines():
-            if not re.match(r"\s*([A-Z_]+=\S*\s+)*(\./run|raykd|python -m raykd)\b", line):
+            if not re.match(r"\s*([A-Z_]+=\S*\s+)*(\./run|raykd|python -m (raykd|experiments))\b", line):
                 continue  # a tree, Python, or another tool's command
             words = shlex.split(line, comments=True)
             while words and re.fullmatch(r"[A-Z_]+=\S*", words[0]):
                 words = words[1:]
             if len(words) >= 2 and words[0] in ("./run", "raykd") and words[1] in COMMANDS:
                 found.append(words[1:])
-            elif len(words) >= 3 and words[:2] == ["python", "-m"] and words[2].removeprefix("raykd.") in COMMANDS:
+            elif len(words) >= 3 and words[:2] == ["python", "-m"] and words[2].removeprefix("raykd.") in MODULES:
                 found.append([words[2].removeprefix("raykd."), *words[3:]])
     return found
 
@@ -56,25 +58,28 @@ def test_every_command_in_a_code_block_parses_with_its_commands_flags():
     assert len(commands) >= 4  # the README's main command and two student searches, the cluster's search
     for page, (name, *argv) in commands:
         try:
-            importlib.import_module(f"raykd.{name}").parser().parse_args(argv)
+            importlib.import_module(MODULES[name]).parser().parse_args(argv)
         except SystemExit as exit:
             pytest.fail(f"{page}: `{name} {' '.join(argv)}` does not parse (exit {exit.code})")
 
 
 def test_a_wrong_flag_in_a_docs_command_would_be_caught(tmp_path):
     page = tmp_path / "page.md"
-    page.write_text("```bash\n./run search --task rte --space s.py --no-such-flag 3\n```\n")
-    (name, *argv), = code_commands(page)
-    with pytest.raises(SystemExit):
-        importlib.import_module(f"raykd.{name}").parser().parse_args(argv)
+    page.write_text("```bash\n./run search --task rte --space s.py --no-such-flag 3\n"
+                    "python -m experiments.paper --tasks rte --no-such-flag\n```\n")
+    commands = code_commands(page)
+    assert [name for name, *_ in commands] == ["search", "experiments.paper"]
+    for name, *argv in commands:
+        with pytest.raises(SystemExit):
+            importlib.import_module(MODULES[name]).parser().parse_args(argv)
 
 
-@pytest.mark.parametrize("name", COMMANDS)
+@pytest.mark.parametrize("name", MODULES)
 def test_help_gives_every_options_default(name, capsys):
     """`--help` is the reference: each option says its default, or what happens without it."""
     import argparse
 
-    parser = importlib.import_module(f"raykd.{name}").parser()
+    parser = importlib.import_module(MODULES[name]).parser()
     with pytest.raises(SystemExit):
         parser.parse_args(["--help"])
     assert "options:" in capsys.readouterr().out

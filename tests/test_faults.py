@@ -138,13 +138,13 @@ def test_search_killed_then_stopped_in_its_confirmation_resumes_each_time(ray_cl
 
     resume = [*args, "--resume", "--address", ray_cluster.get_runtime_context().gcs_address]
 
-    # 1b. Ctrl-C in the resumed search as soon as Tune has started (its SIGINT handler is set before it prints
-    #     its configuration table; the second trial's Train run takes seconds to start, and a tiny trial
+    # 1b. Ctrl-C in the resumed search as soon as Tune has started (its SIGINT handler is set before raykd's
+    #     console says "tune: started"; the second trial's Train run takes seconds to start, and a tiny trial
     #     outruns any later signal): best/ holds the finished trial as an interim Hugging Face folder; the
     #     latency table (and ONNX, with other formats) waits for the student that ships (this once ran the
     #     full serving export for minutes after the Ctrl-C)
     out, code = run_until("search-interrupted.log", resume,
-                    lambda: "Configuration for experiment" in (tmp_path / "search-interrupted.log").read_text(),
+                    lambda: "tune: started" in (tmp_path / "search-interrupted.log").read_text(),
                     lambda proc: os.kill(proc.pid, signal.SIGINT))
     # ... and the command says so and exits 130 (a wrapping script once took its exit 0 for a finished search)
     assert code == 130 and ("error: interrupted (Ctrl-C or SIGTERM) during trials, the search is unfinished, and the "

@@ -421,7 +421,7 @@ def test_14_a_changed_space_file_is_refused_saying_what_changed(tmp_path, teache
 
 
 def test_14_a_low_data_experiment_whose_validation_rows_raykd_no_longer_makes_is_refused(tmp_path, teachers, glue_dir, capsys):
-    """Before raykd.data.split_train, a low-data search held its validation rows out of its own subset; those
+    """Before raykd.splits.split_train, a low-data search held its validation rows out of its own subset; those
     rows are not made any more, so continuing its trials on other rows would mix two selections."""
     exp_dir, resume = stored_experiment(tmp_path, teachers["rte-bert"], glue_dir)
     info = json.loads((exp_dir / EXPERIMENT).read_text())

@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from raykd import search
-from raykd.data import DataSource, hold_out, load_split, load_task_data
+from raykd.data import DataSource, load_split, load_task_data
+from raykd.splits import hold_out
 from raykd.errors import RaykdError
 from raykd.tasks import get_task
 from raykd.teacher_outputs.disk_cache import DiskCache, cache_key, ensure
@@ -41,7 +42,7 @@ def test_the_held_out_split_is_disjoint_sized_stratified_and_seeded(rte_train):
 
 def test_a_low_data_run_selects_on_a_share_of_the_full_runs_held_out_rows(glue_dir, tokenizer, tmp_path):
     """The split is held out of the whole training set before --train-fraction cuts both sides
-    (raykd.data.split_train): a low-data run never selects on rows that a full-data teacher holding out the
+    (raykd.splits.split_train): a low-data run never selects on rows that a full-data teacher holding out the
     same split trained on, and never trains on rows it held out."""
     rte = DataSource(data_dir=str(glue_dir))
     data = load_task_data(RTE, rte, tokenizer, 64, 0.04, 42, tmp_path, 0.1)
@@ -168,7 +169,7 @@ def test_the_summary_cautions_when_the_validation_split_is_too_small_to_rank_tri
 
 
 def test_the_caution_follows_the_split_the_teacher_held_out_not_its_row_count():
-    """Since raykd.data.split_train a teacher that held out the trials' fraction with their data seed never saw their
+    """Since raykd.splits.split_train a teacher that held out the trials' fraction with their data seed never saw their
     validation rows, even when it trained on more rows (a low-data run's full-data teacher); one that held out
     another split, or none, may have."""
     from raykd.selection import teacher_caution

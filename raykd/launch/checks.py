@@ -13,7 +13,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from raykd import data, files, models
+from raykd import data, files, models, splits
 from raykd.errors import RaykdError
 from raykd.launch import cli
 from raykd.student import offer, shape
@@ -127,10 +127,10 @@ def check_validation_fraction(value: float, allow_zero: bool, fix: str):
 
 def check_data(task: Task, args, validation_fraction: float = 0.0):
     """Read and check the train and dev data now (raykd.data.load_checked), and make the training and
-    validation rows (raykd.data.split_train), so that a bad row, an unusable dev set or a split that cannot
+    validation rows (raykd.splits.split_train), so that a bad row, an unusable dev set or a split that cannot
     be made stops the command before Ray starts. Raises RaykdError."""
     train, _ = data.load_checked(task, cli.data_source(args))
-    data.split_train(task, train, args.train_fraction, validation_fraction, args.data_seed)
+    splits.split_train(task, train, args.train_fraction, validation_fraction, args.data_seed)
 
 
 def validation_fraction(args) -> float:

@@ -101,7 +101,7 @@ def claim(path: Path) -> Path:
     if path in _CLAIMS:
         return path
     try:
-        parent = files.try_writing(path.parent)
+        files.try_writing(path.parent)
         lock_file(path).parent.mkdir(exist_ok=True)
         lock = FileLock(str(lock_file(path)))
         lock.acquire(timeout=0)

@@ -48,7 +48,7 @@ def prepare(task: Task, teacher_dir: str, teacher, tokenizer, args, fields=(), l
     `layers` (None: all; here, in the driver, with a progress bar on the console; nothing when it is
     warm), start Ray and the TeacherService. Prints the cache plan. Call before any run.
     With `validation_fraction` > 0 that share of the training set is held out to select on
-    (raykd.data.hold_out); the cache, keyed by the tokenized training inputs, then holds the outputs
+    (raykd.splits.hold_out); the cache, keyed by the tokenized training inputs, then holds the outputs
     of the remaining training rows only. With `widths` (a run narrows its student) the teacher's channel
     importance is measured on the training rows (raykd.student.pruning.measure, a few seconds) and shipped with
     every job. Raises RaykdError for bad data or an unwritable cache."""

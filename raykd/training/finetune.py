@@ -13,7 +13,7 @@ results folder receives only a copy of the record (`<results>/teachers/<name>.js
 committed, weights are not, and no committed file can make a folder look like a teacher.
 
 By default a teacher is fine-tuned without the validation split a search holds out to select its students
-on (the same fraction, data seed and rows: raykd.data.split_train), and its best epoch is chosen on that split.
+on (the same fraction, data seed and rows: raykd.splits.split_train), and its best epoch is chosen on that split.
 A teacher that trained on those rows scores far higher there than on dev (CoLA: 61.8 against 29.0
 Matthews, results/paper/notes.md), so students that copy it most win the selection whatever they score on
 dev.
@@ -65,7 +65,7 @@ def recipe_dir(cache_dir: Path, task: Task, base: str, cfg: DistillConfig, data:
 def split_record(data: dict, train_fraction: float, validation_fraction: float, data_seed: int) -> dict:
     """The record fields that say which rows a teacher trained on and was chosen on: `train_examples` (rows
     it fine-tuned on) and `train_fraction`, and with a held-out split `validation_examples`,
-    `validation_fraction`, `data_seed` (raykd.data.split_train: these two decide the held-out rows)."""
+    `validation_fraction`, `data_seed` (raykd.splits.split_train: these two decide the held-out rows)."""
     rows = {"train_examples": len(data["train"]["labels"]), "train_fraction": train_fraction}
     if "validation" in data:
         rows.update(validation_examples=len(data["validation"]["labels"]), validation_fraction=validation_fraction,
@@ -91,7 +91,7 @@ def finetune_teacher(task: Task, base: str, cfg: DistillConfig, data_ref, rows: 
                      out: Path, tokenizer, command: str, max_failures: int = 1, replace: bool = False) -> dict:
     """Fine-tune `base` (a name for `models.resolve_base`) on the task with the worker loop of
     raykd.training.worker and save its best epoch to `out` with its record; returns the record. The best
-    epoch is chosen on the data's validation split when it has one (raykd.data.hold_out), else on dev;
+    epoch is chosen on the data's validation split when it has one (raykd.splits.hold_out), else on dev;
     `rows` is split_record's, kept in the record.
 
     The run goes to `.<out>.partial` (raykd.files.publish_dir) and is renamed to `out` only when finished, so an interrupted run
@@ -172,7 +172,7 @@ def trained_rows(folder: Path, task: Task) -> int | None:
 
 def held_out(folder: Path, task: Task) -> dict | None:
     """{"validation_fraction", "data_seed"}: the split the teacher in `folder` held out of its training set,
-    which decides its held-out rows (raykd.data.split_train), with `of_train_fraction` added for a teacher made
+    which decides its held-out rows (raykd.splits.split_train), with `of_train_fraction` added for a teacher made
     before split_train with --train-fraction < 1 (it held its rows out of that share: other rows); None when it
     held out none or its record does not say. Never raises, like trained_rows."""
     record = _own_record(folder, task)

@@ -75,7 +75,7 @@ def resume_settings(exp_dir: Path, args, argv: list[str], names: tuple[str, ...]
     if not stored:
         return
     selection = info.get("selection") or {}
-    # Until `teacher_held_out` came, with raykd.data.split_train, a low-data run held its validation rows out
+    # Until `teacher_held_out` came, with raykd.splits.split_train, a low-data run held its validation rows out
     # of its own subset: those rows cannot be made again, so its trials cannot continue on them.
     if stored.get("train_fraction", 1) < 1 and selection.get("select_on") == "validation" and \
             "teacher_held_out" not in selection:

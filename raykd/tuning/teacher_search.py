@@ -27,6 +27,7 @@ from raykd.tasks import Task, get_task
 from raykd.training import finetune
 from raykd.training.driver import Scaling, export_checkpoint, fit
 from raykd.tuning import settings, tuner
+from raykd.tuning.console import SearchConsole
 from raykd.tuning.settings import EXPERIMENT, keep
 from raykd.tuning.spaces import SearchSpace
 from raykd.tuning.trials import run_name, trials_dir, trials_table
@@ -52,6 +53,22 @@ class Setup:
     scaling: Scaling
     trials_dir: str
     max_failures: int
+
+
+def check_arguments(args, space: SearchSpace) -> None:
+    """Raises RaykdError for a teacher search that cannot run as asked (`args`: raykd.teacher's flags), before
+    anything starts: the space (check_space), the trial budget, and epochs the space can draw beyond --max-epochs."""
+    check_space(space)
+    for flag, value in (("--num-samples", args.num_samples), ("--max-epochs", args.max_epochs),
+                        ("--grace-period", args.grace_period)):
+        if value < 1:
+            raise RaykdError(f"{flag} {value} must be at least 1")
+    if args.grace_period > args.max_epochs:
+        raise RaykdError(f"--grace-period {args.grace_period} exceeds --max-epochs {args.max_epochs}; lower it")
+    epochs = space.space.get("epochs") if isinstance(space.space, dict) else None
+    most = max(getattr(epochs, "categories", None) or [getattr(epochs, "upper", 0) or 0, space.fixed.get("epochs", 0)])
+    if most > args.max_epochs:
+        raise RaykdError(f"{space.path}: epochs up to {most} exceed --max-epochs {args.max_epochs}; raise --max-epochs")
 
 
 def run_trial(values: dict, setup: Setup):
@@ -118,7 +135,7 @@ def search(task: Task, base: str, space: SearchSpace, data_ref, rows: dict, scal
     else:
         searcher = tuner.optuna_searcher(space.space, tuner.SCORE, tuner.SCORE_MODE, seed, exp_dir, space.points_to_evaluate)
         search = tuner.tuner(trainable, exp_dir, tuner.SCORE, tuner.SCORE_MODE, searcher, tuner.asha(max_epochs, grace_period),
-                             num_samples, tuner.concurrency(scaling))
+                             num_samples, tuner.concurrency(scaling), SearchConsole(metric, max_epochs, "finetune"))
     with sigint_restored():
         grid = search.fit()
     table = trials_table(exp_dir, metric, max_epochs)

@@ -8,6 +8,7 @@ see Ray's train_tune_interop example); its workers hold the CPUs and GPUs, the t
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import optuna
@@ -19,6 +20,7 @@ from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
 
 from raykd.training.driver import Scaling
+from raykd.tuning.console import SearchConsole
 from raykd.tuning.orphans import ReleaseOrphanedGroups
 
 TUNE_NAME = "tune"  # <experiment>/ray/tune: Tune's own experiment folder
@@ -77,17 +79,22 @@ def optuna_searcher(space, metric: str | list[str], mode: str | list[str], seed:
 
 
 def tuner(trainable, exp_dir: Path, metric: str, mode: str, searcher, scheduler, num_samples: int,
-          max_concurrent: int) -> tune.Tuner:
-    """A new Tuner writing to `<exp_dir>/ray/tune`."""
+          max_concurrent: int, console: SearchConsole) -> tune.Tuner:
+    """A new Tuner writing to `<exp_dir>/ray/tune`, printing through `console`."""
     return tune.Tuner(trainable, tune_config=tune.TuneConfig(
         metric=metric, mode=mode, search_alg=searcher, scheduler=scheduler, num_samples=num_samples,
-        max_concurrent_trials=max_concurrent), run_config=run_config(exp_dir, TUNE_NAME))
+        max_concurrent_trials=max_concurrent), run_config=run_config(exp_dir, TUNE_NAME, console))
 
 
-def run_config(exp_dir: Path, name: str) -> tune.RunConfig:
-    """Tune's RunConfig for the experiment `<exp_dir>/ray/<name>`, with the callback that releases what
-    stopped trials' Ray Train left reserved (raykd.tuning.orphans); --resume restores it with the rest."""
-    return tune.RunConfig(name=name, storage_path=str(Path(exp_dir) / "ray"), callbacks=[ReleaseOrphanedGroups()])
+def run_config(exp_dir: Path, name: str, console: SearchConsole) -> tune.RunConfig:
+    """Tune's RunConfig for the experiment `<exp_dir>/ray/<name>`: Tune's own console off (verbose=0) for
+    raykd's (raykd.tuning.console), and the callback that releases what stopped trials' Ray Train left
+    reserved (raykd.tuning.orphans); --resume restores both with the rest."""
+    # Tune's new console prints its experiment box and paths whatever `verbose` says; its legacy one with
+    # verbose=0 prints nothing. Read by Tune when the Tuner fits, in this (the driver's) process.
+    os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
+    return tune.RunConfig(name=name, storage_path=str(Path(exp_dir) / "ray"), verbose=0,
+                          callbacks=[ReleaseOrphanedGroups(), console])
 
 
 def started(exp_dir: Path, name: str = TUNE_NAME) -> bool:
