@@ -4,8 +4,8 @@
 
 Each section (`--sections`; default all, run in the order of SECTIONS) is a function of a module of
 raykd.benchmarks, one concept each: cache and cache-size (benchmarks.cache), epochs and precision
-(benchmarks.epochs), peer (benchmarks.peer), throughput (benchmarks.throughput), memory (benchmarks.memory),
-inference, deploy and shapes (benchmarks.serving).
+(benchmarks.epochs), peer (benchmarks.peer), throughput (benchmarks.throughput), startup (benchmarks.startup),
+memory (benchmarks.memory), inference, deploy and shapes (benchmarks.serving).
 
 The teacher of a task is results/teachers/<task>-minilm when it exists, else the pretrained base with
 a new head (the same cost and size: the numbers do not depend on the weights).
@@ -28,6 +28,7 @@ from raykd.benchmarks.epochs import epoch_times, precision_times
 from raykd.benchmarks.memory import teacher_memory
 from raykd.benchmarks.peer import peer
 from raykd.benchmarks.serving import deploy_formats, inference, shape_costs
+from raykd.benchmarks.startup import startup
 from raykd.benchmarks.throughput import search_throughput
 from raykd.errors import RaykdError, exits_cleanly
 from raykd.files import atomic_write
@@ -39,6 +40,7 @@ SECTIONS = {"cache": ("Cache build per task", cache_builds),
             "precision": ("Precision and length-grouped batches (RTE)", precision_times),
             "peer": ("The peer: TextBrewer on the same work (RTE)", peer),
             "throughput": ("Search throughput: trial layouts on this machine (RTE subset)", search_throughput),
+            "startup": ("Where a trial's start-up goes (RTE subset)", startup),
             "cache-size": ("Teacher-output cache size against data size", cache_sizes),
             "memory": ("Teacher memory with concurrent trials (RTE)", teacher_memory),
             "inference": ("Inference", inference),
@@ -62,7 +64,7 @@ def parser() -> argparse.ArgumentParser:
                    help="GPUs per worker of the epoch-time and precision runs; 0 trains on CPU (default: 0)")
     p.add_argument("--max-seq-length", type=int, default=128, help="tokens per example (default: 128)")
     p.add_argument("--throughput-fraction", type=float, default=0.2,
-                   help="throughput section: share of RTE's train set each trial trains on (default: 0.2)")
+                   help="throughput and startup sections: share of RTE's train set each trial trains on (default: 0.2)")
     p.add_argument("--model", type=Path, help="deploy section: an exported student folder (e.g. results/rte/<name>/best); "
                                               "default: a student built from the teacher")
     p.add_argument("--shape-space", type=Path, default=Path("search_spaces/student.py"),

@@ -63,6 +63,11 @@ def test_trials_table_and_summary(confirmed):
     assert len(table) == 2 and set(table["status"]) == {"TERMINATED"}
     assert set(table["stop_reason"]) <= {"completed", "stopped by ASHA"}
     assert {"algorithm", "temperature", "learning_rate", "dev_accuracy@1", "seconds"} <= set(table.columns)
+    # where each trial's start-up went (raykd.training.startup), phase by phase, adding up to its total
+    phases = [c for c in table.columns if c.startswith("startup_") and c.endswith("_s") and c != "startup_total_s"]
+    assert {"startup_trial_imports_s", "startup_train_start_s", "startup_worker_imports_s", "startup_model_s"} <= set(phases)
+    assert (table[phases] >= 0).all().all()
+    assert table[phases].sum(axis=1).tolist() == pytest.approx(table["startup_total_s"].tolist(), abs=0.01)
     top = table.loc[table["best_score"].idxmax()]  # ranked by score: val_accuracy, 3 lower for a constant student
     assert summary["search_best"]["val_accuracy"] == pytest.approx(top["best_value"])
     assert top["best_score"] == pytest.approx(top["best_value"] - 3 * top["best_constant"])
@@ -194,7 +199,7 @@ def test_same_command_and_seed_give_the_same_trials(confirmed, tiny_teacher_dir,
     values = ["algorithm", "temperature", "learning_rate"]
     first = tables[0].merge(tables[1][values], on=values)
     assert len(tables[1]) == 1 and len(first) == 1, (tables[0][values], tables[1][values])
-    drop = ["trial", "seconds", "seconds_to_first_step"]
+    drop = ["trial", "seconds", "seconds_to_first_step", *(c for c in tables[1].columns if c.startswith("startup_"))]
     pd.testing.assert_frame_equal(first.drop(columns=drop), tables[1].drop(columns=drop))
     losses = [[json.loads(line)["train_loss"] for line in
                (root / "results" / "rte" / name / "ray" / "trials" / f"trial-{table['trial'].iloc[0]}.epochs.jsonl").read_text().splitlines()]

@@ -1,12 +1,15 @@
-"""Where a trial's start-up goes (`startup` section): one real `raykd.search` of short trials at the main
-command's layout, and per phase of raykd.training.startup the seconds of its first trial (which may pay
-imports the later ones do not) and the median and range of the others, from trials.csv."""
+"""Where a trial's start-up goes (`startup` section): the same real `raykd.search` of short trials at the main
+command's layout with a process per trial (Tune's default, raykd's) and with trial processes reused (opt-in), and per
+phase of raykd.training.startup the seconds of each search's first trial (which may pay imports the later
+ones do not) and the median and range of the others, from trials.csv, with the ratio of the two."""
 
 from __future__ import annotations
 
+import os
 import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -22,41 +25,56 @@ space = {"learning_rate": tune.loguniform(3e-5, 3e-4)}
 TRIALS = 5
 
 
-def phase_rows(table: pd.DataFrame) -> list[str]:
-    """Markdown rows, one per start-up phase present in `table` (trials.csv, ordered by start), and the total:
-    the first trial's seconds, then the later trials' median [min, max]. Phases no trial reported are left out."""
+def phase_rows(tables: dict[str, pd.DataFrame]) -> list[str]:
+    """Markdown rows, one per start-up phase any table has (trials.csv, ordered by start), and the total: per
+    table, its first trial's seconds and its later trials' median [min, max]."""
     names = [phase for _, phase in PHASES if phase] + ["total"]
-    first, later = table.iloc[0], table.iloc[1:]
     rows = []
     for name in names:
         column = f"startup_{name}_s"
-        if column not in table:
+        if not any(column in t for t in tables.values()):
             continue
-        rest = later[column].dropna().tolist()
-        spread = f"{statistics.median(rest):.1f} [{min(rest):.1f}, {max(rest):.1f}]" if rest else "-"
-        rows.append(f"| {name} | {first[column]:.1f} | {spread} |")
+        cells = []
+        for table in tables.values():
+            rest = table[column].iloc[1:].dropna().tolist() if column in table else []
+            cells += [f"{table[column].iloc[0]:.1f}" if column in table else "-",
+                      f"{statistics.median(rest):.1f} [{min(rest):.1f}, {max(rest):.1f}]" if rest else "-"]
+        rows.append(f"| {name} | {' | '.join(cells)} |")
     return rows
 
 
+# name -> environment of the search: a process per trial (Tune's default and raykd's), and its reuse (opt-in)
+RUNS = {"a process per trial": {"RAYKD_REUSE_TRIAL_PROCESSES": "0"}, "trial processes reused": {"RAYKD_REUSE_TRIAL_PROCESSES": "1"}}
+
+
 def startup(args, cache_dir: Path, scratch: Path) -> list[str]:
-    """The `startup` section, markdown rows: a search of TRIALS kd trials (one classification epoch on a seeded
-    --throughput-fraction of RTE, 2 workers x 1 CPU, one trial at a time: the main command's layout on 2
-    cores) on this benchmark's cluster, and where each trial's seconds before its first step went. Raises
-    CalledProcessError when the search fails."""
+    """The `startup` section, markdown rows: the same search of TRIALS kd trials (one classification epoch on a
+    seeded --throughput-fraction of RTE, 2 workers x 1 CPU, one trial at a time: the main command's layout on 2
+    cores) once per entry of RUNS, alternated on this benchmark's cluster, and where each trial's seconds before
+    its first step went, with the whole search's wall time. Raises CalledProcessError when a search fails."""
     teacher_dir, described = teacher_for(get_task("rte"), args.teachers, scratch)
     space = scratch / "startup_space.py"
     space.write_text(STARTUP_SPACE)
-    subprocess.run([sys.executable, "-m", "raykd.search", "--task", "rte", "--data-dir", args.data_dir,
-                    "--teacher", teacher_dir, "--space", str(space), "--num-samples", str(TRIALS), "--max-epochs", "1",
-                    "--train-fraction", str(args.throughput_fraction), "--max-seq-length", str(args.max_seq_length),
-                    "--confirm-top", "0", "--export-formats", "hf", "--workers-per-trial", "2",
-                    "--max-concurrent-trials", "1", "--cache-dir", str(cache_dir), "--out", str(scratch / "startup"),
-                    "--name", "startup", "--address", cluster_address()], check=True)
-    table = pd.read_csv(scratch / "startup" / "rte" / "startup" / "trials.csv")
-    table = table.sort_values("trial_started_at") if "trial_started_at" in table else table
-    return ["| phase (raykd.training.startup) | first trial (s) | later trials, median [min, max] (s) |",
-            "|---|---|---|", *phase_rows(table), "",
-            f"{len(table)} trials of kd, one classification epoch on a seeded {args.throughput_fraction:g} of RTE's "
-            f"train set, max {args.max_seq_length} tokens, 2 Ray Train workers x 1 CPU, one trial at a time, teacher "
-            f"{described}, the teacher-output cache warm. The phases run from the trial's process start to its "
-            "first training step, in order; `total` is their sum."]
+    tables, walls = {}, {}
+    for i, (label, env) in enumerate(RUNS.items()):
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "raykd.search", "--task", "rte", "--data-dir", args.data_dir,
+                        "--teacher", teacher_dir, "--space", str(space), "--num-samples", str(TRIALS), "--max-epochs", "1",
+                        "--train-fraction", str(args.throughput_fraction), "--max-seq-length", str(args.max_seq_length),
+                        "--confirm-top", "0", "--export-formats", "hf", "--workers-per-trial", "2",
+                        "--max-concurrent-trials", "1", "--cache-dir", str(cache_dir), "--out", str(scratch / "startup"),
+                        "--name", f"startup-{i}", "--address", cluster_address()], check=True, env={**os.environ, **env})
+        walls[label] = time.perf_counter() - started
+        table = pd.read_csv(scratch / "startup" / "rte" / f"startup-{i}" / "trials.csv")
+        tables[label] = table.sort_values("startup_at", ignore_index=True)
+    base, new = (tables[k]["startup_total_s"].iloc[1:].median() for k in RUNS)
+    wall_base, wall_new = walls.values()
+    header = " | ".join(f"{label}: first trial (s) | {label}: later, median [min, max] (s)" for label in RUNS)
+    return [f"| phase (raykd.training.startup) | {header} |", "|---|" + "---|" * (2 * len(RUNS)), *phase_rows(tables), "",
+            f"Later trials' start-up, median: {new:.1f} s against {base:.1f} s ({new / base:.2f}x). The whole search "
+            f"command: {wall_new:.0f} s against {wall_base:.0f} s ({wall_new / wall_base:.2f}x).", "",
+            f"Each search: {TRIALS} trials of kd, one classification epoch on a seeded {args.throughput_fraction:g} of "
+            f"RTE's train set, max {args.max_seq_length} tokens, 2 Ray Train workers x 1 CPU, one trial at a time, "
+            f"teacher {described}, the teacher-output cache warm, the searches one after the other. The phases run "
+            "from the trial's process start (a reused process: the trial function's start) to its first training "
+            "step, in order; `total` is their sum."]

@@ -51,6 +51,7 @@ class Job:
     importance: ray.ObjectRef | None = None  # the teacher's channel importance, for a narrowed student
     selection: dict | None = None   # {"metric", "mode"} each epoch's `score` holds; None: the task's main metric
     submitted_at: float | None = None  # time.time() at submission, for seconds_to_first_step
+    startup: dict | None = None     # raykd.training.startup marks taken before the workers (a trial's process, its job)
     cost: dict | None = None        # {"latency_ms", "params", "flops"} of the student's shape, reported every epoch
     threads: int = 1                # torch threads per worker
 

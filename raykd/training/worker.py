@@ -32,7 +32,7 @@ from raykd.student import pruning
 from raykd.tasks import get_task
 from raykd.teacher_outputs.cache import LiveTeacher, MergedTeacher, TeacherOutputs
 from raykd.teacher_outputs.disk_cache import open_placed
-from raykd.training import precision
+from raykd.training import precision, startup
 from raykd.training.batches import Collator
 from raykd.training.job import Job
 from raykd.training.sampling import LengthGroupedBatches
@@ -168,6 +168,7 @@ def train_loop_per_worker(loop_config: dict):
     and reports each epoch's metrics and a checkpoint (rank 0 writes it). Resumes from the last
     checkpoint when Ray restarts the run. Returns early after an epoch whose loss is not finite."""
     job: Job = loop_config["job"]
+    marks = {**(job.startup or {}), "worker_process": startup.process_started(), "worker_loop": time.time()}
     cfg, task = job.config, get_task(job.task)
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
@@ -176,12 +177,14 @@ def train_loop_per_worker(loop_config: dict):
     torch.manual_seed(cfg.seed)  # the same initial weights on every worker
     data = ray.get(job.data)
     tokenizer = AutoTokenizer.from_pretrained(job.tokenizer_dir)
+    startup.mark(marks, "data")
     model, teacher_model, kept = build_model(job, task, cfg)
     run = job.plan
     stages = list(run.stages) if run else schedule(cfg, model.config.num_hidden_layers)
     mapping = run.layer_map if run else ()
     plan = epoch_plan(stages)
     state = restore(model)
+    startup.mark(marks, "model")
     first_epoch = state["epoch"] + 1 if state else 0
     if state and first_epoch >= len(plan):
         # Restored after its last epoch: the run had ended, but the trial around it was stopped (Ctrl-C)
@@ -194,6 +197,7 @@ def train_loop_per_worker(loop_config: dict):
     unused = any(not stage.classification for stage in stages)
     model = ray.train.torch.prepare_model(model, parallel_strategy_kwargs={"find_unused_parameters": unused})  # moves it to `device`
     torch.manual_seed(cfg.seed + 1 + rank + 1000 * first_epoch)  # dropout differs across workers
+    startup.mark(marks, "ddp")
 
     views = []  # the teacher's outputs: cached, computed live, or cached small fields + live attention maps
     if job.teacher_outputs:
@@ -229,8 +233,10 @@ def train_loop_per_worker(loop_config: dict):
                 scheduler.load_state_dict(state["scheduler"])
         sampler.set_epoch(epoch)
         timing = {}
-        if epoch == first_epoch and job.submitted_at is not None:  # everything loaded: the first step comes next
-            timing["seconds_to_first_step"] = time.time() - job.submitted_at
+        if epoch == first_epoch:  # everything loaded: the first step comes next
+            timing.update(startup.phases(startup.mark(marks, "first_step")))
+            if job.submitted_at is not None:
+                timing["seconds_to_first_step"] = time.time() - job.submitted_at
         started = time.perf_counter()
         loss = train_epoch(model, loader, stage, cfg, optimizer, scheduler, frozen_parameters(bare, stage), device, scaler)
         timing["epoch_seconds"] = time.perf_counter() - started

@@ -118,7 +118,7 @@ def build_tuner(trainable, exp_dir: Path, candidates: list[dict] | None, max_con
     return tune.Tuner(
         trainable, param_space={"confirm": tune.grid_search(runs)},
         tune_config=tune.TuneConfig(metric="score", mode="max", scheduler=FIFOScheduler(),
-                                    max_concurrent_trials=max_concurrent),
+                                    max_concurrent_trials=max_concurrent, reuse_actors=tuner.REUSE_ACTORS),
         run_config=tuner.run_config(exp_dir, TUNE_NAME, console))
 
 

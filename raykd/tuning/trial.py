@@ -8,6 +8,7 @@ scipy: 1.4 s on 2 cores) to every trial.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from ray.tune.integration.ray_train import TuneReportCallback
 from raykd.launch import cluster
 from raykd.method.config import DistillConfig
 from raykd.method.plan import resolve
+from raykd.training import startup
 from raykd.training.driver import Scaling, fit
 from raykd.training.job import Prepared, make_job
 from raykd.tuning.trials import run_name
@@ -47,17 +49,26 @@ def own_values(config: dict) -> dict:
     return config["confirm"]["values"] if "confirm" in config else config
 
 
+_TRIALS_RUN = 0  # trials this process has run
+
+
 def run_trial(trial_values: dict, experiment: Experiment):
     """The Tune function trainable (Ray 2.60: Train inside Tune is a function that calls fit).
 
     Raises RaykdError when the cluster can no longer hold the trial's workers (a node was lost), and
     the run's error when it fails: the trial then ends as ERROR and the search goes on.
     """
+    global _TRIALS_RUN
+    # A process Tune reuses (raykd.tuning.tuner.REUSE_ACTORS) was started and imported for an earlier trial.
+    now = time.time()
+    marks = {"trial_process": startup.process_started() if not _TRIALS_RUN else now, "trial_function": now}
+    _TRIALS_RUN += 1
     s = experiment.scaling
     cluster.check_fits(s.workers, s.cpus_per_worker, s.gpus_per_worker, "this trial", note_unused_gpus=False)
     run = resolve(experiment.teacher_config, experiment.config(trial_values), s.workers)
     job = make_job(experiment.prep, run, experiment.selection)
     job.cost = (experiment.trial_costs or {}).get(run.shape)
+    job.startup = startup.mark(marks, "job")
     result = fit(job, experiment.scaling, Path(experiment.trials_dir), run_name(tune.get_context().get_trial_id()),
                  callbacks=[TuneReportCallback()], max_failures=experiment.max_failures)
     if result.error:

@@ -63,7 +63,8 @@ def trials_table(exp_dir: Path, metric: str, max_epochs: int) -> pd.DataFrame:
     Columns: trial, status, configuration, stop_reason, then `<metric>@<epoch>` (and `dev_<m>@<epoch>`)
     by epoch, then epochs_run, cls_epochs_run, best_score (the trial's best `score`: raykd.selection.selection_score,
     3 lower when its student predicted one class), best_value and best_constant (`metric` at that epoch, and
-    whether it was a constant student), seconds, seconds_to_first_step."""
+    whether it was a constant student), seconds, seconds_to_first_step, and the start-up's phases
+    (`startup_<phase>_s`, raykd.training.startup)."""
     dev = "dev_" + metric[len("val_"):] if metric.startswith("val_") else None
     rows = []
     for trial, frame in trial_rows(exp_dir):
@@ -85,6 +86,8 @@ def trials_table(exp_dir: Path, metric: str, max_epochs: int) -> pd.DataFrame:
                 row["seconds"] = round(float(frame["time_total_s"].max()), 1)
             if "seconds_to_first_step" in frame:  # start-up: worker group, model, teacher outputs
                 row["seconds_to_first_step"] = round(float(frame["seconds_to_first_step"].dropna().iloc[0]), 1)
+            for column in (c for c in frame.columns if c.startswith("startup_")):  # raykd.training.startup's phases
+                row[column] = float(frame[column].dropna().iloc[0])
         rows.append(row)
     table = pd.DataFrame(rows)
     for column in ("epochs_run", "cls_epochs_run"):  # counts stay integers beside a trial not started yet
@@ -100,6 +103,6 @@ def in_column_order(table: pd.DataFrame, metric: str) -> pd.DataFrame:
     per_epoch = sorted((c for c in table.columns if "@" in c),
                        key=lambda c: (int(c.rsplit("@", 1)[1]), not c.startswith(metric + "@")))
     totals = [c for c in ("epochs_run", "cls_epochs_run", "best_score", "best_value", "best_constant", "seconds",
-                          "seconds_to_first_step") if c in table]
+                          "seconds_to_first_step") if c in table] + [c for c in table.columns if c.startswith("startup_")]
     first = [c for c in table.columns if c not in per_epoch and c not in totals]
     return table[first + per_epoch + totals]

@@ -28,6 +28,11 @@ TUNE_NAME = "tune"  # <experiment>/ray/tune: Tune's own experiment folder
 # the selection metric with a constant student ranked last), not the metric itself, so that they agree with the
 # checkpoint and confirmation choices made from the same `score`.
 SCORE, SCORE_MODE = "score", "max"
+# RAYKD_REUSE_TRIAL_PROCESSES=1: a trial's process (Tune's actor) runs the next trial too, so its start and
+# imports (4.3 s a trial on 2 cores, results/bench-startup.md) are paid once per concurrent slot. Off by
+# default: Tune keeps a trial ASHA stopped running for up to 2 s before it takes its process back (a tiny
+# trial then completes the epochs ASHA cut), and with that wait set to 0 a search hung once; see issue 50.
+REUSE_ACTORS = os.environ.get("RAYKD_REUSE_TRIAL_PROCESSES", "0") == "1"
 
 
 def trainable(function, **parameters):
@@ -83,7 +88,7 @@ def tuner(trainable, exp_dir: Path, metric: str, mode: str, searcher, scheduler,
     """A new Tuner writing to `<exp_dir>/ray/tune`, printing through `console`."""
     return tune.Tuner(trainable, tune_config=tune.TuneConfig(
         metric=metric, mode=mode, search_alg=searcher, scheduler=scheduler, num_samples=num_samples,
-        max_concurrent_trials=max_concurrent), run_config=run_config(exp_dir, TUNE_NAME, console))
+        max_concurrent_trials=max_concurrent, reuse_actors=REUSE_ACTORS), run_config=run_config(exp_dir, TUNE_NAME, console))
 
 
 def run_config(exp_dir: Path, name: str, console: SearchConsole) -> tune.RunConfig:
