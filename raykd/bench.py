@@ -65,6 +65,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--max-seq-length", type=int, default=128, help="tokens per example (default: 128)")
     p.add_argument("--throughput-fraction", type=float, default=0.2,
                    help="throughput and startup sections: share of RTE's train set each trial trains on (default: 0.2)")
+    p.add_argument("--peer-rounds", type=int, default=3,
+                   help="peer section: rounds of TextBrewer's command then raykd's, alternated (default: 3)")
     p.add_argument("--model", type=Path, help="deploy section: an exported student folder (e.g. results/rte/<name>/best); "
                                               "default: a student built from the teacher")
     p.add_argument("--shape-space", type=Path, default=Path("search_spaces/student.py"),
@@ -88,6 +90,8 @@ def main(argv=None):
     unknown = set(args.sections) - set(SECTIONS)
     if unknown:
         raise RaykdError(f"unknown section(s) {', '.join(sorted(unknown))}; choose from {', '.join(SECTIONS)}")
+    if args.peer_rounds < 1:
+        raise RaykdError(f"--peer-rounds {args.peer_rounds} must be at least 1; pass 3 or more for a spread")
     for name in args.tasks:
         get_task(name)
     if args.model and not (args.model / "config.json").is_file():

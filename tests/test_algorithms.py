@@ -101,3 +101,24 @@ def test_pid_with_freeze_lower_trains_only_the_pairs_block(freeze_lower, changed
     moved = [i for i, (old, group) in enumerate(zip(before, models.layer_parameters(student)))
              if any(not torch.equal(a, p) for a, p in zip(old, group))]
     assert moved == changed
+
+
+def test_the_optimizer_is_fused_adamw_with_no_decay_on_biases_and_layer_norms():
+    """make_optimizer: torch's fused AdamW on CPU (one kernel for every parameter, results/epoch-speed.md), weight
+    decay on weights only, and the linear schedule's warm-up starting at zero."""
+    import torch
+
+    from conftest import tiny_bert
+    from raykd.training.worker import make_optimizer
+
+    model = tiny_bert(layers=2)
+    cfg = DistillConfig(algorithm="kd", weight_decay=0.01, warmup_ratio=0.1, learning_rate=1e-3)
+    optimizer, scheduler = make_optimizer(model, cfg, schedule(cfg, 2)[0], 10)
+    assert isinstance(optimizer, torch.optim.AdamW) and optimizer.defaults["fused"] is True
+    decayed, plain = optimizer.param_groups
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert decayed["weight_decay"] == 0.01 and plain["weight_decay"] == 0.0
+    assert all(not names[id(p)].endswith(("bias", "LayerNorm.weight")) for p in decayed["params"])
+    assert {names[id(p)].rsplit(".", 1)[-1] for p in plain["params"]} == {"bias", "weight"}
+    assert len(decayed["params"]) + len(plain["params"]) == len(names)
+    assert scheduler.get_last_lr()[0] == 0.0

@@ -86,6 +86,7 @@ def test_search_with_an_address_where_no_cluster_answers(tiny_teacher_dir, glue_
 @pytest.mark.parametrize("extra, message", [
     (["--sections", "cache,speed"], "unknown section(s) speed; choose from"),
     (["--tasks", "rte,nope"], "unknown task 'nope'"),
+    (["--sections", "peer", "--peer-rounds", "0"], "--peer-rounds 0 must be at least 1"),
 ])
 def test_bench_rejects_bad_input(glue_dir, tmp_path, capsys, extra, message):
     fails(capsys, bench.main, ["--data-dir", glue_dir, "--out", tmp_path / "bench.md", *extra], message,

@@ -36,11 +36,13 @@ def distill_flags(args, teacher_dir: str, cache_dir: Path, epochs: int) -> list[
             "--max-seq-length", str(args.max_seq_length), "--learning-rate", "1e-4", "--cache-dir", str(cache_dir)]
 
 
-def distill_run(argv: list[str]) -> dict:
+def distill_run(argv: list[str], own_cluster: bool = False) -> dict:
     """One real `python -m raykd.distill` run, a command of its own as a user runs it, on this benchmark's
-    Ray cluster (no start-up of another); returns its result.json. Raises CalledProcessError when it fails."""
+    Ray cluster (no start-up of another), or with `own_cluster` on the local cluster it starts itself, as the
+    README's command does; returns its result.json. Raises CalledProcessError when it fails."""
     out = Path(argv[argv.index("--out") + 1])
-    subprocess.run([sys.executable, "-m", "raykd.distill", *argv, "--address", cluster_address()], check=True)
+    address = [] if own_cluster else ["--address", cluster_address()]
+    subprocess.run([sys.executable, "-m", "raykd.distill", *argv, *address], check=True)
     return json.loads((out / "result.json").read_text())
 
 

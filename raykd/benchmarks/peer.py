@@ -1,23 +1,32 @@
 """The peer: one distillation epoch on RTE by TextBrewer 0.2.1's GeneralDistiller (Yang et al., ACL 2020
-demo; the teacher at every step) and by raykd with its warm cache, on the same work, side by side in one run
-(`peer` section)."""
+demo; the teacher at every step) and by raykd with its warm cache, on the same work, each a command of its own
+as a user runs it, alternated round by round on otherwise idle cores (`peer` section).
+`python -m raykd.benchmarks.peer` is TextBrewer's command; it prints its epoch's seconds as JSON."""
 
 from __future__ import annotations
 
+import argparse
+import importlib.util
+import json
+import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 
+import psutil
+import ray
 import torch
 
 from raykd import models
 from raykd.benchmarks.common import distill_flags, distill_run, task_data, teacher_for
+from raykd.launch import cluster
 from raykd.tasks import get_task
 from raykd.training.batches import Collator
 
-PEER_RUNS = {"raykd, fp32, shuffled, 2 workers x 1 CPU": ["--precision", "fp32", "--no-group-by-length"],
-             "raykd, bf16, length-grouped, 2 workers x 1 CPU": ["--precision", "bf16"],
-             "raykd, bf16, length-grouped, 1 worker x 2 CPUs": ["--precision", "bf16", "--workers", "1",
-                                                               "--cpus-per-worker", "2"]}
+# raykd's runs: its defaults (precision auto: bf16 where the CPU has bf16 instructions), and fp32, so that the
+# precision's share of the difference shows.
+PEER_RUNS = {"raykd at its defaults": [], "raykd with --precision fp32": ["--precision", "fp32"]}
 
 
 def textbrewer_epoch(teacher_dir: str, train: dict, tokenizer, scratch: Path) -> float:
@@ -65,30 +74,95 @@ def textbrewer_epoch(teacher_dir: str, train: dict, tokenizer, scratch: Path) ->
     return time.perf_counter() - started
 
 
+def textbrewer_command(args, teacher_dir: str, cache_dir: Path, scratch: Path) -> tuple[float, float]:
+    """(seconds of its epoch, seconds of the whole command) of one TextBrewer run, a process of its own
+    (`python -m raykd.benchmarks.peer`: imports, data, models, the epoch). Raises CalledProcessError when it fails."""
+    started = time.perf_counter()
+    out = subprocess.run([sys.executable, "-m", "raykd.benchmarks.peer", "--data-dir", args.data_dir, "--teacher", teacher_dir,
+                          "--max-seq-length", str(args.max_seq_length), "--cache-dir", str(cache_dir),
+                          "--scratch", str(scratch)], check=True, stdout=subprocess.PIPE, text=True)
+    whole = time.perf_counter() - started
+    return json.loads(out.stdout.strip().splitlines()[-1])["epoch_seconds"], whole
+
+
+def raykd_command(argv: list[str]) -> tuple[float, float, str]:
+    """(seconds of its epoch, seconds of the whole command, the precision it trained in) of one
+    `python -m raykd.distill` run on the local Ray cluster it starts itself. Raises CalledProcessError when it fails."""
+    started = time.perf_counter()
+    record = distill_run(argv, own_cluster=True)
+    return record["history"][0]["epoch_seconds"], time.perf_counter() - started, record.get("precision_used") or "?"
+
+
+def spread(values: list[float], digits: int = 1, unit: str = "") -> str:
+    """"median [min, max]" of `values`, each followed by `unit`."""
+    return (f"{statistics.median(values):.{digits}f}{unit} "
+            f"[{min(values):.{digits}f}{unit}, {max(values):.{digits}f}{unit}]")
+
+
 def peer(args, cache_dir: Path, scratch: Path) -> list[str]:
-    """The `peer` section, markdown rows: seconds of one distillation epoch on RTE by TextBrewer (when
-    installed) and by raykd in each of PEER_RUNS (warm cache), side by side in this run; the ratio of each raykd
-    epoch to TextBrewer's. Raises CalledProcessError when a raykd run fails."""
+    """The `peer` section, markdown rows: TextBrewer's epoch and whole command against raykd's in each of
+    PEER_RUNS (warm cache), --peer-rounds rounds of TextBrewer then each raykd run, each round's ratios to that
+    round's TextBrewer run, the median and range of each. The benchmark's own Ray cluster is shut down for the
+    section (each command starts its own, as a user's does) and connected again after it. Raises
+    CalledProcessError when a run fails."""
     task = get_task("rte")
     teacher_dir, described = teacher_for(task, args.teachers, scratch)
-    _, tokenizer = models.load_teacher(teacher_dir, task)
-    train = task_data(task, teacher_dir, args, cache_dir)["train"]
-    rows = ["| run | seconds for one epoch | ratio to TextBrewer |", "|---|---|---|"]
-    try:
-        theirs = textbrewer_epoch(teacher_dir, train, tokenizer, scratch)
-        rows.append(f"| TextBrewer 0.2.1 GeneralDistiller, fp32, teacher at every step, 1 process x {torch.get_num_threads()} threads "
-                    f"| {theirs:.1f} | 1.00x |")
-    except ImportError:
-        theirs = None
-        rows.append("| TextBrewer: not installed (`pip install --no-deps textbrewer==0.2.1`) | - | - |")
-    print(rows[-1], flush=True)
+    train = task_data(task, teacher_dir, args, cache_dir)["train"]  # tokenized once: every command reads this cache
+    if importlib.util.find_spec("textbrewer") is None:
+        return ["TextBrewer is not installed (`pip install --no-deps textbrewer==0.2.1`): no peer to compare."]
     common = [*distill_flags(args, teacher_dir, cache_dir, 1), "--algorithm", "all"]
-    for i, (label, extra) in enumerate(PEER_RUNS.items()):
-        seconds = distill_run([*common, *extra, "--out", str(scratch / f"peer-{i}")])["history"][0]["epoch_seconds"]
-        rows.append(f"| {label}, warm cache | {seconds:.1f} | {f'{seconds / theirs:.2f}x' if theirs else '-'} |")
-        print(rows[-1], flush=True)
-    rows += ["", f"RTE train set ({len(train['labels'])} examples, max {args.max_seq_length} tokens), teacher {described}, "
-             "3-layer student from its layers 2, 4, 6, global batch 32, one epoch, the same losses in kind: attention "
-             "maps of layers 2, 4, 6 (TextBrewer: MSE; raykd: KL), [CLS] (TextBrewer: PKD; raykd: cosine), soft labels. "
-             "raykd's teacher outputs come from its cache, built before the timed epoch."]
-    return rows
+    ray.shutdown()  # nothing else on the cores
+    print("peer: a raykd run to build the teacher-output cache (not timed)", flush=True)
+    distill_run([*common, "--out", str(scratch / "peer-warm-up")], own_cluster=True)
+    times, idle, used = {"TextBrewer": [], **{label: [] for label in PEER_RUNS}}, [], {}
+    for r in range(args.peer_rounds):
+        idle.append(psutil.cpu_percent(interval=2.0))  # the cores' busy share just before the round
+        times["TextBrewer"].append(textbrewer_command(args, teacher_dir, cache_dir, scratch))
+        for i, (label, extra) in enumerate(PEER_RUNS.items()):
+            idle.append(psutil.cpu_percent(interval=2.0))
+            *pair, used[label] = raykd_command([*common, *extra, "--out", str(scratch / f"peer-{r}-{i}")])
+            times[label].append(tuple(pair))
+        print(f"peer: round {r + 1}/{args.peer_rounds}: " + "; ".join(
+            f"{k} {v[-1][0]:.1f} s epoch, {v[-1][1]:.1f} s command" for k, v in times.items()), flush=True)
+    cluster.connect()
+    theirs = times["TextBrewer"]
+    rows = ["| run | one epoch (s), median [min, max] | epoch ratio to TextBrewer, median [min, max] "
+            "| whole command (s), median [min, max] | command ratio to TextBrewer, median [min, max] |",
+            "|---|---|---|---|---|",
+            f"| TextBrewer 0.2.1 GeneralDistiller, fp32, teacher at every step, 1 process x {torch.get_num_threads()} threads "
+            f"| {spread([e for e, _ in theirs])} | 1.00x | {spread([w for _, w in theirs])} | 1.00x |"]
+    for label in PEER_RUNS:
+        ours = times[label]
+        rows.append(f"| {label} (trained in {used[label]}), 2 workers x 1 CPU, warm cache | {spread([e for e, _ in ours])} "
+                    f"| {spread([o[0] / t[0] for o, t in zip(ours, theirs)], 2, 'x')} | {spread([w for _, w in ours])} "
+                    f"| {spread([o[1] / t[1] for o, t in zip(ours, theirs)], 2, 'x')} |")
+    return rows + ["", f"{args.peer_rounds} rounds, each TextBrewer then {', then '.join(PEER_RUNS)}; a ratio is a round's "
+                   "raykd run over that round's TextBrewer run. Every run is a command of its own: TextBrewer's "
+                   "(`python -m raykd.benchmarks.peer`) imports, tokenizes, builds its models and trains; raykd's "
+                   "(`python -m raykd.distill --epochs 1`) also starts its local Ray cluster, evaluates on dev and "
+                   f"exports. The cores' busy share in the 2 s before each run: at most {max(idle):.0f}% "
+                   f"(median {statistics.median(idle):.0f}%). RTE train set ({len(train['labels'])} examples, max "
+                   f"{args.max_seq_length} tokens), teacher {described}, 3-layer student from its layers 2, 4, 6, global "
+                   "batch 32, one epoch, the same losses in kind: attention maps of layers 2, 4, 6 (TextBrewer: MSE; "
+                   "raykd: KL), [CLS] (TextBrewer: PKD; raykd: cosine), soft labels. raykd's teacher outputs come from "
+                   "its cache, built by a run before the first round."]
+
+
+def main(argv=None):
+    """TextBrewer's command of the peer section: one epoch (textbrewer_epoch) on RTE's train set; prints
+    {"epoch_seconds": s} as the last line."""
+    p = argparse.ArgumentParser(prog="python -m raykd.benchmarks.peer", description=main.__doc__)
+    p.add_argument("--data-dir", required=True, help="folder of GLUE TSVs")
+    p.add_argument("--teacher", required=True, help="the teacher's folder")
+    p.add_argument("--max-seq-length", type=int, default=128, help="tokens per example (default: 128)")
+    p.add_argument("--cache-dir", type=Path, required=True, help="the tokenized data's cache")
+    p.add_argument("--scratch", type=Path, required=True, help="TextBrewer's output folder")
+    args = p.parse_args(argv)
+    task = get_task("rte")
+    _, tokenizer = models.load_teacher(args.teacher, task)
+    train = task_data(task, args.teacher, args, args.cache_dir)["train"]
+    print(json.dumps({"epoch_seconds": textbrewer_epoch(args.teacher, train, tokenizer, args.scratch)}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
