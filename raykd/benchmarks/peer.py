@@ -114,12 +114,12 @@ def peer(args, cache_dir: Path, scratch: Path) -> list[str]:
     ray.shutdown()  # nothing else on the cores
     print("peer: a raykd run to build the teacher-output cache (not timed)", flush=True)
     distill_run([*common, "--out", str(scratch / "peer-warm-up")], own_cluster=True)
-    times, idle, used = {"TextBrewer": [], **{label: [] for label in PEER_RUNS}}, [], {}
+    times, busy, used = {"TextBrewer": [], **{label: [] for label in PEER_RUNS}}, [], {}
     for r in range(args.peer_rounds):
-        idle.append(psutil.cpu_percent(interval=2.0))  # the cores' busy share just before the round
+        busy.append(psutil.cpu_percent(interval=2.0))  # the cores' busy share just before the round
         times["TextBrewer"].append(textbrewer_command(args, teacher_dir, cache_dir, scratch))
         for i, (label, extra) in enumerate(PEER_RUNS.items()):
-            idle.append(psutil.cpu_percent(interval=2.0))
+            busy.append(psutil.cpu_percent(interval=2.0))
             *pair, used[label] = raykd_command([*common, *extra, "--out", str(scratch / f"peer-{r}-{i}")])
             times[label].append(tuple(pair))
         print(f"peer: round {r + 1}/{args.peer_rounds}: " + "; ".join(
@@ -140,8 +140,8 @@ def peer(args, cache_dir: Path, scratch: Path) -> list[str]:
                    "raykd run over that round's TextBrewer run. Every run is a command of its own: TextBrewer's "
                    "(`python -m raykd.benchmarks.peer`) imports, tokenizes, builds its models and trains; raykd's "
                    "(`python -m raykd.distill --epochs 1`) also starts its local Ray cluster, evaluates on dev and "
-                   f"exports. The cores' busy share in the 2 s before each run: at most {max(idle):.0f}% "
-                   f"(median {statistics.median(idle):.0f}%). RTE train set ({len(train['labels'])} examples, max "
+                   f"exports. The cores' busy share in the 2 s before each run: at most {max(busy):.0f}% "
+                   f"(median {statistics.median(busy):.0f}%). RTE train set ({len(train['labels'])} examples, max "
                    f"{args.max_seq_length} tokens), teacher {described}, 3-layer student from its layers 2, 4, 6, global "
                    "batch 32, one epoch, the same losses in kind: attention maps of layers 2, 4, 6 (TextBrewer: MSE; "
                    "raykd: KL), [CLS] (TextBrewer: PKD; raykd: cosine), soft labels. raykd's teacher outputs come from "

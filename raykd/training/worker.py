@@ -59,8 +59,8 @@ def make_optimizer(model, cfg: DistillConfig, stage: Stage, steps_per_epoch: int
     """AdamW with linear warm-up and decay, fresh for every stage (each stage is its own problem).
 
     torch's fused AdamW on CPU and CUDA: one kernel over all parameters instead of a dozen passes each;
-    a bf16 student step on 2 CPU cores spent 0.10 s in foreach AdamW (most of it the 11.7M word-embedding weights),
-    0.02 s fused (results/epoch-speed.md)."""
+    a bf16 student step on 2 CPU cores spent 0.10 s in gradient clipping and foreach AdamW (most of it on the 11.7M
+    word-embedding weights), 0.02 s fused (results/epoch-speed.md)."""
     no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
     named = list(model.named_parameters())
     groups = [{"params": [p for n, p in named if not n.endswith(no_decay)], "weight_decay": cfg.weight_decay},
