@@ -11,6 +11,7 @@ import pandas as pd
 from ray.util.state import list_actors
 
 from raykd import distill, search
+from raykd.training.epochs import history
 
 COMMON = ["--task", "rte", "--train-fraction", "0.04", "--max-seq-length", "64"]
 
@@ -134,7 +135,10 @@ def test_search_killed_then_stopped_in_its_confirmation_resumes_each_time(ray_cl
                     lambda proc: os.killpg(proc.pid, signal.SIGKILL))
     logs = sorted(trials.glob("*.epochs.jsonl"), key=lambda p: p.stat().st_mtime)
     assert len(logs) == 2 and not (exp / "trials.csv").exists(), out[-2000:]
-    finished = {p.name: p.read_text() for p in logs[:-1]}  # the first trial, finished before the kill
+    # The first trial, finished before the kill: its epochs. Not trained again after the resume: its epochs stay
+    # the same records (a trial whose end Tune had not yet saved when it was killed reports its last epoch once
+    # more from its last checkpoint, without a step: the same record again).
+    finished = {p.name: history(p) for p in logs[:-1]}
 
     resume = [*args, "--resume", "--address", ray_cluster.get_runtime_context().gcs_address]
 
@@ -158,7 +162,7 @@ def test_search_killed_then_stopped_in_its_confirmation_resumes_each_time(ray_cl
                     lambda proc: os.kill(proc.pid, signal.SIGINT))
     table = pd.read_csv(exp / "trials.csv")
     assert len(table) == 2 and set(table["status"]) == {"TERMINATED"}, out[-3000:]
-    assert {p: (trials / p).read_text() for p in finished} == finished  # the finished trial was not run again
+    assert {p: history(trials / p) for p in finished} == finished  # the finished trial was not run again
     record = json.loads((exp / "confirm.json").read_text())
     assert not record["finished"] and record["planned_runs"] == 1 and record["chosen"] is None, out[-3000:]
     assert code == 130 and "error: interrupted (Ctrl-C or SIGTERM) during confirmation, the confirmation is unfinished; " in out
@@ -170,5 +174,5 @@ def test_search_killed_then_stopped_in_its_confirmation_resumes_each_time(ray_cl
     search.main(resume[3:])
     record = json.loads((exp / "confirm.json").read_text())
     assert record["finished"] and [r["status"] for r in record["runs"]] == ["ok"] and record["chosen"]
-    assert {p: (trials / p).read_text() for p in finished} == finished
+    assert {p: history(trials / p) for p in finished} == finished
     assert (exp / "best" / "model.safetensors").is_file()

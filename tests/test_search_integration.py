@@ -77,6 +77,29 @@ def test_trials_table_and_summary(confirmed):
     assert (summary["one_class"] is not None) == ("**caution: the exported student predicts one class" in (exp / "summary.md").read_text())
 
 
+def test_one_worker_trials_train_in_their_own_process_and_keep_checkpoints_as_ray_train_would(confirmed):
+    """A one-worker trial runs its worker loop inside its Tune trial actor (raykd.training.session.TrialSession):
+    no Ray Train controller or worker process is started (their phases take no time), and its checkpoints and
+    epoch log are where a Ray Train run keeps them: the best two by score and the latest, each with its model,
+    tokenizer, train state and metrics; trials.csv's best epoch points at one of them."""
+    exp = confirmed[0]
+    table = pd.read_csv(exp / "trials.csv", dtype={"trial": str})
+    assert (table["startup_train_start_s"] == 0).all() and (table["startup_worker_imports_s"] < 1).all()
+    for trial in table["trial"]:
+        run = exp / "ray" / "trials" / run_name(trial)
+        epochs = history(epoch_log(exp / "ray" / "trials", run_name(trial)))
+        kept = sorted(run.glob("checkpoint_*"))
+        assert 1 <= len(kept) <= 3 and len(kept) <= len(epochs)
+        for folder in kept:
+            assert {"model.safetensors", "metrics.json", "train_state.pt", "plan.json", "tokenizer.json"} <= {
+                f.name for f in folder.iterdir()}
+        latest = json.loads(kept[-1].joinpath("metrics.json").read_text())
+        assert latest["epoch"] == epochs[-1]["epoch"]
+        assert not (run / "checkpoint_manager_snapshot.json").exists()  # no Ray Train run state: Train never ran
+    rows = ExperimentAnalysis(str(exp / "ray" / "tune")).trial_dataframes
+    assert all(frame["checkpoint_path"].map(lambda p: str(exp / "ray" / "trials") in p).all() for frame in rows.values())
+
+
 def test_the_search_selects_on_validation_and_reports_dev(confirmed):
     exp, _, summary, _ = confirmed
     info = json.loads((exp / "experiment.json").read_text())
@@ -248,13 +271,13 @@ from ray import tune
 
 
 def test_a_trial_stopped_by_asha_releases_its_workers(ray_cluster, tiny_teacher_dir, glue_dir, tmp_path):
-    """Trials run one at a time (each trial's worker holds both CPUs): a trial after one that ASHA
-    stopped can only start if the stopped trial's Train worker was released."""
+    """Trials of 2 Ray Train workers (DDP) run one at a time (their workers hold both CPUs): a trial after one
+    that ASHA stopped can only start if the stopped trial's Train workers were released."""
     (tmp_path / "space.py").write_text("from ray import tune\n" + ASHA_SPACE)
     summary = search.main(["--task", "rte", "--space", str(tmp_path / "space.py"), "--data-dir", str(glue_dir),
                            "--teacher", str(tiny_teacher_dir), "--num-samples", "3", "--max-epochs", "2",
-                           "--train-fraction", "0.04", "--max-seq-length", "64", "--workers-per-trial", "1",
-                           "--cpus-per-worker", "2", "--confirm-top", "0", "--export-formats", "hf", "--out", str(tmp_path / "results"), "--name", "asha", "--cache-dir", str(tmp_path / "cache")])
+                           "--train-fraction", "0.04", "--max-seq-length", "64", "--workers-per-trial", "2",
+                           "--cpus-per-worker", "1", "--confirm-top", "0", "--export-formats", "hf", "--out", str(tmp_path / "results"), "--name", "asha", "--cache-dir", str(tmp_path / "cache")])
     table = pd.read_csv(tmp_path / "results" / "rte" / "asha" / "trials.csv")  # in creation order
     reasons = table["stop_reason"].tolist()
     stopped = [i for i, reason in enumerate(reasons) if reason == "stopped by ASHA"]
@@ -274,7 +297,8 @@ def test_a_reservation_left_without_workers_is_released_after_its_grace(ray_clus
     created as the controller was killed; raykd.tuning.orphans): CI saw one hold a CPU until the test run
     ended, and every later trial that needed both CPUs timed out. The search's callback releases such a
     group once it has stayed without actors for its grace, and never one in which an actor lives, nor a
-    reservation of no CPU (a Tune trial's own)."""
+    reservation of Tune's own trials (of no CPU, or naming memory: a one-worker trial holds its CPU itself)."""
+
     import time
 
     from ray.util.placement_group import placement_group, placement_group_table, remove_placement_group
@@ -287,8 +311,9 @@ def test_a_reservation_left_without_workers_is_released_after_its_grace(ray_clus
         def ping(self):
             return True
 
-    left, used, trial = placement_group([{"CPU": 1}]), placement_group([{"CPU": 1}]), placement_group([{"memory": 2**20}])
-    ray_cluster.get([left.ready(), used.ready(), trial.ready()], timeout=120)
+    left, used, trial = placement_group([{"CPU": 0.5}]), placement_group([{"CPU": 1}]), placement_group([{"memory": 2**20}])
+    one_worker_trial = placement_group([{"CPU": 0.5, "memory": 2**20}])
+    ray_cluster.get([left.ready(), used.ready(), trial.ready(), one_worker_trial.ready()], timeout=120)
     worker = Worker.options(scheduling_strategy=PlacementGroupSchedulingStrategy(used)).remote()
     assert ray_cluster.get(worker.ping.remote(), timeout=120)
     try:
@@ -296,6 +321,7 @@ def test_a_reservation_left_without_workers_is_released_after_its_grace(ray_clus
         assert left.id.hex() not in callback.release(now)  # first seen: within its grace
         removed = callback.release(now + 30)
         assert left.id.hex() in removed and used.id.hex() not in removed and trial.id.hex() not in removed
+        assert one_worker_trial.id.hex() not in removed
         deadline = time.time() + 30
         while placement_group_table(left)["state"] != "REMOVED" and time.time() < deadline:
             time.sleep(0.2)
@@ -305,3 +331,4 @@ def test_a_reservation_left_without_workers_is_released_after_its_grace(ray_clus
         ray_cluster.kill(worker)
         remove_placement_group(used)
         remove_placement_group(trial)
+        remove_placement_group(one_worker_trial)

@@ -1,5 +1,6 @@
 """Where a trial's start-up goes (`startup` section): the same real `raykd.search` of short trials at the main
-command's layout with a process per trial (Tune's default, raykd's) and with trial processes reused (opt-in), and per
+command's layout (2 Ray Train workers) with a process per trial (Tune's default, raykd's) and with trial processes
+reused (opt-in), and with one worker run inside its trial's process, and per
 phase of raykd.training.startup the seconds of each search's first trial (which may pay imports the later
 ones do not) and the median and range of the others, from trials.csv, with the ratio of the two."""
 
@@ -43,38 +44,48 @@ def phase_rows(tables: dict[str, pd.DataFrame]) -> list[str]:
     return rows
 
 
-# name -> environment of the search: a process per trial (Tune's default and raykd's), and its reuse (opt-in)
-RUNS = {"a process per trial": {"RAYKD_REUSE_TRIAL_PROCESSES": "0"}, "trial processes reused": {"RAYKD_REUSE_TRIAL_PROCESSES": "1"}}
+# name -> (environment, worker flags) of the search: 2 Ray Train workers with a process per trial (Tune's default
+# and raykd's) and with trial processes reused (opt-in), and one worker of 2 threads run inside its trial's process
+TWO_WORKERS = ["--workers-per-trial", "2", "--cpus-per-worker", "1"]
+RUNS = {"2 workers, a process per trial": ({"RAYKD_REUSE_TRIAL_PROCESSES": "0"}, TWO_WORKERS),
+        "2 workers, trial processes reused": ({"RAYKD_REUSE_TRIAL_PROCESSES": "1"}, TWO_WORKERS),
+        "1 worker in the trial's process": ({"RAYKD_REUSE_TRIAL_PROCESSES": "0"},
+                                            ["--workers-per-trial", "1", "--cpus-per-worker", "2"])}
 
 
 def startup(args, cache_dir: Path, scratch: Path) -> list[str]:
     """The `startup` section, markdown rows: the same search of TRIALS kd trials (one classification epoch on a
-    seeded --throughput-fraction of RTE, 2 workers x 1 CPU, one trial at a time: the main command's layout on 2
-    cores) once per entry of RUNS, alternated on this benchmark's cluster, and where each trial's seconds before
-    its first step went, with the whole search's wall time. Raises CalledProcessError when a search fails."""
+    seeded --throughput-fraction of RTE, one trial at a time on 2 cores) once per entry of RUNS, one after the
+    other on this benchmark's cluster, and where each trial's seconds before its first step went, with the whole
+    search's wall time, each against the first entry's (the main command's layout). Raises CalledProcessError
+    when a search fails."""
     teacher_dir, described = teacher_for(get_task("rte"), args.teachers, scratch)
     space = scratch / "startup_space.py"
     space.write_text(STARTUP_SPACE)
     tables, walls = {}, {}
-    for i, (label, env) in enumerate(RUNS.items()):
+    for i, (label, (env, workers)) in enumerate(RUNS.items()):
         started = time.perf_counter()
         subprocess.run([sys.executable, "-m", "raykd.search", "--task", "rte", "--data-dir", args.data_dir,
                         "--teacher", teacher_dir, "--space", str(space), "--num-samples", str(TRIALS), "--max-epochs", "1",
                         "--train-fraction", str(args.throughput_fraction), "--max-seq-length", str(args.max_seq_length),
-                        "--confirm-top", "0", "--export-formats", "hf", "--workers-per-trial", "2",
+                        "--confirm-top", "0", "--export-formats", "hf", *workers,
                         "--max-concurrent-trials", "1", "--cache-dir", str(cache_dir), "--out", str(scratch / "startup"),
                         "--name", f"startup-{i}", "--address", cluster_address()], check=True, env={**os.environ, **env})
         walls[label] = time.perf_counter() - started
         table = pd.read_csv(scratch / "startup" / "rte" / f"startup-{i}" / "trials.csv")
         tables[label] = table.sort_values("startup_at", ignore_index=True)
-    base, new = (tables[k]["startup_total_s"].iloc[1:].median() for k in RUNS)
-    wall_base, wall_new = walls.values()
+    later = {label: table["startup_total_s"].iloc[1:].median() for label, table in tables.items()}
+    (base_label, base), *others = later.items()
+    compared = "; ".join(f"{label}: {value:.1f} s ({value / base:.2f}x), its search {walls[label]:.0f} s "
+                         f"({walls[label] / walls[base_label]:.2f}x)" for label, value in others)
     header = " | ".join(f"{label}: first trial (s) | {label}: later, median [min, max] (s)" for label in RUNS)
     return [f"| phase (raykd.training.startup) | {header} |", "|---|" + "---|" * (2 * len(RUNS)), *phase_rows(tables), "",
-            f"Later trials' start-up, median: {new:.1f} s against {base:.1f} s ({new / base:.2f}x). The whole search "
-            f"command: {wall_new:.0f} s against {wall_base:.0f} s ({wall_new / wall_base:.2f}x).", "",
+            f"Later trials' start-up, median, against {base_label} ({base:.1f} s, its search {walls[base_label]:.0f} s): "
+            f"{compared}.", "",
             f"Each search: {TRIALS} trials of kd, one classification epoch on a seeded {args.throughput_fraction:g} of "
-            f"RTE's train set, max {args.max_seq_length} tokens, 2 Ray Train workers x 1 CPU, one trial at a time, "
+            f"RTE's train set, max {args.max_seq_length} tokens, one trial at a time holding both cores, "
             f"teacher {described}, the teacher-output cache warm, the searches one after the other. The phases run "
             "from the trial's process start (a reused process: the trial function's start) to its first training "
-            "step, in order; `total` is their sum."]
+            "step, in order; `total` is their sum. A one-worker trial runs its worker in its own process "
+            "(raykd.training.session.TrialSession): no Ray Train controller or worker process, so `train_start` and "
+            "`worker_imports` take no time there."]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import shlex
 import shutil
 import sys
@@ -76,7 +77,8 @@ def scaling(args) -> Scaling:
     flags are checked by raykd.launch.checks.check_arguments)."""
     if args.workers < 1:
         raise RaykdError(f"--workers {args.workers} must be at least 1")
-    return Scaling(args.workers, args.cpus_per_worker, args.gpus_per_worker)
+    return Scaling(args.workers, args.cpus_per_worker, args.gpus_per_worker,
+                   one_worker_on_train=os.environ.get("RAYKD_ONE_WORKER_ON_TRAIN", "0") == "1")
 
 
 # In a folder raykd created and has not yet made into a run or an experiment (an interrupted start): the next

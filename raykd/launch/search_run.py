@@ -123,8 +123,9 @@ def run_confirmation(args, experiment: Experiment, exp_dir: Path, search_grid, t
               f"run(s) of {experiment.max_epochs} classification epoch(s) at most, no early stopping", flush=True)
     runner = dataclasses.replace(experiment, trials_dir=str(exp_dir / "ray" / "confirm-trials"))
     with errors.sigint_restored():
-        grid = confirm.build_tuner(tuner.trainable(run_trial, experiment=runner), exp_dir, candidates,
-                                   tuner.concurrency(experiment.scaling, args.max_concurrent_trials), console(runner)).fit()
+        grid = confirm.build_tuner(tuner.trainable(run_trial, runner.scaling, experiment=runner), exp_dir, candidates,
+                                   tuner.concurrency(experiment.scaling, args.max_concurrent_trials), console(runner),
+                                   tuner.trial_retries(runner.scaling, runner.max_failures)).fit()
     summary = confirm.summarize(grid, experiment.selection["metric"], f"dev_{task.main_metric}",
                                 finished=confirm.ended(exp_dir, grid))
     confirm.write(exp_dir, summary)
@@ -135,7 +136,7 @@ def build_tuner(args, space: SearchSpace, experiment: Experiment, exp_dir: Path,
     """The search's Tuner (raykd.tuning.tuner): Optuna over the space, ASHA on classification epochs, both on
     each epoch's `score` (experiment.selection's metric, a constant student last); with --objective pareto Optuna
     on (score, latency_ms) and ASHA inside latency bands (raykd.tuning.bands). Restored with --resume."""
-    trainable = tuner.trainable(run_trial, experiment=experiment)
+    trainable = tuner.trainable(run_trial, experiment.scaling, experiment=experiment)
     if args.resume and tuner.started(exp_dir):  # else stopped before Tune saved anything: its trials start now
         return tuner.restore(trainable, exp_dir)
     metric, mode = tuner.SCORE, tuner.SCORE_MODE
@@ -145,7 +146,8 @@ def build_tuner(args, space: SearchSpace, experiment: Experiment, exp_dir: Path,
         scheduler = tuner.banded_asha(shapes.bands, args.max_epochs, args.grace_period, args.reduction_factor)
     searcher = tuner.optuna_searcher(space.space, metric, mode, args.seed, exp_dir, space.points_to_evaluate)
     return tuner.tuner(trainable, exp_dir, tuner.SCORE, tuner.SCORE_MODE, searcher, scheduler, args.num_samples,
-                       tuner.concurrency(experiment.scaling, args.max_concurrent_trials), console(experiment))
+                       tuner.concurrency(experiment.scaling, args.max_concurrent_trials), console(experiment),
+                       tuner.trial_retries(experiment.scaling, experiment.max_failures))
 
 
 def console(experiment: Experiment) -> SearchConsole:

@@ -11,11 +11,13 @@ from pathlib import Path
 from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 from ray.train.v2._internal.callbacks.datasets import DatasetsCallback
+from ray.tune.integration.ray_train import TuneReportCallback
 
 from raykd.errors import Interrupted, RaykdError, interrupted_message, sigint_restored
 from raykd.selection import NOT_ELIGIBLE
 from raykd.training.epochs import EpochLog, epoch_log
 from raykd.training.job import Job
+from raykd.training.session import TrialSession
 from raykd.training.worker import TRAIN_STATE, train_loop_per_worker
 
 
@@ -37,10 +39,18 @@ class Trainer(TorchTrainer):
 @dataclass(frozen=True)
 class Scaling:
     """The resources of one Ray Train run (ScalingConfig): `workers` DDP workers of `cpus_per_worker` CPUs
-    and `gpus_per_worker` GPUs each."""
+    and `gpus_per_worker` GPUs each. `one_worker_on_train`: a one-worker search trial runs on Ray Train too
+    (the layout before trials ran their lone worker themselves; for comparison, RAYKD_ONE_WORKER_ON_TRAIN=1)."""
     workers: int = 2
     cpus_per_worker: float = 1.0
     gpus_per_worker: float = 0.0
+    one_worker_on_train: bool = False
+
+    @property
+    def in_trial(self) -> bool:
+        """Whether a search trial of this scaling runs its one worker inside the trial's own process
+        (raykd.training.session.TrialSession) rather than a Ray Train run."""
+        return self.workers == 1 and not self.one_worker_on_train
 
     @property
     def threads(self) -> int:
@@ -81,6 +91,22 @@ def fit(job: Job, scaling: Scaling, storage_path: Path, name: str, callbacks=(),
         # without a word (a Ctrl-C before it is installed is a KeyboardInterrupt). Say so, and what to do.
         raise Interrupted(interrupted_message(f"Ray Train aborted the run (its epochs so far: "
                                               f"{epoch_log(storage_path, name)})")) from None
+
+
+def fit_trial(job: Job, scaling: Scaling, storage_path: Path, name: str, max_failures: int = 0) -> None:
+    """A Tune trial's run of `job`, each epoch reported to Tune with its `checkpoint_path`, the checkpoints and
+    the epoch log where `fit` keeps them. With one worker (`scaling.in_trial`) the worker loop runs in this
+    process, the trial's actor (raykd.training.session.TrialSession: no Ray Train controller or worker process
+    to start); Tune then retries a failed trial (raykd.tuning.tuner.run_config's max_failures). Else a Ray
+    Train run whose reports reach Tune through TuneReportCallback. Raises the run's error, so that the trial
+    ends as ERROR and the search goes on."""
+    if scaling.in_trial:
+        session = TrialSession(storage_path, name, use_gpu=scaling.gpus_per_worker > 0)
+        train_loop_per_worker({"job": dataclasses.replace(job, threads=scaling.threads)}, session)
+        return
+    result = fit(job, scaling, storage_path, name, callbacks=[TuneReportCallback()], max_failures=max_failures)
+    if result.error:
+        raise result.error
 
 
 def export_checkpoint(checkpoint_dir: Path, out: Path) -> dict:

@@ -15,8 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import ray
-import ray.train
-import ray.train.torch
 import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader
@@ -36,6 +34,7 @@ from raykd.training import precision, startup
 from raykd.training.batches import Collator
 from raykd.training.job import Job
 from raykd.training.sampling import LengthGroupedBatches
+from raykd.training.session import TrainSession
 
 TRAIN_STATE = "train_state.pt"
 
@@ -155,29 +154,30 @@ def save_checkpoint(folder: Path, model, tokenizer, state: dict):
     torch.save(state, folder / TRAIN_STATE)
 
 
-def restore(model) -> dict | None:
-    """Load the last reported checkpoint when Ray restarts a failed run; its train state, or None."""
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint is None:
+def restore(model, session) -> dict | None:
+    """Load the run's latest checkpoint (a restarted or resumed run) into `model`; its train state, or None."""
+    folder = session.checkpoint_dir()
+    if folder is None:
         return None
-    with checkpoint.as_directory() as folder:
+    with folder as folder:
         from safetensors.torch import load_file
         model.load_state_dict(load_file(Path(folder) / "model.safetensors"), strict=False)
         return torch.load(Path(folder) / TRAIN_STATE, weights_only=False)
 
 
-def train_loop_per_worker(loop_config: dict):
+def train_loop_per_worker(loop_config: dict, session=None):
     """What every Ray Train worker runs (TorchTrainer's train_loop_per_worker; the `job` keys are in the
     module docstring): builds the model, wraps it in DDP on this worker's device (`get_device`: a GPU
     when the worker has one, else the CPU with gloo), then trains the schedule's stages epoch by epoch
     and reports each epoch's metrics and a checkpoint (rank 0 writes it). Resumes from the last
-    checkpoint when Ray restarts the run. Returns early after an epoch whose loss is not finite."""
+    checkpoint when Ray restarts the run. Returns early after an epoch whose loss is not finite. `session`
+    (raykd.training.session): where the loop runs, a Ray Train worker (the default) or a one-worker trial's
+    Tune actor."""
+    session = session or TrainSession()
     job: Job = loop_config["job"]
     marks = {**(job.startup or {}), "worker_process": startup.process_started(), "worker_loop": time.time()}
     cfg, task = job.config, get_task(job.task)
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    device = ray.train.torch.get_device()
+    rank, world, device = session.rank, session.world, session.device
     torch.set_num_threads(job.threads)
     torch.manual_seed(cfg.seed)  # the same initial weights on every worker
     data = ray.get(job.data)
@@ -188,19 +188,19 @@ def train_loop_per_worker(loop_config: dict):
     stages = list(run.stages) if run else schedule(cfg, model.config.num_hidden_layers)
     mapping = run.layer_map if run else ()
     plan = epoch_plan(stages)
-    state = restore(model)
+    state = restore(model, session)
     startup.mark(marks, "model")
     first_epoch = state["epoch"] + 1 if state else 0
     if state and first_epoch >= len(plan):
         # Restored after its last epoch: the run had ended, but the trial around it was stopped (Ctrl-C)
         # before Tune saw it end. That epoch is reported again, so the trial ends with its metrics.
-        _report_again(rank)
+        _report_again(rank, session)
         return
     bare = model
     # Internal stages leave the pooler and classifier (and frozen blocks) without gradients; DDP must
     # then look for unused parameters, an extra graph traversal per step that the other schedules skip.
     unused = any(not stage.classification for stage in stages)
-    model = ray.train.torch.prepare_model(model, parallel_strategy_kwargs={"find_unused_parameters": unused})  # moves it to `device`
+    model = session.prepare_model(model, unused)  # moves it to `device`
     torch.manual_seed(cfg.seed + 1 + rank + 1000 * first_epoch)  # dropout differs across workers
     startup.mark(marks, "ddp")
 
@@ -222,9 +222,7 @@ def train_loop_per_worker(loop_config: dict):
     lengths = [len(ids) for ids in data["train"]["input_ids"]]
     sampler = LengthGroupedBatches(lengths, cfg.batch_size, rank, world, cfg.seed, group=cfg.group_by_length)
     # Ray's wrapper moves every tensor of a batch (the teacher's outputs included) to the worker's device.
-    loader = ray.train.torch.prepare_data_loader(
-        DataLoader(range(len(lengths)), batch_sampler=sampler, collate_fn=train_collate),
-        add_dist_sampler=False, move_to_device=True)
+    loader = session.prepare_loader(DataLoader(range(len(lengths)), batch_sampler=sampler, collate_fn=train_collate))
     scaler = precision.grad_scaler(cfg.precision, device)
 
     optimizer = scheduler = None
@@ -265,28 +263,28 @@ def train_loop_per_worker(loop_config: dict):
         elif not math.isfinite(result["score"]):  # NaN would win Ray's max over checkpoints
             result.update(score=NOT_ELIGIBLE, stop_reason="non-finite dev metric")
         _report(result, bare, tokenizer, rank, {"epoch": epoch, "optimizer": optimizer.state_dict(),
-                                                "scheduler": scheduler.state_dict()}, run)
+                                                "scheduler": scheduler.state_dict()}, session, run)
         if not math.isfinite(loss):
             return
 
 
-def _report_again(rank: int):
+def _report_again(rank: int, session):
     """Report the restored checkpoint's metrics (its metrics.json) and, from rank 0, the checkpoint itself
-    to Ray Train once more."""
-    with ray.train.get_checkpoint().as_directory() as folder:
+    once more."""
+    with session.checkpoint_dir() as folder:
         metrics = json.loads((Path(folder) / "metrics.json").read_text())
-        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder) if rank == 0 else None)
+        session.report(metrics, Path(folder) if rank == 0 else None)
 
 
-def _report(result: dict, model, tokenizer, rank: int, state: dict, run=None):
-    """Report the epoch's metrics to Ray Train with a checkpoint (rank 0 writes it): the model, the
+def _report(result: dict, model, tokenizer, rank: int, state: dict, session, run=None):
+    """Report the epoch's metrics through `session` with a checkpoint (rank 0 writes it): the model, the
     tokenizer, the train state, metrics.json and, for a student, its plan.json (raykd.method.plan)."""
     with tempfile.TemporaryDirectory() as tmp:
-        checkpoint = None
+        folder = None
         if rank == 0:
-            save_checkpoint(Path(tmp), model, tokenizer, state)
-            (Path(tmp) / "metrics.json").write_text(json.dumps(result))
+            folder = Path(tmp)
+            save_checkpoint(folder, model, tokenizer, state)
+            (folder / "metrics.json").write_text(json.dumps(result))
             if run is not None:
-                (Path(tmp) / PLAN_FILE).write_text(json.dumps(run.to_dict()))
-            checkpoint = ray.train.Checkpoint.from_directory(tmp)
-        ray.train.report(result, checkpoint=checkpoint)
+                (folder / PLAN_FILE).write_text(json.dumps(run.to_dict()))
+        session.report(result, folder)

@@ -102,14 +102,16 @@ def started(exp_dir: Path) -> bool:
     return tune.Tuner.can_restore(str((Path(exp_dir) / "ray" / TUNE_NAME).resolve()))  # relative: pyarrow raises
 
 
-def build_tuner(trainable, exp_dir: Path, candidates: list[dict] | None, max_concurrent: int, console) -> tune.Tuner:
+def build_tuner(trainable, exp_dir: Path, candidates: list[dict] | None, max_concurrent: int, console,
+                retries: int = 0) -> tune.Tuner:
     """The confirmation experiment `<exp_dir>/ray/confirm`: restored when it exists (finished runs are
     kept, unfinished and errored ones continue from their last checkpoint; `candidates` is then not
     used), else a new grid of one trial per (candidate, seed) of `candidates` ({"candidate",
     "search_trial", "search_score", "config", "seeds"}). Each trial's config is {"confirm": {"candidate",
     "search_trial", "search_score", "of" (the grid's number of runs), "values": {**config, "seed": seed}}},
     so the grid itself records what it confirms; raykd.tuning.trial.Experiment.config reads "values". FIFO scheduler, no search algorithm:
-    every run goes to its full epoch budget. `console` prints its progress (raykd.tuning.console.SearchConsole)."""
+    every run goes to its full epoch budget. `console` prints its progress (raykd.tuning.console.SearchConsole);
+    `retries`: raykd.tuning.tuner.run_config's."""
     if started(exp_dir):
         return tuner.restore(trainable, exp_dir, TUNE_NAME)
     total = sum(len(c["seeds"]) for c in candidates)  # Tune creates grid trials lazily: an interrupted grid holds fewer
@@ -119,7 +121,7 @@ def build_tuner(trainable, exp_dir: Path, candidates: list[dict] | None, max_con
         trainable, param_space={"confirm": tune.grid_search(runs)},
         tune_config=tune.TuneConfig(metric="score", mode="max", scheduler=FIFOScheduler(),
                                     max_concurrent_trials=max_concurrent, reuse_actors=tuner.REUSE_ACTORS),
-        run_config=tuner.run_config(exp_dir, TUNE_NAME, console))
+        run_config=tuner.run_config(exp_dir, TUNE_NAME, console, retries))
 
 
 def _mean_std(values: pd.Series) -> tuple[float | None, float | None]:

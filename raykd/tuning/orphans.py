@@ -37,7 +37,10 @@ def orphaned_groups(job_id: str) -> set[str]:
     actors = list_actors(filters=[("job_id", "=", job_id), ("state", "!=", "DEAD")], detail=True, limit=10_000,
                          raise_on_missing_output=False)
     used = {a.placement_group_id for a in actors if a.placement_group_id}
-    reserves = lambda g: any(b.get("unit_resources", {}).get(r, 0) > 0 for b in g.bundles or [] for r in ("CPU", "GPU"))
+    # Ray Train's worker groups reserve CPUs or GPUs and no memory; Tune's own trial reservations (a one-worker
+    # trial's CPUs among them, raykd.tuning.tuner.trainable) always name memory, and are Tune's to release.
+    reserves = lambda g: any(b.get("unit_resources", {}).get(r, 0) > 0 for b in g.bundles or [] for r in ("CPU", "GPU")) \
+        and not any(b.get("unit_resources", {}).get("memory", 0) > 0 for b in g.bundles or [])
     return {g.placement_group_id for g in groups if reserves(g) and g.placement_group_id not in used}
 
 

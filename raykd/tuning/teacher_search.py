@@ -18,14 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ray import tune
-from ray.tune.integration.ray_train import TuneReportCallback
 
 from raykd import files
 from raykd.errors import Interrupted, RaykdError, sigint_restored
 from raykd.selection import best_checkpoint, small_validation_caution
 from raykd.tasks import Task, get_task
 from raykd.training import finetune
-from raykd.training.driver import Scaling, export_checkpoint, fit
+from raykd.training.driver import Scaling, export_checkpoint, fit_trial
 from raykd.tuning import settings, tuner
 from raykd.tuning.console import SearchConsole
 from raykd.tuning.settings import EXPERIMENT, keep
@@ -76,10 +75,7 @@ def run_trial(values: dict, setup: Setup):
     over finetune.DEFAULTS). Raises the run's error, so the trial ends as ERROR and the search goes on."""
     cfg = finetune.DEFAULTS.replace(**{**setup.fixed, **values})
     job = finetune.job(get_task(setup.task), setup.base, cfg, setup.data_ref, setup.tokenizer_dir)
-    result = fit(job, setup.scaling, Path(setup.trials_dir), run_name(tune.get_context().get_trial_id()), callbacks=[TuneReportCallback()],
-                 max_failures=setup.max_failures)
-    if result.error:
-        raise result.error
+    fit_trial(job, setup.scaling, Path(setup.trials_dir), run_name(tune.get_context().get_trial_id()), setup.max_failures)
 
 
 # The flags a teacher search keeps in its experiment.json, and --resume restores: the search's own where the
@@ -129,13 +125,14 @@ def search(task: Task, base: str, space: SearchSpace, data_ref, rows: dict, scal
     tokenizer.save_pretrained(tokenizer_dir)
     setup = Setup(task.name, base, space.fixed, data_ref, str(tokenizer_dir), scaling,
                   str(trials_dir(exp_dir)), max_failures)
-    trainable = tuner.trainable(run_trial, setup=setup)
+    trainable = tuner.trainable(run_trial, scaling, setup=setup)
     if resume and tuner.started(exp_dir):  # else stopped before Tune saved anything: its trials start now
         search = tuner.restore(trainable, exp_dir)
     else:
         searcher = tuner.optuna_searcher(space.space, tuner.SCORE, tuner.SCORE_MODE, seed, exp_dir, space.points_to_evaluate)
         search = tuner.tuner(trainable, exp_dir, tuner.SCORE, tuner.SCORE_MODE, searcher, tuner.asha(max_epochs, grace_period),
-                             num_samples, tuner.concurrency(scaling), SearchConsole(metric, max_epochs, "finetune"))
+                             num_samples, tuner.concurrency(scaling), SearchConsole(metric, max_epochs, "finetune"),
+                             tuner.trial_retries(scaling, max_failures))
     with sigint_restored():
         grid = search.fit()
     table = trials_table(exp_dir, metric, max_epochs)

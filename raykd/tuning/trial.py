@@ -13,13 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ray import tune
-from ray.tune.integration.ray_train import TuneReportCallback
 
 from raykd.launch import cluster
 from raykd.method.config import DistillConfig
 from raykd.method.plan import resolve
 from raykd.training import startup
-from raykd.training.driver import Scaling, fit
+from raykd.training.driver import Scaling, fit_trial
 from raykd.training.job import Prepared, make_job
 from raykd.tuning.trials import run_name
 
@@ -56,7 +55,8 @@ def run_trial(trial_values: dict, experiment: Experiment):
     """The Tune function trainable (Ray 2.60: Train inside Tune is a function that calls fit).
 
     Raises RaykdError when the cluster can no longer hold the trial's workers (a node was lost), and
-    the run's error when it fails: the trial then ends as ERROR and the search goes on.
+    the run's error when it fails (raykd.training.driver.fit_trial): the trial then ends as ERROR and the
+    search goes on.
     """
     global _TRIALS_RUN
     # A process Tune reuses (raykd.tuning.tuner.REUSE_ACTORS) was started and imported for an earlier trial.
@@ -69,9 +69,4 @@ def run_trial(trial_values: dict, experiment: Experiment):
     job = make_job(experiment.prep, run, experiment.selection)
     job.cost = (experiment.trial_costs or {}).get(run.shape)
     job.startup = startup.mark(marks, "job")
-    result = fit(job, experiment.scaling, Path(experiment.trials_dir), run_name(tune.get_context().get_trial_id()),
-                 callbacks=[TuneReportCallback()], max_failures=experiment.max_failures)
-    if result.error:
-        raise result.error
-
-
+    fit_trial(job, s, Path(experiment.trials_dir), run_name(tune.get_context().get_trial_id()), experiment.max_failures)

@@ -33,16 +33,25 @@ SCORE, SCORE_MODE = "score", "max"
 # default: Tune keeps a trial ASHA stopped running for up to 2 s before it takes its process back (a tiny
 # trial then completes the epochs ASHA cut), and with that wait set to 0 a search hung once; see issue 50.
 REUSE_ACTORS = os.environ.get("RAYKD_REUSE_TRIAL_PROCESSES", "0") == "1"
+TRIAL_MEMORY = 256 * 2**20  # bytes every trial's own process reserves
 
 
-def trainable(function, **parameters):
-    """`function(config, **parameters)` as a Tune trainable with a trial's own resources: none but a
-    little memory, on the head node. The Ray Train workers it starts hold the CPUs. The trial's driver
-    (and with it Ray Train's controller, which Ray puts on the caller's node) stays on the head node, the
-    one node whose loss ends the search anyway. `parameters` go through the object store once
-    (tune.with_parameters), not once per trial."""
-    return tune.with_resources(tune.with_parameters(function, **parameters), tune.PlacementGroupFactory(
-        [{"CPU": 0, "memory": 256 * 2**20, "node:__internal_head__": 0.001}]))
+def trainable(function, scaling: Scaling, **parameters):
+    """`function(config, **parameters)` as a Tune trainable with a trial's own resources. A trial of Ray Train
+    workers (DDP) holds none but a little memory, on the head node: its workers hold the CPUs and GPUs, and the
+    trial's driver (and with it Ray Train's controller, which Ray puts on the caller's node) stays on the head
+    node, the one node whose loss ends the search anyway. A one-worker trial (`scaling.in_trial`) runs its
+    worker in its own process, on any node, and holds the worker's CPUs and GPUs itself (with the same
+    memory: raykd.tuning.orphans tells Tune's reservations from Ray Train's by it). `parameters` go through
+    the object store once (tune.with_parameters), not once per trial."""
+    bundle = {"memory": TRIAL_MEMORY}
+    if scaling.in_trial:
+        bundle["CPU"] = scaling.cpus_per_worker
+        if scaling.gpus_per_worker:
+            bundle["GPU"] = scaling.gpus_per_worker
+    else:
+        bundle.update({"CPU": 0, "node:__internal_head__": 0.001})
+    return tune.with_resources(tune.with_parameters(function, **parameters), tune.PlacementGroupFactory([bundle]))
 
 
 def concurrency(scaling: Scaling, requested: int | None = None) -> int:
@@ -84,22 +93,31 @@ def optuna_searcher(space, metric: str | list[str], mode: str | list[str], seed:
 
 
 def tuner(trainable, exp_dir: Path, metric: str, mode: str, searcher, scheduler, num_samples: int,
-          max_concurrent: int, console: SearchConsole) -> tune.Tuner:
-    """A new Tuner writing to `<exp_dir>/ray/tune`, printing through `console`."""
+          max_concurrent: int, console: SearchConsole, retries: int = 0) -> tune.Tuner:
+    """A new Tuner writing to `<exp_dir>/ray/tune`, printing through `console`; `retries`: run_config's."""
     return tune.Tuner(trainable, tune_config=tune.TuneConfig(
         metric=metric, mode=mode, search_alg=searcher, scheduler=scheduler, num_samples=num_samples,
-        max_concurrent_trials=max_concurrent, reuse_actors=REUSE_ACTORS), run_config=run_config(exp_dir, TUNE_NAME, console))
+        max_concurrent_trials=max_concurrent, reuse_actors=REUSE_ACTORS),
+        run_config=run_config(exp_dir, TUNE_NAME, console, retries))
 
 
-def run_config(exp_dir: Path, name: str, console: SearchConsole) -> tune.RunConfig:
+def trial_retries(scaling: Scaling, max_failures: int) -> int:
+    """How often Tune restarts a failed trial: `max_failures` for a one-worker trial (its worker is the trial's
+    own process), else 0, Ray Train retrying its workers itself (raykd.training.driver.fit)."""
+    return max_failures if scaling.in_trial else 0
+
+
+def run_config(exp_dir: Path, name: str, console: SearchConsole, retries: int = 0) -> tune.RunConfig:
     """Tune's RunConfig for the experiment `<exp_dir>/ray/<name>`: Tune's own console off (verbose=0) for
-    raykd's (raykd.tuning.console), and the callback that releases what stopped trials' Ray Train left
-    reserved (raykd.tuning.orphans); --resume restores both with the rest."""
+    raykd's (raykd.tuning.console), the callback that releases what stopped trials' Ray Train left
+    reserved (raykd.tuning.orphans), and `retries` restarts of a failed trial (trial_retries; it continues from
+    its last checkpoint); --resume restores them with the rest."""
     # Tune's new console prints its experiment box and paths whatever `verbose` says; its legacy one with
     # verbose=0 prints nothing. Read by Tune when the Tuner fits, in this (the driver's) process.
     os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
     return tune.RunConfig(name=name, storage_path=str(Path(exp_dir) / "ray"), verbose=0,
-                          callbacks=[ReleaseOrphanedGroups(), console])
+                          callbacks=[ReleaseOrphanedGroups(), console],
+                          failure_config=tune.FailureConfig(max_failures=retries))
 
 
 def started(exp_dir: Path, name: str = TUNE_NAME) -> bool:
