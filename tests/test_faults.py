@@ -1,5 +1,6 @@
-"""Faults on a real local Ray cluster: a Train worker killed mid-run, a trial whose loss turns
-non-finite, the search process killed and resumed, then stopped with Ctrl-C in its confirmation."""
+"""Faults on a real local Ray cluster: a Train worker killed mid-run, a one-worker trial's process killed
+mid-search, a trial whose loss turns non-finite, the search process killed and resumed, then stopped with
+Ctrl-C in its confirmation."""
 
 import json
 import os
@@ -44,6 +45,47 @@ def test_killed_worker_resumes_from_last_checkpoint(ray_cluster, tiny_teacher_di
     # The run finished every epoch; epoch 1 was not trained again: the restart began at its checkpoint.
     assert [h["epoch"] for h in record["history"]] == [1, 2, 3]
     assert reported.count(1) == 1 and reported[-1] == 3
+
+
+def test_a_one_worker_trial_killed_mid_search_resumes_from_its_last_checkpoint(ray_cluster, tiny_teacher_dir, glue_dir,
+                                                                               tmp_path):
+    """A one-worker trial is its own worker (raykd.training.session.TrialSession): its process is SIGKILLed once
+    it has reported its first epoch; Tune restarts the trial (--max-failures 1), which continues from that
+    epoch's checkpoint: every epoch reported, epoch 1 trained once, the trial TERMINATED with one failure."""
+    from ray.tune import ExperimentAnalysis
+
+    (tmp_path / "space.py").write_text('from ray import tune\nfixed = {"algorithm": "kd"}\n'
+                                       'space = {"temperature": tune.uniform(1.0, 4.0)}\n')
+    exp = tmp_path / "results" / "rte" / "kill"
+    killed = []
+
+    def kill_the_trial_after_its_first_epoch():
+        deadline, pid = time.time() + 600, None
+        while time.time() < deadline and not killed:
+            if pid is None:  # found before its first epoch, so that the kill follows the epoch at once
+                alive = list_actors(filters=[("class_name", "=", "ImplicitFunc"), ("state", "=", "ALIVE")])
+                pid = alive[0]["pid"] if alive else None
+            logs = list((exp / "ray" / "trials").glob("*.epochs.jsonl"))
+            if pid and logs and logs[0].read_text().count("\n") >= 1:
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+            time.sleep(0.05)
+
+    killer = threading.Thread(target=kill_the_trial_after_its_first_epoch, daemon=True)
+    killer.start()
+    summary = search.main([*COMMON, "--space", str(tmp_path / "space.py"), "--data-dir", str(glue_dir),
+                           "--teacher", str(tiny_teacher_dir), "--num-samples", "1", "--max-epochs", "4",
+                           "--grace-period", "4", "--workers-per-trial", "1", "--cpus-per-worker", "2",
+                           "--max-failures", "1", "--confirm-top", "0", "--export-formats", "hf",
+                           "--out", str(tmp_path / "results"), "--name", "kill", "--cache-dir", str(tmp_path / "cache")])
+    killer.join()
+    assert killed, "no trial process was found to kill"
+    (trial,) = ExperimentAnalysis(str(exp / "ray" / "tune")).trials
+    assert trial.status == "TERMINATED" and trial.run_metadata.num_failures == 1
+    (log,) = (exp / "ray" / "trials").glob("*.epochs.jsonl")
+    reported = [json.loads(line)["epoch"] for line in log.read_text().splitlines()]
+    assert reported.count(1) == 1 and reported[-1] == 4 and sorted(set(reported)) == [1, 2, 3, 4]
+    assert summary["best_trial"] == trial.trial_id and (exp / "best" / "model.safetensors").is_file()
 
 
 SPACE = '''

@@ -1,6 +1,6 @@
 """Where a trial's start-up goes (`startup` section): the same real `raykd.search` of short trials at the main
-command's layout (2 Ray Train workers) with a process per trial (Tune's default, raykd's) and with trial processes
-reused (opt-in), and with one worker run inside its trial's process, and per
+command's layout (2 Ray Train workers) and with one worker run inside its trial's process, each with a process per
+trial and with trial processes reused (raykd.tuning.tuner.reuse_processes), and per
 phase of raykd.training.startup the seconds of each search's first trial (which may pay imports the later
 ones do not) and the median and range of the others, from trials.csv, with the ratio of the two."""
 
@@ -44,13 +44,15 @@ def phase_rows(tables: dict[str, pd.DataFrame]) -> list[str]:
     return rows
 
 
-# name -> (environment, worker flags) of the search: 2 Ray Train workers with a process per trial (Tune's default
-# and raykd's) and with trial processes reused (opt-in), and one worker of 2 threads run inside its trial's process
+# name -> (RAYKD_REUSE_TRIAL_PROCESSES, worker flags) of the search: 2 Ray Train workers a trial with a process per
+# trial (raykd's default for them) and with trial processes reused (opt-in), and one worker run inside its trial's
+# process, with a process per trial and with processes reused (raykd's default for them; raykd.tuning.tuner)
 TWO_WORKERS = ["--workers-per-trial", "2", "--cpus-per-worker", "1"]
-RUNS = {"2 workers, a process per trial": ({"RAYKD_REUSE_TRIAL_PROCESSES": "0"}, TWO_WORKERS),
-        "2 workers, trial processes reused": ({"RAYKD_REUSE_TRIAL_PROCESSES": "1"}, TWO_WORKERS),
-        "1 worker in the trial's process": ({"RAYKD_REUSE_TRIAL_PROCESSES": "0"},
-                                            ["--workers-per-trial", "1", "--cpus-per-worker", "2"])}
+ONE_WORKER = ["--workers-per-trial", "1", "--cpus-per-worker", "2"]
+RUNS = {"2 workers, a process per trial": ("", TWO_WORKERS),
+        "2 workers, processes reused": ("1", TWO_WORKERS),
+        "1 worker in its trial, a process per trial": ("0", ONE_WORKER),
+        "1 worker in its trial, processes reused": ("", ONE_WORKER)}
 
 
 def startup(args, cache_dir: Path, scratch: Path) -> list[str]:
@@ -63,14 +65,17 @@ def startup(args, cache_dir: Path, scratch: Path) -> list[str]:
     space = scratch / "startup_space.py"
     space.write_text(STARTUP_SPACE)
     tables, walls = {}, {}
-    for i, (label, (env, workers)) in enumerate(RUNS.items()):
+    for i, (label, (reuse, workers)) in enumerate(RUNS.items()):
+        env = {k: v for k, v in os.environ.items() if k != "RAYKD_REUSE_TRIAL_PROCESSES"}
+        if reuse:
+            env["RAYKD_REUSE_TRIAL_PROCESSES"] = reuse
         started = time.perf_counter()
         subprocess.run([sys.executable, "-m", "raykd.search", "--task", "rte", "--data-dir", args.data_dir,
                         "--teacher", teacher_dir, "--space", str(space), "--num-samples", str(TRIALS), "--max-epochs", "1",
                         "--train-fraction", str(args.throughput_fraction), "--max-seq-length", str(args.max_seq_length),
                         "--confirm-top", "0", "--export-formats", "hf", *workers,
                         "--max-concurrent-trials", "1", "--cache-dir", str(cache_dir), "--out", str(scratch / "startup"),
-                        "--name", f"startup-{i}", "--address", cluster_address()], check=True, env={**os.environ, **env})
+                        "--name", f"startup-{i}", "--address", cluster_address()], check=True, env=env)
         walls[label] = time.perf_counter() - started
         table = pd.read_csv(scratch / "startup" / "rte" / f"startup-{i}" / "trials.csv")
         tables[label] = table.sort_values("startup_at", ignore_index=True)

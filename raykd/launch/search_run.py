@@ -125,7 +125,7 @@ def run_confirmation(args, experiment: Experiment, exp_dir: Path, search_grid, t
     with errors.sigint_restored():
         grid = confirm.build_tuner(tuner.trainable(run_trial, runner.scaling, experiment=runner), exp_dir, candidates,
                                    tuner.concurrency(experiment.scaling, args.max_concurrent_trials), console(runner),
-                                   tuner.trial_retries(runner.scaling, runner.max_failures)).fit()
+                                   runner.scaling, runner.max_failures).fit()
     summary = confirm.summarize(grid, experiment.selection["metric"], f"dev_{task.main_metric}",
                                 finished=confirm.ended(exp_dir, grid))
     confirm.write(exp_dir, summary)
@@ -147,7 +147,7 @@ def build_tuner(args, space: SearchSpace, experiment: Experiment, exp_dir: Path,
     searcher = tuner.optuna_searcher(space.space, metric, mode, args.seed, exp_dir, space.points_to_evaluate)
     return tuner.tuner(trainable, exp_dir, tuner.SCORE, tuner.SCORE_MODE, searcher, scheduler, args.num_samples,
                        tuner.concurrency(experiment.scaling, args.max_concurrent_trials), console(experiment),
-                       tuner.trial_retries(experiment.scaling, experiment.max_failures))
+                       experiment.scaling, experiment.max_failures)
 
 
 def console(experiment: Experiment) -> SearchConsole:

@@ -29,12 +29,11 @@ from ray.tune import ResultGrid
 from ray.tune.schedulers import FIFOScheduler
 
 from raykd.files import atomic_write
-
+from raykd.selection import CONFIRM, NOT_ELIGIBLE, config_key, is_constant, rank
 from raykd.student.pareto import non_dominated, spread
 from raykd.student.shape import PARAMETER
-
+from raykd.training.driver import Scaling
 from raykd.tuning import tuner
-from raykd.selection import CONFIRM, NOT_ELIGIBLE, config_key, is_constant, rank
 
 TUNE_NAME = "confirm"
 CSV = "confirm.csv"
@@ -103,7 +102,7 @@ def started(exp_dir: Path) -> bool:
 
 
 def build_tuner(trainable, exp_dir: Path, candidates: list[dict] | None, max_concurrent: int, console,
-                retries: int = 0) -> tune.Tuner:
+                scaling: Scaling, max_failures: int = 0) -> tune.Tuner:
     """The confirmation experiment `<exp_dir>/ray/confirm`: restored when it exists (finished runs are
     kept, unfinished and errored ones continue from their last checkpoint; `candidates` is then not
     used), else a new grid of one trial per (candidate, seed) of `candidates` ({"candidate",
@@ -111,7 +110,7 @@ def build_tuner(trainable, exp_dir: Path, candidates: list[dict] | None, max_con
     "search_trial", "search_score", "of" (the grid's number of runs), "values": {**config, "seed": seed}}},
     so the grid itself records what it confirms; raykd.tuning.trial.Experiment.config reads "values". FIFO scheduler, no search algorithm:
     every run goes to its full epoch budget. `console` prints its progress (raykd.tuning.console.SearchConsole);
-    `retries`: raykd.tuning.tuner.run_config's."""
+    `scaling` and `max_failures`: as for raykd.tuning.tuner.tuner."""
     if started(exp_dir):
         return tuner.restore(trainable, exp_dir, TUNE_NAME)
     total = sum(len(c["seeds"]) for c in candidates)  # Tune creates grid trials lazily: an interrupted grid holds fewer
@@ -120,8 +119,8 @@ def build_tuner(trainable, exp_dir: Path, candidates: list[dict] | None, max_con
     return tune.Tuner(
         trainable, param_space={"confirm": tune.grid_search(runs)},
         tune_config=tune.TuneConfig(metric="score", mode="max", scheduler=FIFOScheduler(),
-                                    max_concurrent_trials=max_concurrent, reuse_actors=tuner.REUSE_ACTORS),
-        run_config=tuner.run_config(exp_dir, TUNE_NAME, console, retries))
+                                    max_concurrent_trials=max_concurrent, reuse_actors=tuner.reuse_processes(scaling)),
+        run_config=tuner.run_config(exp_dir, TUNE_NAME, console, tuner.trial_retries(scaling, max_failures)))
 
 
 def _mean_std(values: pd.Series) -> tuple[float | None, float | None]:

@@ -132,7 +132,7 @@ def search(task: Task, base: str, space: SearchSpace, data_ref, rows: dict, scal
         searcher = tuner.optuna_searcher(space.space, tuner.SCORE, tuner.SCORE_MODE, seed, exp_dir, space.points_to_evaluate)
         search = tuner.tuner(trainable, exp_dir, tuner.SCORE, tuner.SCORE_MODE, searcher, tuner.asha(max_epochs, grace_period),
                              num_samples, tuner.concurrency(scaling), SearchConsole(metric, max_epochs, "finetune"),
-                             tuner.trial_retries(scaling, max_failures))
+                             scaling, max_failures)
     with sigint_restored():
         grid = search.fit()
     table = trials_table(exp_dir, metric, max_epochs)

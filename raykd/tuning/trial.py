@@ -59,7 +59,7 @@ def run_trial(trial_values: dict, experiment: Experiment):
     search goes on.
     """
     global _TRIALS_RUN
-    # A process Tune reuses (raykd.tuning.tuner.REUSE_ACTORS) was started and imported for an earlier trial.
+    # A process Tune reuses (raykd.tuning.tuner.reuse_processes) was started and imported for an earlier trial.
     now = time.time()
     marks = {"trial_process": startup.process_started() if not _TRIALS_RUN else now, "trial_function": now}
     _TRIALS_RUN += 1

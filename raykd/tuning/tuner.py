@@ -28,11 +28,20 @@ TUNE_NAME = "tune"  # <experiment>/ray/tune: Tune's own experiment folder
 # the selection metric with a constant student ranked last), not the metric itself, so that they agree with the
 # checkpoint and confirmation choices made from the same `score`.
 SCORE, SCORE_MODE = "score", "max"
-# RAYKD_REUSE_TRIAL_PROCESSES=1: a trial's process (Tune's actor) runs the next trial too, so its start and
-# imports (4.3 s a trial on 2 cores, results/bench-startup.md) are paid once per concurrent slot. Off by
-# default: Tune keeps a trial ASHA stopped running for up to 2 s before it takes its process back (a tiny
-# trial then completes the epochs ASHA cut), and with that wait set to 0 a search hung once; see issue 50.
-REUSE_ACTORS = os.environ.get("RAYKD_REUSE_TRIAL_PROCESSES", "0") == "1"
+# Tune's actor reuse: a trial's process (its actor) runs the next trial too, so its start and imports (4.3 s a
+# trial on 2 cores, results/bench-startup.md) are paid once per concurrent slot. On for one-worker trials: their
+# worker is the trial's own thread, which Tune ends at the report ASHA stopped it after (Tune's function
+# trainables report synchronously). Off for Ray Train trials: Tune waits up to 2 s for fit() to notice the stop,
+# while the Train workers train on (a tiny trial then completes the epochs ASHA cut; with that wait set to 0 a
+# search hung once; issue 50). RAYKD_REUSE_TRIAL_PROCESSES=1 turns it on for every trial, =0 off for every trial.
+REUSE_TRIAL_PROCESSES = os.environ.get("RAYKD_REUSE_TRIAL_PROCESSES", "")
+
+
+def reuse_processes(scaling: Scaling) -> bool:
+    """Whether Tune runs each next trial in the process of one that ended (REUSE_TRIAL_PROCESSES)."""
+    return {"1": True, "0": False}.get(REUSE_TRIAL_PROCESSES, scaling.in_trial)
+
+
 TRIAL_MEMORY = 256 * 2**20  # bytes every trial's own process reserves
 
 
@@ -93,12 +102,13 @@ def optuna_searcher(space, metric: str | list[str], mode: str | list[str], seed:
 
 
 def tuner(trainable, exp_dir: Path, metric: str, mode: str, searcher, scheduler, num_samples: int,
-          max_concurrent: int, console: SearchConsole, retries: int = 0) -> tune.Tuner:
-    """A new Tuner writing to `<exp_dir>/ray/tune`, printing through `console`; `retries`: run_config's."""
+          max_concurrent: int, console: SearchConsole, scaling: Scaling, max_failures: int = 0) -> tune.Tuner:
+    """A new Tuner writing to `<exp_dir>/ray/tune`, printing through `console`, its trials' processes reused
+    or not (reuse_processes) and failed trials retried (trial_retries) as `scaling` and `max_failures` say."""
     return tune.Tuner(trainable, tune_config=tune.TuneConfig(
         metric=metric, mode=mode, search_alg=searcher, scheduler=scheduler, num_samples=num_samples,
-        max_concurrent_trials=max_concurrent, reuse_actors=REUSE_ACTORS),
-        run_config=run_config(exp_dir, TUNE_NAME, console, retries))
+        max_concurrent_trials=max_concurrent, reuse_actors=reuse_processes(scaling)),
+        run_config=run_config(exp_dir, TUNE_NAME, console, trial_retries(scaling, max_failures)))
 
 
 def trial_retries(scaling: Scaling, max_failures: int) -> int:
