@@ -66,7 +66,10 @@ def parser() -> argparse.ArgumentParser:
                         "over as many rows, at most 4 batches); 0 skips the table (default: 100)")
     offer.add_arguments(p)
     cli.add_teacher_cache_arguments(p)
-    cli.add_ray_arguments(p, workers_flag="--workers-per-trial")
+    # One worker a trial, several trials at once: 3.2x the trials per hour of one 2-worker DDP trial at a time
+    # on 2 cores (results/bench-throughput.md); the worker then runs in the trial's own process.
+    cli.add_ray_arguments(p, workers_flag="--workers-per-trial", workers=1,
+                          workers_help="workers per trial: 1 runs in the trial's own process, more are Ray Train DDP workers")
     return p
 
 

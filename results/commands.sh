@@ -81,3 +81,9 @@ if [[ $step == all || $step == heldout ]]; then
   .venv/bin/python -m experiments.paper --results results/heldout --data-dir $GLUE --tasks stsb --methods kd sid finetune pid all search \
     --seeds 3 --teacher stsb=$T/paper-stsb-heldout
 fi
+if [[ $step == all || $step == trial-speed ]]; then
+  # 2026-12-07 (issue 50): where a trial's start-up goes, and trials per hour by layout (each written to a scratch
+  # folder first, then copied to results/bench-startup.md and results/bench-throughput.md)
+  ./run bench --data-dir $GLUE --sections startup --throughput-fraction 0.05 --out results/bench-startup.md
+  ./run bench --data-dir $GLUE --sections throughput --out results/bench-throughput.md
+fi

@@ -1,8 +1,8 @@
 """Search throughput (`throughput` section): trials per hour of one TRIALS-trial RTE search in layouts of the
-cores, real `raykd.search` runs: the main command's (one trial at a time, 2 Ray Train workers x 1 thread), and two
-one-worker trials at once, each worker run inside its trial's process (raykd.training.session.TrialSession) and,
-as before, on Ray Train; with the per-trial overhead: submission to first step, and the gap between consecutive
-trials."""
+cores, real `raykd.search` runs: one trial at a time of 2 Ray Train workers x 1 thread (the default before
+issue 50), and two one-worker trials at once, each worker run inside its trial's process
+(raykd.training.session.TrialSession, the default now) and, as before, on Ray Train; with the per-trial
+overhead: submission to first step, and the gap between consecutive trials."""
 
 from __future__ import annotations
 
@@ -18,12 +18,12 @@ from raykd.tuning.trials import trial_rows
 
 TRIALS = 12
 # label -> (environment, flags) of the search
-THROUGHPUT = {"(a) 1 trial at a time x 2 Ray Train workers x 1 thread (the default)":
+THROUGHPUT = {"(a) 1 trial at a time x 2 Ray Train workers x 1 thread":
               ({}, ["--workers-per-trial", "2", "--cpus-per-worker", "1", "--max-concurrent-trials", "1"]),
               "(b) 2 trials at a time x 1 worker x 1 thread, on Ray Train (before)":
               ({"RAYKD_ONE_WORKER_ON_TRAIN": "1"},
                ["--workers-per-trial", "1", "--cpus-per-worker", "1", "--max-concurrent-trials", "2"]),
-              "(c) 2 trials at a time x 1 worker x 1 thread, in the trial's process":
+              "(c) 2 trials at a time x 1 worker x 1 thread, in the trial's process (the default)":
               ({}, ["--workers-per-trial", "1", "--cpus-per-worker", "1", "--max-concurrent-trials", "2"])}
 THROUGHPUT_SPACE = """from ray import tune
 fixed = {"algorithm": "kd"}

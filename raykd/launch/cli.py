@@ -36,11 +36,12 @@ def add_data_arguments(parser: argparse.ArgumentParser):
     g.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help=f"tokenized data and teacher outputs cache (default: {DEFAULT_CACHE})")
 
 
-def add_ray_arguments(parser: argparse.ArgumentParser, workers_flag: str = "--workers"):
-    """Add the Ray flags to `parser`: `workers_flag` (stored as `workers`), --cpus-per-worker,
-    --gpus-per-worker, --address, --max-failures, --verbose."""
+def add_ray_arguments(parser: argparse.ArgumentParser, workers_flag: str = "--workers", workers: int = 2,
+                      workers_help: str = "Ray Train DDP workers"):
+    """Add the Ray flags to `parser`: `workers_flag` (stored as `workers`, default `workers`, described by
+    `workers_help`), --cpus-per-worker, --gpus-per-worker, --address, --max-failures, --verbose."""
     g = parser.add_argument_group("Ray")
-    g.add_argument(workers_flag, dest="workers", type=int, default=2, help="Ray Train DDP workers (default: 2)")
+    g.add_argument(workers_flag, dest="workers", type=int, default=workers, help=f"{workers_help} (default: {workers})")
     g.add_argument("--cpus-per-worker", type=float, default=1.0, help="CPUs per worker, also its torch threads (default: 1)")
     g.add_argument("--gpus-per-worker", type=float, default=0.0, help="GPUs per worker; 0 trains on CPU with gloo (default: 0)")
     g.add_argument("--address", help="address of a running Ray cluster; without it a local cluster starts")

@@ -65,6 +65,16 @@ def experiment_dir(args, task) -> Path:
     return cli.check_output_dir(args.out / task.name / name)
 
 
+def teacher_scaling(scaling: Scaling, max_concurrent: int | None) -> Scaling:
+    """The fine-tuning run of a search's teacher: on CPU, one Ray Train DDP worker for each worker the trials run
+    at once (tuner.concurrency: on 2 cores, 2 one-worker trials -> 2 workers), so that it uses the cores the
+    trials will; on GPUs the trials' own scaling (workers sharing a GPU cannot run nccl). Needs a connected
+    Ray cluster."""
+    if scaling.gpus_per_worker:
+        return scaling
+    return dataclasses.replace(scaling, workers=scaling.workers * tuner.concurrency(scaling, max_concurrent))
+
+
 def default_teacher(args, task, scaling: Scaling, records_root: Path, command: str) -> str:
     """The teacher for a search without --teacher: fine-tuned from --teacher-base on the same data
     (same files, fraction and max length) without the validation split the trials select on (its best
@@ -193,7 +203,7 @@ def run(args, argv: list[str] | None) -> Outcome:
     if not teacher_dir:
         errors.at("teacher fine-tuning", "nothing of the search was kept (a teacher is kept only once fine-tuned); "
                                          "run the same command again")
-        teacher_dir = default_teacher(args, task, scaling, args.out, command)
+        teacher_dir = default_teacher(args, task, teacher_scaling(scaling, args.max_concurrent_trials), args.out, command)
     teacher_model, tokenizer = models.load_teacher(teacher_dir, task)
     sizes = resolve(teacher_model.config, space.config({})).sizes()  # the space's defaults, for the records
     # The teacher layers the space's layer maps can reach: only those are cached (a map drawn later that
