@@ -52,7 +52,8 @@ def best_checkpoint(exp_dir: Path, confirmed: bool = True) -> tuple[str, dict, s
     `score` is the one rule for "best": each worker reports the search's metric there, negated for
     mode "min", and NOT_ELIGIBLE for internal-stage epochs and non-finite values (raykd.training.worker); Ray
     Train keeps checkpoints by the same column. Rows come from Tune's ExperimentAnalysis: the
-    checkpoints belong to each trial's inner TorchTrainer, so ResultGrid's own best_checkpoints is empty.
+    checkpoints are kept by each trial's inner Ray Train run (or, for a one-worker trial, by its
+    raykd.training.session.TrialSession in the same layout), so ResultGrid's own best_checkpoints is empty.
     Raises RuntimeError when no trial saved a classification checkpoint yet."""
     import pandas  # the driver's tables only: the workers import this module for its scores
 

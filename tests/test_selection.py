@@ -122,6 +122,28 @@ def test_equal_scores_rank_by_epoch_then_configuration_never_by_trial_id():
         [c["seed"] for _, _, c in sorted(seeds[::-1], key=lambda r: rank(*r))] == [3, 5, 7]
 
 
+def test_the_console_names_as_best_the_trial_the_selection_rule_picks_on_a_tie(capsys):
+    """The search's console says which trial is best as it goes (raykd.tuning.console): on a tie that must be the
+    trial raykd.selection.rank picks (the earlier epoch, then the configuration), whichever reported first; it once
+    named the first to report while the summary named the other (CI, 2026-12-07)."""
+    from types import SimpleNamespace
+
+    from raykd.tuning.console import SearchConsole
+
+    console = SearchConsole("val_accuracy", max_epochs=2)
+    sid, kd = SimpleNamespace(trial_id="aaaa0001", config={"algorithm": "sid"}), \
+        SimpleNamespace(trial_id="aaaa0002", config={"algorithm": "kd"})
+    console.on_trial_result(0, [], sid, {"epoch": 1, "score": 0.5, "val_accuracy": 0.5})
+    assert console._leader() == "0.5000 (aaaa0001)"
+    console.on_trial_result(0, [], kd, {"epoch": 1, "score": 0.5, "val_accuracy": 0.5})  # a tie: kd's key is lower
+    assert console._leader() == "0.5000 (aaaa0002)"
+    console.on_trial_result(0, [], sid, {"epoch": 2, "score": 0.5, "val_accuracy": 0.5})  # a later epoch: no better
+    assert console._leader() == "0.5000 (aaaa0002)"
+    console.on_trial_result(0, [], sid, {"epoch": 3, "score": 0.6, "val_accuracy": 0.6})
+    assert console._leader() == "0.6000 (aaaa0001)"
+    assert capsys.readouterr().out.splitlines()[-1].endswith("; best 0.6000 (aaaa0001)")
+
+
 def test_the_summary_cautions_when_the_teacher_trained_on_the_validation_rows():
     """A teacher fine-tuned on the whole training set (before raykd held the validation rows out, or with
     --validation-fraction 0) has trained on the validation rows; a student that mimics it then scores high on them

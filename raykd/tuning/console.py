@@ -16,7 +16,7 @@ import time
 import ray
 from ray import tune
 
-from raykd.selection import NOT_ELIGIBLE, is_constant
+from raykd.selection import NOT_ELIGIBLE, is_constant, rank
 
 WIDTH = 100  # every line printed fits a 100-column terminal
 
@@ -44,7 +44,7 @@ class SearchConsole(tune.Callback):
         self._reset()
 
     def _reset(self):
-        self.best: dict[str, tuple[float, str]] = {}  # trial id -> (score, shown value) of its best epoch
+        self.best: dict[str, tuple[tuple, str]] = {}  # trial id -> (selection.rank key, shown value) of its best epoch
         self.last: dict[str, dict] = {}  # trial id -> its last result
         self.shown_at = time.monotonic()
 
@@ -65,7 +65,9 @@ class SearchConsole(tune.Callback):
     def _leader(self) -> str:
         if not self.best:
             return "none yet"
-        trial_id, (_, shown) = max(self.best.items(), key=lambda kv: kv[1][0])
+        # selection.rank's order, ties included (the earlier epoch, then the configuration): the trial named here
+        # is the one the search's summary and export will choose
+        trial_id, (_, shown) = min(self.best.items(), key=lambda kv: kv[1][0])
         return f"{shown} ({trial_id})"
 
     def setup(self, stop=None, num_samples=None, total_num_samples=None, **info):
@@ -81,8 +83,9 @@ class SearchConsole(tune.Callback):
     def on_trial_result(self, iteration, trials, trial, result, **info):
         self.last[trial.trial_id] = result
         score = result.get("score", NOT_ELIGIBLE)
-        if score > NOT_ELIGIBLE and score > self.best.get(trial.trial_id, (-math.inf, ""))[0]:
-            self.best[trial.trial_id] = (score, _value(result, self.metric))
+        key = rank(score, result.get("epoch"), dict(trial.config))
+        if score > NOT_ELIGIBLE and key < self.best.get(trial.trial_id, ((math.inf,), ""))[0]:
+            self.best[trial.trial_id] = (key, _value(result, self.metric))
         self._say(f"trial {trial.trial_id} epoch {result.get('epoch')} {result.get('stage') or 'training'} "
                   f"{result.get('epoch_seconds', 0):.0f} s: {self.metric} {_value(result, self.metric)}; "
                   f"best {self._leader()}")
