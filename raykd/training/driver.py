@@ -58,14 +58,16 @@ class Scaling:
         return max(1, int(self.cpus_per_worker))
 
 
-def fit(job: Job, scaling: Scaling, storage_path: Path, name: str, callbacks=(), max_failures: int = 0):
+def fit(job: Job, scaling: Scaling, storage_path: Path, name: str, callbacks=(), max_failures: int = 0,
+        log_checkpoints: bool = False):
     """One Ray Train run of `job` (see raykd.training.worker). DDP uses gloo on CPU and nccl on GPU.
-    Every epoch's metrics are appended to `<storage_path>/<name>.epochs.jsonl`. Returns Ray Train's
+    Every epoch's metrics are appended to `<storage_path>/<name>.epochs.jsonl` (with each epoch's checkpoint
+    folder when `log_checkpoints`: a search trial's, raykd.training.epochs.EpochLog). Returns Ray Train's
     Result (its `error` set when the run failed). Raises Interrupted when Ctrl-C stops a run started
     outside Tune (distill, a single teacher)."""
     storage_path = Path(storage_path).resolve()
     storage_path.mkdir(parents=True, exist_ok=True)
-    callbacks = [*callbacks, EpochLog(epoch_log(storage_path, name))]
+    callbacks = [*callbacks, EpochLog(epoch_log(storage_path, name), log_checkpoints)]
     resources = {"CPU": scaling.cpus_per_worker}
     if scaling.gpus_per_worker:
         resources["GPU"] = scaling.gpus_per_worker
@@ -104,7 +106,8 @@ def fit_trial(job: Job, scaling: Scaling, storage_path: Path, name: str, max_fai
         session = TrialSession(storage_path, name, use_gpu=scaling.gpus_per_worker > 0)
         train_loop_per_worker({"job": dataclasses.replace(job, threads=scaling.threads)}, session)
         return
-    result = fit(job, scaling, storage_path, name, callbacks=[TuneReportCallback()], max_failures=max_failures)
+    result = fit(job, scaling, storage_path, name, callbacks=[TuneReportCallback()], max_failures=max_failures,
+                 log_checkpoints=True)
     if result.error:
         raise result.error
 

@@ -14,18 +14,25 @@ from pathlib import Path
 
 from ray.train.v2.api.callback import UserCallback
 
+CHECKPOINT_PATH = "checkpoint_path"  # an epoch's checkpoint folder (the name TuneReportCallback gives it)
+
 
 class EpochLog(UserCallback):
     """Appends every epoch's reported metrics to a JSON-lines file. Ray keeps the metrics of kept
     checkpoints only; this keeps them all. Runs in the Train controller, on the head node."""
 
-    def __init__(self, path: Path):
-        self.path = str(path)
+    def __init__(self, path: Path, checkpoint_paths: bool = False):
+        self.path, self.checkpoint_paths = str(path), checkpoint_paths
 
     def after_report(self, run_context, metrics, checkpoint):
-        """Ray Train's UserCallback hook after each report: append worker 0's metrics (`metrics[0]`) as one JSON line."""
+        """Ray Train's UserCallback hook after each report: append worker 0's metrics (`metrics[0]`) as one JSON line,
+        with `checkpoint_path` (the epoch's checkpoint folder) when `checkpoint_paths`: a search trial's log then
+        finds its checkpoints even where Tune's own record of them was lost (a search killed mid-write)."""
+        record = dict(metrics[0])
+        if self.checkpoint_paths and checkpoint is not None:
+            record[CHECKPOINT_PATH] = checkpoint.path
         with open(self.path, "a") as f:
-            f.write(json.dumps(metrics[0], default=str) + "\n")
+            f.write(json.dumps(record, default=str) + "\n")
 
 
 def epoch_log(storage_path: Path, name: str) -> Path:

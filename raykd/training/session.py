@@ -7,7 +7,7 @@ the model and loader prepared for it, the checkpoint to resume from, and where e
   (results/bench-startup.md), to coordinate a group of one. This session does the little of Train's job a
   lone worker needs, in the same layout, so that selection, export, resume and the epoch log read one format:
   checkpoints in `<trials dir>/<run name>/checkpoint_<epoch>`, the best `KEEP` by `score` and the latest kept
-  (Ray Train 2.60's CheckpointManager rule), every epoch appended to `<run name>.epochs.jsonl`, and the
+  (Ray Train 2.60's CheckpointManager rule), every epoch appended to `<run name>.epochs.jsonl` with its checkpoint, and the
   metrics with `checkpoint_path` reported to Tune (what ray.tune.integration.ray_train.TuneReportCallback
   sends for a Train run).
 """
@@ -25,10 +25,9 @@ import torch
 from ray import tune
 
 from raykd import files
-from raykd.training.epochs import epoch_log
+from raykd.training.epochs import CHECKPOINT_PATH, epoch_log
 
 KEEP = 2  # checkpoints kept by score: the export, and a fallback to resume from (raykd.training.driver.fit)
-CHECKPOINT_PATH = "checkpoint_path"  # the metric naming an epoch's checkpoint folder (as TuneReportCallback)
 
 
 class TrainSession:
@@ -102,7 +101,7 @@ class TrialSession:
                 if path != kept:
                     shutil.rmtree(path)
         with open(self.log, "a") as f:
-            f.write(json.dumps({k: v for k, v in metrics.items() if k != CHECKPOINT_PATH}, default=str) + "\n")
+            f.write(json.dumps(metrics, default=str) + "\n")  # with its checkpoint_path, as a search's EpochLog
         tune.report(metrics)
 
     def _checkpoints(self) -> list[tuple[Path, dict]]:

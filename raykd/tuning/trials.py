@@ -28,8 +28,9 @@ def trial_rows(exp_dir: Path) -> list[tuple]:
 
     Tune's rows are completed from the trial's own epoch log (raykd.training.epochs.EpochLog, `ray/trials/trial-<id>.epochs.jsonl`):
     after a restore Tune restarts an unfinished trial's rows from its resumed epoch, and an epoch reported in
-    the moment of a Ctrl-C never reaches Tune; the log has every epoch. Rows from the log alone carry no
-    checkpoint_path or time_total_s."""
+    the moment of a Ctrl-C never reaches Tune, and a search killed mid-write can lose Tune's record of a trial's
+    last epochs; the log has every epoch, with its checkpoint_path. Rows from the log alone carry no
+    time_total_s."""
     analysis = ExperimentAnalysis(str(exp_dir / "ray" / "tune"))
     frames = analysis.trial_dataframes
     rows = []
