@@ -17,7 +17,7 @@ from raykd.errors import Interrupted, RaykdError, interrupted_message, sigint_re
 from raykd.selection import NOT_ELIGIBLE
 from raykd.training.epochs import EpochLog, epoch_log
 from raykd.training.job import Job
-from raykd.training.session import TrialSession
+from raykd.training.session import KEEP, TrialSession
 from raykd.training.worker import TRAIN_STATE, train_loop_per_worker
 
 
@@ -79,7 +79,7 @@ def fit(job: Job, scaling: Scaling, storage_path: Path, name: str, callbacks=(),
         run_config=RunConfig(
             name=name, storage_path=str(storage_path), callbacks=callbacks,
             # The best two by score: the export, and a fallback to resume from after a worker dies.
-            checkpoint_config=CheckpointConfig(num_to_keep=2, checkpoint_score_attribute="score"),
+            checkpoint_config=CheckpointConfig(num_to_keep=KEEP, checkpoint_score_attribute="score"),
             # Worker deaths are retried max_failures times; a worker group that cannot start (its
             # placement group still pending after RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S, 60 s, e.g.
             # a node was lost) is retried twice, then the run fails instead of waiting forever.

@@ -27,7 +27,7 @@ from ray import tune
 from raykd import files
 from raykd.training.epochs import CHECKPOINT_PATH, epoch_log
 
-KEEP = 2  # checkpoints kept by score: the export, and a fallback to resume from (raykd.training.driver.fit)
+KEEP = 2  # checkpoints kept by score, by Ray Train (raykd.training.driver.fit) and here: the export, and a fallback
 
 
 class TrainSession:
