@@ -1,12 +1,14 @@
-"""One distillation run on Ray Train.
+"""One distillation run.
 
     python -m raykd.distill --task rte --data-dir ../shared/data/glue \
-        --teacher results/teachers/rte-minilm --algorithm sid --workers 2
+        --teacher results/teachers/rte-minilm --algorithm sid
 
 The teacher is held by a TeacherService actor, which reads its outputs for the training set from the
-disk cache, or computes them once there;
-the student trains in DDP on `--workers` Ray Train workers; the best classification epoch's student
-is saved with `save_pretrained` in `<out>/student` and the run's record in `<out>/result.json`.
+disk cache, or computes them once there. The student trains in DDP on `--workers` Ray Train workers; with
+one worker (the default) on the local cluster, in this process with every local CPU as a torch thread (no Ray
+Train controller or worker process to start: 15 s of a command on 2 cores, the same epoch time as 2 DDP
+workers there, results/bench-peer.md). The best classification epoch's student is saved with
+`save_pretrained` in `<out>/student` and the run's record in `<out>/result.json`.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from raykd.method.plan import resolve
 from raykd.launch import checks, cli, cluster
 from raykd.launch.prepare import prepare
 from raykd.tasks import get_task
-from raykd.training.driver import export_best, fit
+from raykd.training.driver import export_best, export_usable, fit, fit_in_process
 from raykd.training.epochs import epoch_log, history
 from raykd.training.job import make_job
 from raykd.training.progress import EpochProgress
@@ -37,14 +39,18 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--teacher", required=True, help="fine-tuned teacher folder (from python -m raykd.teacher)")
     p.add_argument("--out", type=Path, help="run folder (default: results/runs/<task>-<algorithm>-<time>)")
     cli.add_teacher_cache_arguments(p)
-    cli.add_ray_arguments(p)
+    cli.add_ray_arguments(p, workers=1, cpus_per_worker=None,
+                          workers_help="Ray Train DDP workers; one on the local cluster trains in this process")
     add_config_arguments(p)
     return p
 
 
 def parse_args(argv=None):
-    """The distill command's flags: data, --teacher, --out, teacher cache, Ray and every DistillConfig field."""
-    return parser().parse_args(argv)
+    """The distill command's flags: data, --teacher, --out, teacher cache, Ray and every DistillConfig field;
+    --cpus-per-worker resolved (cli.default_cpus_per_worker)."""
+    args = parser().parse_args(argv)
+    args.cpus_per_worker = cli.default_cpus_per_worker(args)
+    return args
 
 
 @exits_cleanly
@@ -72,14 +78,18 @@ def main(argv=None):
     print(f"teacher: {prep.teacher_info['layers']} layers, {prep.teacher_info['teacher_params_total']:,} parameters "
           f"({prep.teacher_info['teacher_params_non_embedding']:,} non-embedding); student: {run.shape} "
           f"(layers {list(run.layer_map)}), {run.student_params_total:,} ({run.student_params_non_embedding:,} non-embedding)")
+    # One worker on the local cluster (whose CPUs and GPUs are this machine's) trains in this process.
+    here = scaling.in_process and not args.address
     with EpochProgress(epoch_log(out / "ray", "distill"), f"distill {task.name} {cfg.algorithm}",
                        run.epochs, task.main_metric):
-        result = fit(make_job(prep, run), scaling, out / "ray", "distill",
-                     max_failures=args.max_failures)
-    if result.error:
+        if here:
+            best_checkpoint = fit_in_process(make_job(prep, run), scaling, out / "ray", "distill")
+        else:
+            result = fit(make_job(prep, run), scaling, out / "ray", "distill", max_failures=args.max_failures)
+    if not here and result.error:
         raise RaykdError(f"distillation failed: {result.error}; see the Ray logs under {out / 'ray'}")
     errors.at("export")
-    best = export_best(result, out / "student")
+    best = export_usable(best_checkpoint, out / "student") if here else export_best(result, out / "student")
     record = {"task": task.name, "teacher": str(args.teacher), "config": cfg.to_dict(),
               "precision_used": best.get("precision_used"), **prep.teacher_info, **run.sizes(),
               "best": best, "history": history(epoch_log(out / "ray", "distill")), "train_examples": prep.train_examples,

@@ -1,5 +1,6 @@
-"""End to end on a real local Ray cluster: distillations with 2 DDP workers, tiny BERTs built here, and
-real RTE and STS-B rows from the shared GLUE data. (Teacher fine-tuning: test_cluster.py.)"""
+"""End to end on a real local Ray cluster: distillations with 2 DDP workers and with one worker in the command's
+process, tiny BERTs built here, and real RTE and STS-B rows from the shared GLUE data. (Teacher fine-tuning:
+test_cluster.py.)"""
 
 import json
 
@@ -61,15 +62,47 @@ def test_sid_distillation_on_two_workers_in_bf16_on_stsb(ray_cluster, glue_dir, 
         best["dev_pearson"], abs=1e-5)  # padded to other lengths in the run: float noise only
 
 
+def test_one_worker_trains_in_the_command_process_as_one_ray_train_worker_would(ray_cluster, tiny_teacher_dir,
+                                                                                glue_dir, tmp_path, monkeypatch):
+    """distill's default, one worker on the local cluster, runs the worker loop in the command's own process
+    (raykd.training.session.ProcessSession): no Ray Train controller or worker process (no start-up phase of
+    theirs, no Train run state), checkpoints in Train's layout with its keep rule (the best KEEP by score and the
+    latest), and, from the same seed, the same losses and dev metric as one Ray Train worker with as many CPUs
+    (RAYKD_ONE_WORKER_ON_TRAIN=1, the layout before)."""
+    from raykd.training.session import KEEP
+
+    argv = ["--task", "rte", "--data-dir", str(glue_dir), "--teacher", str(tiny_teacher_dir), "--algorithm", "kd",
+            "--epochs", "4", "--train-fraction", "0.04", "--max-seq-length", "64", "--precision", "fp32",
+            "--cache-dir", str(tmp_path / "cache")]
+    here = distill.main([*argv, "--out", str(tmp_path / "here")])
+    monkeypatch.setenv("RAYKD_ONE_WORKER_ON_TRAIN", "1")
+    train = distill.main([*argv, "--out", str(tmp_path / "train")])
+    assert len(here["history"]) == 4
+    first = here["history"][0]
+    assert first["startup_train_start_s"] == 0 and first["startup_worker_imports_s"] < 1  # none of Train's processes
+    assert train["history"][0]["startup_worker_imports_s"] > 1  # a Train worker process imports torch
+    run = tmp_path / "here" / "ray" / "distill"
+    kept = sorted(p.name for p in run.iterdir())
+    assert not (run / "checkpoint_manager_snapshot.json").exists() and (run / "checkpoint_000004") in run.iterdir()
+    assert len(kept) <= KEEP + 1 and all(name.startswith("checkpoint_") for name in kept), kept
+    scores = sorted((h["score"], h["epoch"]) for h in here["history"])
+    assert here["best"]["epoch"] == scores[-1][1] and f"checkpoint_{scores[-1][1]:06d}" in kept
+    for a, b in zip(here["history"], train["history"], strict=True):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5)
+        assert a["dev_accuracy"] == b["dev_accuracy"]
+    assert dev_metric_of(tmp_path / "here" / "student", glue_dir, 64, tmp_path / "cache") == here["best"]["dev_accuracy"]
+
+
 def test_cached_and_live_teacher_give_the_same_losses(ray_cluster, tiny_teacher_dir, glue_dir, tmp_path):
-    """Cached outputs must not differ from a live teacher's, whatever dropout and data order do."""
+    """Cached outputs must not differ from a live teacher's, whatever dropout and data order do (one worker in
+    the command's process, distill's default: the cache's outputs, not DDP, are what differs)."""
     import ray
 
     from raykd.teacher_outputs.disk_cache import DiskCache, cache_key
     from raykd.teacher_outputs.service import TeacherService
 
     argv = ["--task", "rte", "--data-dir", str(glue_dir), "--teacher", str(tiny_teacher_dir), "--algorithm", "all",
-            "--epochs", "2", "--train-fraction", "0.04", "--max-seq-length", "64", "--workers", "2",
+            "--epochs", "2", "--train-fraction", "0.04", "--max-seq-length", "64", "--workers", "1",
             "--cache-dir", str(tmp_path / "cache"), "--teacher-cache-memory", "1KiB",  # attentions memory-mapped
             "--precision", "fp32"]  # equal losses within 1e-3: bf16 rounding would exceed it
     cached = distill.main([*argv, "--out", str(tmp_path / "cached")])

@@ -148,7 +148,7 @@ def test_the_new_families_distil_on_a_real_cluster(arch, ray_cluster, glue_dir, 
     out = tmp_path / "run"
     record = distill.main(["--task", "rte", "--data-dir", str(glue_dir), "--teacher", str(teacher),
                            "--algorithm", "sid", "--epochs", "1", "--train-fraction", "0.02", "--max-seq-length", "64",
-                           "--out", str(out), "--cache-dir", str(tmp_path / "cache")])
+                           "--workers", "2", "--out", str(out), "--cache-dir", str(tmp_path / "cache")])
     assert record["layer_map"] == [2, 4] and [h["stage"] for h in record["history"]][-1] == "classify"
     assert all(np.isfinite(h["train_loss"]) for h in record["history"])
     student = AutoModelForSequenceClassification.from_pretrained(out / "student")

@@ -42,9 +42,9 @@ def test_an_interrupted_trial_has_not_ended_and_a_resumed_experiment_has(ray_clu
 
 
 def test_ctrl_c_in_a_run_outside_tune_says_so(ray_cluster, tiny_teacher_dir, glue_dir, tmp_path, capsys):
-    """A distillation (Ray Train without Tune) stopped by Ctrl-C: Ray Train's own SIGINT handler aborts the
-    run and exits from inside fit(), which once ended the command with exit 1 and no word. The SIGINT is
-    sent to this process as soon as Ray has installed that handler."""
+    """A distillation on 2 Ray Train workers (without Tune) stopped by Ctrl-C: Ray Train's own SIGINT handler
+    aborts the run and exits from inside fit(), which once ended the command with exit 1 and no word. The SIGINT
+    is sent to this process as soon as Ray has installed that handler."""
     import threading
 
     from conftest import fails
@@ -63,13 +63,44 @@ def test_ctrl_c_in_a_run_outside_tune_says_so(ray_cluster, tiny_teacher_dir, glu
     try:
         fails(capsys, distill.main, ["--task", "rte", "--data-dir", glue_dir, "--teacher", tiny_teacher_dir,
                                      "--algorithm", "kd", "--epochs", "1", "--train-fraction", "0.04",
-                                     "--max-seq-length", "64", "--workers", "1", "--out", out,
+                                     "--max-seq-length", "64", "--workers", "2", "--out", out,
                                      "--cache-dir", tmp_path / "cache"],
               "interrupted (Ctrl-C or SIGTERM) during training, Ray Train aborted the run",
               f"run the same command again (it replaces {out})", code=130)
         assert (out / ".unfinished").is_file()  # so the rerun may replace it
     finally:
         signal.signal(signal.SIGINT, original)  # Ray's handler stays installed after the run
+
+
+def test_ctrl_c_in_a_one_worker_distillation_in_the_command_process_says_so(ray_cluster, tiny_teacher_dir, glue_dir,
+                                                                              tmp_path, capsys):
+    """distill's default, one worker on the local cluster, trains in the command's own process (no Ray Train
+    handler): a Ctrl-C after its first epoch stops it mid-run with the same one line, exit 130, the run folder
+    left unfinished (the rerun replaces it) and the finished epoch in its log."""
+    import threading
+
+    from conftest import fails
+    from raykd import distill, errors
+
+    out = tmp_path / "run"
+    log = out / "ray" / "distill.epochs.jsonl"
+
+    def interrupt_after_the_first_epoch():
+        deadline = time.time() + 300
+        while not (log.is_file() and log.read_text().strip()) and time.time() < deadline:
+            time.sleep(0.05)
+        if errors._NOW["phase"] == "training":  # not after the run: that would stop pytest
+            os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=interrupt_after_the_first_epoch, daemon=True).start()
+    fails(capsys, distill.main, ["--task", "rte", "--data-dir", glue_dir, "--teacher", tiny_teacher_dir,
+                                 "--algorithm", "kd", "--epochs", "20", "--train-fraction", "0.04",
+                                 "--max-seq-length", "64", "--out", out, "--cache-dir", tmp_path / "cache"],
+          "interrupted (Ctrl-C or SIGTERM) during training",
+          f"run the same command again (it replaces {out})", code=130)
+    assert (out / ".unfinished").is_file()
+    epochs = [json.loads(line)["epoch"] for line in log.read_text().splitlines()]
+    assert 1 <= len(epochs) < 20 and epochs == list(range(1, len(epochs) + 1))
 
 
 def test_a_signal_in_every_phase_of_a_search_is_one_line_and_its_command_continues(ray_cluster, tiny_teacher_dir,

@@ -26,7 +26,10 @@ from raykd.training.batches import Collator
 
 # raykd's runs: its defaults (precision auto: bf16 where the CPU has bf16 instructions), and fp32, so that the
 # precision's share of the difference shows.
-PEER_RUNS = {"raykd at its defaults": [], "raykd with --precision fp32": ["--precision", "fp32"]}
+# label: (extra flags, the layout they give on the local cluster)
+PEER_RUNS = {"raykd at its defaults": ([], "1 worker in the command's process x every CPU"),
+             "raykd with --precision fp32": (["--precision", "fp32"], "1 worker in the command's process x every CPU"),
+             "raykd with --workers 2 (the default before)": (["--workers", "2"], "2 Ray Train DDP workers x 1 CPU")}
 
 
 def textbrewer_epoch(teacher_dir: str, train: dict, tokenizer, scratch: Path) -> float:
@@ -118,7 +121,7 @@ def peer(args, cache_dir: Path, scratch: Path) -> list[str]:
     for r in range(args.peer_rounds):
         busy.append(psutil.cpu_percent(interval=2.0))  # the cores' busy share just before the round
         times["TextBrewer"].append(textbrewer_command(args, teacher_dir, cache_dir, scratch))
-        for i, (label, extra) in enumerate(PEER_RUNS.items()):
+        for i, (label, (extra, _)) in enumerate(PEER_RUNS.items()):
             busy.append(psutil.cpu_percent(interval=2.0))
             *pair, used[label] = raykd_command([*common, *extra, "--out", str(scratch / f"peer-{r}-{i}")])
             times[label].append(tuple(pair))
@@ -131,9 +134,9 @@ def peer(args, cache_dir: Path, scratch: Path) -> list[str]:
             "|---|---|---|---|---|",
             f"| TextBrewer 0.2.1 GeneralDistiller, fp32, teacher at every step, 1 process x {torch.get_num_threads()} threads "
             f"| {spread([e for e, _ in theirs])} | 1.00x | {spread([w for _, w in theirs])} | 1.00x |"]
-    for label in PEER_RUNS:
+    for label, (_, layout) in PEER_RUNS.items():
         ours = times[label]
-        rows.append(f"| {label} (trained in {used[label]}), 2 workers x 1 CPU, warm cache | {spread([e for e, _ in ours])} "
+        rows.append(f"| {label} (trained in {used[label]}), {layout}, warm cache | {spread([e for e, _ in ours])} "
                     f"| {spread([o[0] / t[0] for o, t in zip(ours, theirs)], 2, 'x')} | {spread([w for _, w in ours])} "
                     f"| {spread([o[1] / t[1] for o, t in zip(ours, theirs)], 2, 'x')} |")
     return rows + ["", f"{args.peer_rounds} rounds, each TextBrewer then {', then '.join(PEER_RUNS)}; a ratio is a round's "

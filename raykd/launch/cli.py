@@ -16,6 +16,7 @@ from filelock import FileLock, Timeout
 from raykd import files
 from raykd.data import DEFAULT_CACHE, DataSource
 from raykd.errors import RaykdError
+from raykd.launch.cluster import local_cpus
 from raykd.training.driver import Scaling
 
 
@@ -37,12 +38,16 @@ def add_data_arguments(parser: argparse.ArgumentParser):
 
 
 def add_ray_arguments(parser: argparse.ArgumentParser, workers_flag: str = "--workers", workers: int = 2,
-                      workers_help: str = "Ray Train DDP workers"):
+                      workers_help: str = "Ray Train DDP workers", cpus_per_worker: float | None = 1.0):
     """Add the Ray flags to `parser`: `workers_flag` (stored as `workers`, default `workers`, described by
-    `workers_help`), --cpus-per-worker, --gpus-per-worker, --address, --max-failures, --verbose."""
+    `workers_help`), --cpus-per-worker (default `cpus_per_worker`; None: default_cpus_per_worker's),
+    --gpus-per-worker, --address, --max-failures, --verbose."""
     g = parser.add_argument_group("Ray")
     g.add_argument(workers_flag, dest="workers", type=int, default=workers, help=f"{workers_help} (default: {workers})")
-    g.add_argument("--cpus-per-worker", type=float, default=1.0, help="CPUs per worker, also its torch threads (default: 1)")
+    default = (f"{cpus_per_worker:g}" if cpus_per_worker is not None else
+               "the local cluster's CPUs shared among the workers, at least 1; 1 with --address")
+    g.add_argument("--cpus-per-worker", type=float, default=cpus_per_worker,
+                   help=f"CPUs per worker, also its torch threads (default: {default})")
     g.add_argument("--gpus-per-worker", type=float, default=0.0, help="GPUs per worker; 0 trains on CPU with gloo (default: 0)")
     g.add_argument("--address", help="address of a running Ray cluster; without it a local cluster starts")
     g.add_argument("--max-failures", type=int, default=1,
@@ -71,6 +76,15 @@ def data_source(args) -> DataSource:
     return DataSource(data_dir=args.data_dir, train_file=args.train_file, dev_file=args.dev_file,
                       text_columns=tuple(c for c in args.text_columns.split(",") if c),
                       label_column=args.label_column)
+
+
+def default_cpus_per_worker(args) -> float:
+    """--cpus-per-worker as given, else the local cluster's CPUs (raykd.launch.cluster.local_cpus) divided among
+    --workers, at least 1 (one run uses the machine); 1 on a cluster given by --address, whose nodes raykd cannot
+    see before it connects."""
+    if args.cpus_per_worker is not None:
+        return args.cpus_per_worker
+    return 1.0 if args.address else float(max(1, local_cpus() // max(1, args.workers)))
 
 
 def scaling(args) -> Scaling:

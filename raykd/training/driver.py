@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,12 +13,13 @@ from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 from ray.train.v2._internal.callbacks.datasets import DatasetsCallback
 from ray.tune.integration.ray_train import TuneReportCallback
+from transformers.utils import logging as hf_logging
 
 from raykd.errors import Interrupted, RaykdError, interrupted_message, sigint_restored
 from raykd.selection import NOT_ELIGIBLE
 from raykd.training.epochs import EpochLog, epoch_log
 from raykd.training.job import Job
-from raykd.training.session import KEEP, TrialSession
+from raykd.training.session import KEEP, ProcessSession, TrialSession
 from raykd.training.worker import TRAIN_STATE, train_loop_per_worker
 
 
@@ -38,18 +40,20 @@ class Trainer(TorchTrainer):
 
 @dataclass(frozen=True)
 class Scaling:
-    """The resources of one Ray Train run (ScalingConfig): `workers` DDP workers of `cpus_per_worker` CPUs
-    and `gpus_per_worker` GPUs each. `one_worker_on_train`: a one-worker search trial runs on Ray Train too
-    (the layout before trials ran their lone worker themselves; for comparison, RAYKD_ONE_WORKER_ON_TRAIN=1)."""
+    """The resources of one run (Ray Train's ScalingConfig): `workers` DDP workers of `cpus_per_worker` CPUs
+    and `gpus_per_worker` GPUs each. `one_worker_on_train`: a one-worker run (a search trial, distill on a local
+    cluster) runs on Ray Train too (the layout before such runs ran their lone worker themselves; for
+    comparison, RAYKD_ONE_WORKER_ON_TRAIN=1)."""
     workers: int = 2
     cpus_per_worker: float = 1.0
     gpus_per_worker: float = 0.0
     one_worker_on_train: bool = False
 
     @property
-    def in_trial(self) -> bool:
-        """Whether a search trial of this scaling runs its one worker inside the trial's own process
-        (raykd.training.session.TrialSession) rather than a Ray Train run."""
+    def in_process(self) -> bool:
+        """Whether a run of this scaling runs its one worker in the calling process (a search trial's actor,
+        or distill's own process on a local cluster: raykd.training.session.ProcessSession) rather than a
+        Ray Train run."""
         return self.workers == 1 and not self.one_worker_on_train
 
     @property
@@ -97,12 +101,12 @@ def fit(job: Job, scaling: Scaling, storage_path: Path, name: str, callbacks=(),
 
 def fit_trial(job: Job, scaling: Scaling, storage_path: Path, name: str, max_failures: int = 0) -> None:
     """A Tune trial's run of `job`, each epoch reported to Tune with its `checkpoint_path`, the checkpoints and
-    the epoch log where `fit` keeps them. With one worker (`scaling.in_trial`) the worker loop runs in this
+    the epoch log where `fit` keeps them. With one worker (`scaling.in_process`) the worker loop runs in this
     process, the trial's actor (raykd.training.session.TrialSession: no Ray Train controller or worker process
     to start); Tune then retries a failed trial (raykd.tuning.tuner.run_config's max_failures). Else a Ray
     Train run whose reports reach Tune through TuneReportCallback. Raises the run's error, so that the trial
     ends as ERROR and the search goes on."""
-    if scaling.in_trial:
+    if scaling.in_process:
         session = TrialSession(storage_path, name, use_gpu=scaling.gpus_per_worker > 0)
         train_loop_per_worker({"job": dataclasses.replace(job, threads=scaling.threads)}, session)
         return
@@ -110,6 +114,23 @@ def fit_trial(job: Job, scaling: Scaling, storage_path: Path, name: str, max_fai
                  log_checkpoints=True)
     if result.error:
         raise result.error
+
+
+def fit_in_process(job: Job, scaling: Scaling, storage_path: Path, name: str) -> Path | None:
+    """A one-worker run of `job` in this process (raykd.training.session.ProcessSession: no Ray Train controller or
+    worker process to start), its checkpoints and epoch log where `fit` keeps them; on the local cluster only, whose
+    CPUs and GPUs are this machine's. Returns the best checkpoint's folder by score (None when it kept none). A
+    failure raises here (no restart: --max-failures is Ray Train's); Ctrl-C raises KeyboardInterrupt."""
+    session = ProcessSession(storage_path, name, use_gpu=scaling.gpus_per_worker > 0)
+    # Start-up counts from here: this process's own start was the command's (its imports, Ray, the data).
+    job = dataclasses.replace(job, threads=scaling.threads, startup={**(job.startup or {}), "job": time.time()})
+    # A Train worker's checkpoint-saving progress bar goes to the workers' log; here it would reach the console.
+    hf_logging.disable_progress_bar()
+    try:
+        train_loop_per_worker({"job": job}, session)
+    finally:
+        hf_logging.enable_progress_bar()
+    return session.best()
 
 
 def export_checkpoint(checkpoint_dir: Path, out: Path) -> dict:
@@ -122,16 +143,24 @@ def export_checkpoint(checkpoint_dir: Path, out: Path) -> dict:
 
 
 def export_best(result, out: Path) -> dict:
-    """Export the best checkpoint by score to `out` (export_checkpoint); its metrics. Raises RaykdError
-    when the run reported no checkpoint, or its best has no usable score (no classification epoch, or a
-    non-finite loss or dev metric)."""
+    """Export the best checkpoint by score of Ray Train's `result` to `out` (export_usable); its metrics. Raises
+    RaykdError when the run reported no checkpoint, or its best is not usable."""
     checkpoint = result.get_best_checkpoint(metric="score", mode="max")
     if checkpoint is None:
         raise RaykdError(f"the run reported no checkpoint ({result.error}); see the Ray logs under {out.parent}")
     with checkpoint.as_directory() as folder:
-        metrics = json.loads((Path(folder) / "metrics.json").read_text())
-        if metrics["score"] <= NOT_ELIGIBLE:
-            reason = metrics.get("stop_reason", "it ended before its classification stage")
-            raise RaykdError(f"the run produced no usable model: {reason} at epoch {metrics['epoch']}; "
-                             "lower the learning rate, or raise the temperature or the epochs")
-        return export_checkpoint(Path(folder), out)
+        return export_usable(Path(folder), out)
+
+
+def export_usable(folder: Path | None, out: Path) -> dict:
+    """Export the checkpoint `folder` (a run's best, e.g. fit_in_process's) to `out` (export_checkpoint); its
+    metrics. Raises RaykdError when there is none, or it has no usable score (no classification epoch, or a
+    non-finite loss or dev metric)."""
+    if folder is None:
+        raise RaykdError(f"the run kept no checkpoint; see its epoch log under {out.parent}")
+    metrics = json.loads((Path(folder) / "metrics.json").read_text())
+    if metrics["score"] <= NOT_ELIGIBLE:
+        reason = metrics.get("stop_reason", "it ended before its classification stage")
+        raise RaykdError(f"the run produced no usable model: {reason} at epoch {metrics['epoch']}; "
+                         "lower the learning rate, or raise the temperature or the epochs")
+    return export_checkpoint(Path(folder), out)

@@ -2,14 +2,16 @@
 the model and loader prepared for it, the checkpoint to resume from, and where each epoch is reported.
 
 - `TrainSession`: a Ray Train worker (DDP, any number of workers): Ray Train's own calls.
-- `TrialSession`: a one-worker search trial run inside its Tune trial actor. Ray Train would add its
-  controller and a worker process to every such trial, about 10 s of a trial's start-up on 2 cores
-  (results/bench-startup.md), to coordinate a group of one. This session does the little of Train's job a
-  lone worker needs, in the same layout, so that selection, export, resume and the epoch log read one format:
+- `ProcessSession`: one worker run in the calling process: `distill --workers 1` on a local cluster, and
+  (`TrialSession`) a one-worker search trial inside its Tune trial actor. Ray Train would add its controller
+  and a worker process to every such run, about 10 s of a trial's start-up on 2 cores and 15 s of a distill
+  command's (results/bench-startup.md, results/bench-peer.md), to coordinate a group of one. This session does
+  the little of Train's job a lone worker needs, in the same layout, so that selection, export, resume and the
+  epoch log read one format:
   checkpoints in `<trials dir>/<run name>/checkpoint_<epoch>`, the best `KEEP` by `score` and the latest kept
-  (Ray Train 2.60's CheckpointManager rule), every epoch appended to `<run name>.epochs.jsonl` with its checkpoint, and the
-  metrics with `checkpoint_path` reported to Tune (what ray.tune.integration.ray_train.TuneReportCallback
-  sends for a Train run).
+  (Ray Train 2.60's CheckpointManager rule), every epoch appended to `<run name>.epochs.jsonl` with its
+  checkpoint, and, in a trial, the metrics with `checkpoint_path` reported to Tune (what
+  ray.tune.integration.ray_train.TuneReportCallback sends for a Train run).
 """
 
 from __future__ import annotations
@@ -59,16 +61,16 @@ class TrainSession:
         ray.train.report(metrics, checkpoint=None if folder is None else ray.train.Checkpoint.from_directory(folder))
 
 
-class TrialSession:
-    """The worker loop inside its Tune trial actor: one worker (rank 0 of 1, no DDP), on the trial's GPU when it
-    has one. `storage_path` and `name` are what raykd.training.driver.fit would give Ray Train."""
+class ProcessSession:
+    """The worker loop in the calling process: one worker (rank 0 of 1, no DDP), on the process's first visible
+    GPU when `use_gpu`. `storage_path` and `name` are what raykd.training.driver.fit would give Ray Train."""
 
     rank, world = 0, 1
 
     def __init__(self, storage_path: Path, name: str, use_gpu: bool):
         self.folder = Path(storage_path).resolve() / name
         self.log = epoch_log(storage_path, name)
-        # Tune sets CUDA_VISIBLE_DEVICES to the trial's GPU, so it is device 0 here.
+        # Tune sets CUDA_VISIBLE_DEVICES to a trial's GPU, so it is device 0 there.
         self.device = torch.device("cuda", 0) if use_gpu else torch.device("cpu")
 
     def prepare_model(self, model: torch.nn.Module, find_unused_parameters: bool) -> torch.nn.Module:
@@ -84,9 +86,9 @@ class TrialSession:
         checkpoints = self._checkpoints()
         return None if not checkpoints else contextlib.nullcontext(str(max(checkpoints, key=lambda c: c[1]["epoch"])[0]))
 
-    def report(self, metrics: dict, folder: Path | None):
-        """Keep the epoch's checkpoint `folder` (copied; the best KEEP by score and the latest stay), log the
-        epoch, and report its metrics with `checkpoint_path` to Tune."""
+    def report(self, metrics: dict, folder: Path | None) -> dict:
+        """Keep the epoch's checkpoint `folder` (copied; the best KEEP by score and the latest stay) and log the
+        epoch; returns its metrics with `checkpoint_path`."""
         metrics = dict(metrics)
         if folder is not None:
             kept = self.folder / f"checkpoint_{metrics['epoch']:06d}"
@@ -102,7 +104,13 @@ class TrialSession:
                     shutil.rmtree(path)
         with open(self.log, "a") as f:
             f.write(json.dumps(metrics, default=str) + "\n")  # with its checkpoint_path, as a search's EpochLog
-        tune.report(metrics)
+        return metrics
+
+    def best(self) -> Path | None:
+        """The kept checkpoint with the highest `score` (of equal scores, the latest epoch's), or None when the
+        run kept none."""
+        checkpoints = self._checkpoints()
+        return max(checkpoints, key=lambda c: (c[1]["score"], c[1]["epoch"]))[0] if checkpoints else None
 
     def _checkpoints(self) -> list[tuple[Path, dict]]:
         """(folder, its metrics.json) of every complete checkpoint of the run."""
@@ -111,6 +119,16 @@ class TrialSession:
             if (path / "metrics.json").is_file():
                 found.append((path, json.loads((path / "metrics.json").read_text())))
         return found
+
+
+class TrialSession(ProcessSession):
+    """A one-worker search trial's worker loop inside its Tune trial actor: each epoch also reported to Tune."""
+
+    def report(self, metrics: dict, folder: Path | None) -> dict:
+        """ProcessSession.report, then the metrics with `checkpoint_path` to Tune (tune.report)."""
+        metrics = super().report(metrics, folder)
+        tune.report(metrics)
+        return metrics
 
 
 class _OnDevice:

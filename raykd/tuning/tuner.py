@@ -39,7 +39,7 @@ REUSE_TRIAL_PROCESSES = os.environ.get("RAYKD_REUSE_TRIAL_PROCESSES", "")
 
 def reuse_processes(scaling: Scaling) -> bool:
     """Whether Tune runs each next trial in the process of one that ended (REUSE_TRIAL_PROCESSES)."""
-    return {"1": True, "0": False}.get(REUSE_TRIAL_PROCESSES, scaling.in_trial)
+    return {"1": True, "0": False}.get(REUSE_TRIAL_PROCESSES, scaling.in_process)
 
 
 TRIAL_MEMORY = 256 * 2**20  # bytes every trial's own process reserves
@@ -49,12 +49,12 @@ def trainable(function, scaling: Scaling, **parameters):
     """`function(config, **parameters)` as a Tune trainable with a trial's own resources. A trial of Ray Train
     workers (DDP) holds none but a little memory, on the head node: its workers hold the CPUs and GPUs, and the
     trial's driver (and with it Ray Train's controller, which Ray puts on the caller's node) stays on the head
-    node, the one node whose loss ends the search anyway. A one-worker trial (`scaling.in_trial`) runs its
+    node, the one node whose loss ends the search anyway. A one-worker trial (`scaling.in_process`) runs its
     worker in its own process, on any node, and holds the worker's CPUs and GPUs itself (with the same
     memory: raykd.tuning.orphans tells Tune's reservations from Ray Train's by it). `parameters` go through
     the object store once (tune.with_parameters), not once per trial."""
     bundle = {"memory": TRIAL_MEMORY}
-    if scaling.in_trial:
+    if scaling.in_process:
         bundle["CPU"] = scaling.cpus_per_worker
         if scaling.gpus_per_worker:
             bundle["GPU"] = scaling.gpus_per_worker
@@ -114,7 +114,7 @@ def tuner(trainable, exp_dir: Path, metric: str, mode: str, searcher, scheduler,
 def trial_retries(scaling: Scaling, max_failures: int) -> int:
     """How often Tune restarts a failed trial: `max_failures` for a one-worker trial (its worker is the trial's
     own process), else 0, Ray Train retrying its workers itself (raykd.training.driver.fit)."""
-    return max_failures if scaling.in_trial else 0
+    return max_failures if scaling.in_process else 0
 
 
 def run_config(exp_dir: Path, name: str, console: SearchConsole, retries: int = 0) -> tune.RunConfig:
