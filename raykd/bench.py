@@ -59,7 +59,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--teachers", type=Path, default=Path("results/teachers"),
                    help="folder holding <task>-minilm teachers (default: results/teachers)")
     p.add_argument("--epochs", type=int, default=2, help="epochs of each run in the epoch-time section (default: 2)")
-    p.add_argument("--workers", type=int, default=2, help="Ray Train workers of those runs (default: 2)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="workers of those runs: 1 is distill's default (the worker in the command's own process), 2 or "
+                        "more Ray Train DDP workers on the benchmark's cluster (default: 1)")
     p.add_argument("--gpus-per-worker", type=float, default=0.0,
                    help="GPUs per worker of the epoch-time and precision runs; 0 trains on CPU (default: 0)")
     p.add_argument("--max-seq-length", type=int, default=128, help="tokens per example (default: 128)")

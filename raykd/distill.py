@@ -20,13 +20,13 @@ from pathlib import Path
 import ray
 
 from raykd import errors, files, models
-from raykd.errors import RaykdError, exits_cleanly
+from raykd.errors import exits_cleanly
 from raykd.method.config import add_config_arguments, config_from_args
 from raykd.method.plan import resolve
 from raykd.launch import checks, cli, cluster
 from raykd.launch.prepare import prepare
 from raykd.tasks import get_task
-from raykd.training.driver import export_best, export_usable, fit, fit_in_process
+from raykd.training.driver import fit_and_export
 from raykd.training.epochs import epoch_log, history
 from raykd.training.job import make_job
 from raykd.training.progress import EpochProgress
@@ -78,18 +78,10 @@ def main(argv=None):
     print(f"teacher: {prep.teacher_info['layers']} layers, {prep.teacher_info['teacher_params_total']:,} parameters "
           f"({prep.teacher_info['teacher_params_non_embedding']:,} non-embedding); student: {run.shape} "
           f"(layers {list(run.layer_map)}), {run.student_params_total:,} ({run.student_params_non_embedding:,} non-embedding)")
-    # One worker on the local cluster (whose CPUs and GPUs are this machine's) trains in this process.
-    here = scaling.in_process and not args.address
     with EpochProgress(epoch_log(out / "ray", "distill"), f"distill {task.name} {cfg.algorithm}",
                        run.epochs, task.main_metric):
-        if here:
-            best_checkpoint = fit_in_process(make_job(prep, run), scaling, out / "ray", "distill")
-        else:
-            result = fit(make_job(prep, run), scaling, out / "ray", "distill", max_failures=args.max_failures)
-    if not here and result.error:
-        raise RaykdError(f"distillation failed: {result.error}; see the Ray logs under {out / 'ray'}")
-    errors.at("export")
-    best = export_usable(best_checkpoint, out / "student") if here else export_best(result, out / "student")
+        best = fit_and_export(make_job(prep, run), scaling, out / "ray", "distill", out / "student",
+                              local=not args.address, max_failures=args.max_failures, what="distillation")
     record = {"task": task.name, "teacher": str(args.teacher), "config": cfg.to_dict(),
               "precision_used": best.get("precision_used"), **prep.teacher_info, **run.sizes(),
               "best": best, "history": history(epoch_log(out / "ray", "distill")), "train_examples": prep.train_examples,

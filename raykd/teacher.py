@@ -108,7 +108,8 @@ def main(argv=None):
     cluster.log_workers_to(out.with_name(out.name + ".workers.log"), args.verbose)
     errors.at("teacher fine-tuning")  # the teacher is published only once it has finished (files.publish_dir)
     record = finetune.finetune_teacher(task, args.teacher_base, cfg, ray.put(data), finetune.split_record(data, args.train_fraction, args.validation_fraction, args.data_seed),
-                                       scaling, out, tokenizer, command, args.max_failures, replace=args.out is None)
+                                       scaling, out, tokenizer, command, args.max_failures, replace=args.out is None,
+                                       local=not args.address)
     copy = finetune.copy_record(record, out, args.records)
     print(f"teacher saved to {out}: {finetune.scores(record, task)} (epoch {record['best_epoch']}); record copied to {copy}")
     return record

@@ -26,7 +26,7 @@ def last_error_line(capsys) -> str:
     ("search", ["--workers-per-trial", "4"],
      "each trial asks for 4 workers x (1 CPU) = 4 CPUs in all, but the cluster's 1 node(s) have 2 CPUs and 0 GPUs"),
     ("search", ["--cpus-per-worker", "3", "--workers-per-trial", "1"], "room for 0 such worker(s)"),
-    ("distill", ["--gpus-per-worker", "1"], "the run asks for 2 workers x (1 CPU, 1 GPU) = 2 CPUs, 2 GPUs in all"),
+    ("distill", ["--workers", "2", "--gpus-per-worker", "1"], "the run asks for 2 workers x (1 CPU, 1 GPU) = 2 CPUs, 2 GPUs in all"),
     ("teacher", ["--workers", "3"], "the fine-tuning asks for 3 workers x (1 CPU)"),
 ])
 def test_impossible_requests_fail_in_seconds(ray_cluster, tiny_teacher_dir, glue_dir, tmp_path, capsys,
@@ -150,8 +150,11 @@ print("cpu trials", concurrency(Scaling(1, 1.0, 0.0)))
 print("gpu trials", concurrency(Scaling(1, 1.0, 1.0)))
 print("quarter-gpu trials", concurrency(Scaling(1, 1.0, 0.25)))
 from raykd.launch.search_run import teacher_scaling
-print("teacher workers", teacher_scaling(Scaling(1, 1.0, 0.0), None).workers,
-      teacher_scaling(Scaling(1, 1.0, 0.0), 2).workers, teacher_scaling(Scaling(1, 1.0, 0.25), None).workers)
+print("teacher workers", teacher_scaling(Scaling(1, 1.0, 0.0), None, False).workers,
+      teacher_scaling(Scaling(1, 1.0, 0.0), 2, False).workers, teacher_scaling(Scaling(1, 1.0, 0.25), None, False).workers)
+print("local teacher", *[(s.workers, s.cpus_per_worker, s.in_process) for s in (
+      teacher_scaling(Scaling(1, 1.0, 0.0), None, True), teacher_scaling(Scaling(1, 1.0, 0.0), 2, True),
+      teacher_scaling(Scaling(1, 1.0, 0.25), None, True))])
 cluster.check_fits(1, 1.0, 0.0, "each trial")
 cluster.check_fits(1, 1.0, 0.0, "this trial", note_unused_gpus=False)  # inside Tune: said once already
 cluster.check_fits(1, 1.0, 1.0, "each GPU trial")
@@ -161,13 +164,15 @@ cluster.check_fits(1, 1.0, 1.0, "each GPU trial")
 def test_a_clusters_gpus_bound_the_trials_at_once_and_unused_gpus_are_named():
     """On a node with 4 CPUs and 1 GPU, trials of 1 worker x (1 CPU, 1 GPU) run one at a time (four at once
     would queue three and have Optuna draw them blind), four at once with a quarter GPU each, and a request
-    without GPUs says once that it leaves the GPU idle. A search's teacher is fine-tuned on CPU by as many DDP
-    workers as the trials run at once (4, or the 2 --max-concurrent-trials allows), on GPUs as one trial."""
+    without GPUs says once that it leaves the GPU idle. A search's teacher is fine-tuned on the CPUs the trials use
+    at once (4, or the 2 --max-concurrent-trials allows): on a cluster given by --address by as many DDP workers,
+    on the local cluster by one worker in the search's process with that many threads; on GPUs as one trial."""
     done = subprocess.run([sys.executable, "-c", GPU_ACCOUNTING], capture_output=True, text=True, timeout=180,
                           env={**os.environ, "RAY_ADDRESS": ""})
     assert done.returncode == 0, done.stderr[-3000:]
     assert "cpu trials 4" in done.stdout and "\ngpu trials 1" in done.stdout and "quarter-gpu trials 4" in done.stdout
     assert "teacher workers 4 2 1" in done.stdout
+    assert "local teacher (1, 4.0, True) (1, 2.0, True) (1, 1.0, True)" in done.stdout
     notes = [line for line in done.stdout.splitlines() if line.startswith("note: ")]
     assert notes == ["note: the cluster has 1 GPU(s) but each trial trains on CPUs (--gpus-per-worker 0); pass "
                      "--gpus-per-worker 1 to train on them"], done.stdout

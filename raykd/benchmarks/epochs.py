@@ -1,4 +1,5 @@
-"""Seconds per epoch on RTE, each a real `raykd.distill` run on Ray Train: plain fine-tuning of the student
+"""Seconds per epoch on RTE, each a real `raykd.distill` run (distill's default, one worker in the command's own
+process, or `--workers` Ray Train workers on the benchmark's cluster): plain fine-tuning of the student
 (the floor), distillation with the warm cache, with the teacher at every step and with the cache over its
 disk budget, with the paper's full loss (algorithm `all`: attention KL + [CLS] cosine + soft labels), and
 each run's seconds from submission to its first training step (`epochs` section); the same in fp32 and bf16,
@@ -9,7 +10,7 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
-from raykd.benchmarks.common import distill_flags, distill_run, per_worker, task_data, teacher_for
+from raykd.benchmarks.common import distill_flags, distill_run, task_data, teacher_for
 from raykd.tasks import get_task
 
 RUNS = {"student fine-tuning (floor)": ["--algorithm", "finetune"],
@@ -28,6 +29,19 @@ SPEED_RUNS = {"student fine-tuning, fp32, shuffled (the old floor)": ["--algorit
 FP32_FLOOR, BF16_FLOOR = list(SPEED_RUNS)[:2]  # the floor of each precision: student fine-tuning
 
 
+def layout(args) -> str:
+    """The timed runs' workers, for the tables' notes."""
+    if args.workers == 1:
+        return "1 worker in the command's own process x every CPU" + (f" ({args.gpus_per_worker:g} GPU)" if args.gpus_per_worker else "")
+    return f"{args.workers} Ray Train workers x " + (f"(1 CPU, {args.gpus_per_worker:g} GPU)" if args.gpus_per_worker else "1 CPU")
+
+
+def timed_run(args, argv: list[str]) -> dict:
+    """One timed `raykd.distill` run's result.json: with one worker a command on the local cluster it starts itself
+    (distill's default: the worker in its own process), else on the benchmark's cluster (Ray Train workers)."""
+    return distill_run(argv, own_cluster=args.workers == 1)
+
+
 def each_epoch(record: dict) -> tuple[float, str]:
     """(mean seconds per epoch, the table cell "mean (each epoch's seconds)") of a raykd.distill result.json."""
     seconds = [h["epoch_seconds"] for h in record["history"]]
@@ -42,7 +56,7 @@ def epoch_times(args, cache_dir: Path, scratch: Path) -> list[str]:
     teacher_dir, _ = teacher_for(task, args.teachers, scratch)
     common = [*distill_flags(args, teacher_dir, cache_dir, args.epochs),
               "--workers", str(args.workers), "--gpus-per-worker", str(args.gpus_per_worker)]
-    records = {label: distill_run([*common, *extra, "--out", str(scratch / f"run-{i}")])
+    records = {label: timed_run(args, [*common, *extra, "--out", str(scratch / f"run-{i}")])
                for i, (label, extra) in enumerate(RUNS.items())}
     train = task_data(task, teacher_dir, args, cache_dir)["train"]
     stats = records["distillation, warm cache"]["teacher_service"]
@@ -53,7 +67,7 @@ def epoch_times(args, cache_dir: Path, scratch: Path) -> list[str]:
         mean, cell = each_epoch(record)
         rows.append(f"| {label} | {cell} | {mean / floor:.2f}x | {record['history'][0]['seconds_to_first_step']:.1f} |")
         print(rows[-1], flush=True)
-    rows += ["", f"RTE train set ({len(train['input_ids'])} examples), {args.workers} Ray Train workers x {per_worker(args)}, global batch 32, "
+    rows += ["", f"RTE train set ({len(train['input_ids'])} examples), {layout(args)}, global batch 32, "
              f"{args.epochs} epochs each, 6 -> 3 layers (map 2,4,6). Teacher forward passes by the TeacherService in "
              f"this process tree: {stats['forward_seconds']:.1f} s (its disk cache was built in the cache section; reading "
              f"and checking it took {stats['load_seconds']:.1f} s)."]
@@ -73,14 +87,14 @@ def precision_times(args, cache_dir: Path, scratch: Path) -> list[str]:
             "| dev accuracy (last epoch) |", "|---|---|---|---|---|---|"]
     means = {}
     for i, (label, extra) in enumerate(SPEED_RUNS.items()):
-        record = distill_run([*common, *extra, "--out", str(scratch / f"speed-{i}")])  # later flags win
+        record = timed_run(args, [*common, *extra, "--out", str(scratch / f"speed-{i}")])  # later flags win
         means[label], cell = each_epoch(record)
         own = means[FP32_FLOOR if "fp32" in label else BF16_FLOOR] if "distillation" in label else means[label]
         rows.append(f"| {label} | {cell} | {means[label] / means[FP32_FLOOR]:.2f}x | {means[label] / own:.2f}x | "
                     f"{statistics.mean(h['examples_per_second'] for h in record['history']):.0f} | "
                     f"{record['history'][-1]['dev_accuracy']:.4f} |")
         print(rows[-1], flush=True)
-    rows += ["", f"RTE train set, teacher {described}, {args.workers} Ray Train workers x {per_worker(args)}, global batch 32, "
+    rows += ["", f"RTE train set, teacher {described}, {layout(args)}, global batch 32, "
              f"{args.epochs} epochs each, 6 -> 3 layers (map 2,4,6), the paper's full loss (algorithm all) for the "
              "distillations, warm teacher-output cache. 'Its own floor' is student fine-tuning in the same precision "
              "(fp32 shuffled for fp32 rows, bf16 grouped for bf16 rows). One seed: the dev accuracies show that each "

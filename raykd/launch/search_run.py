@@ -65,14 +65,19 @@ def experiment_dir(args, task) -> Path:
     return cli.check_output_dir(args.out / task.name / name)
 
 
-def teacher_scaling(scaling: Scaling, max_concurrent: int | None) -> Scaling:
-    """The fine-tuning run of a search's teacher: on CPU, one Ray Train DDP worker for each worker the trials run
-    at once (tuner.concurrency: on 2 cores, 2 one-worker trials -> 2 workers), so that it uses the cores the
-    trials will; on GPUs the trials' own scaling (workers sharing a GPU cannot run nccl). Needs a connected
-    Ray cluster."""
+def teacher_scaling(scaling: Scaling, max_concurrent: int | None, local: bool) -> Scaling:
+    """The fine-tuning run of a search's teacher, on the CPUs the trials will use at once (tuner.concurrency): on
+    the local cluster (`local`) one worker with all of them as threads, which trains in the search's own process
+    (raykd.training.driver.fit_and_export: no Ray Train start-up; on 2 cores the same epoch time as 2 DDP workers,
+    results/bench-peer.md); on a cluster given by --address one Ray Train DDP worker for each worker the trials
+    run at once, which may span nodes. On GPUs the trials' own scaling (workers sharing a GPU cannot run nccl).
+    Needs a connected Ray cluster."""
     if scaling.gpus_per_worker:
         return scaling
-    return dataclasses.replace(scaling, workers=scaling.workers * tuner.concurrency(scaling, max_concurrent))
+    at_once = scaling.workers * tuner.concurrency(scaling, max_concurrent)
+    if local:
+        return dataclasses.replace(scaling, workers=1, cpus_per_worker=at_once * scaling.cpus_per_worker)
+    return dataclasses.replace(scaling, workers=at_once)
 
 
 def default_teacher(args, task, scaling: Scaling, records_root: Path, command: str) -> str:
@@ -97,7 +102,7 @@ def default_teacher(args, task, scaling: Scaling, records_root: Path, command: s
     record = finetune.finetune_teacher(task, args.teacher_base, cfg, ray.put(data),
                                        finetune.split_record(data, args.train_fraction, checks.validation_fraction(args), args.data_seed),
                                        scaling, folder, tokenizer, f"(fine-tuned by) {command}", args.max_failures,
-                                       replace=True)
+                                       replace=True, local=not args.address)
     finetune.copy_record(record, folder, records_root)
     print(f"teacher: {finetune.describe(folder, task)}", flush=True)
     return str(folder)
@@ -203,7 +208,8 @@ def run(args, argv: list[str] | None) -> Outcome:
     if not teacher_dir:
         errors.at("teacher fine-tuning", "nothing of the search was kept (a teacher is kept only once fine-tuned); "
                                          "run the same command again")
-        teacher_dir = default_teacher(args, task, teacher_scaling(scaling, args.max_concurrent_trials), args.out, command)
+        teacher_dir = default_teacher(args, task, teacher_scaling(scaling, args.max_concurrent_trials, not args.address),
+                                      args.out, command)
     teacher_model, tokenizer = models.load_teacher(teacher_dir, task)
     sizes = resolve(teacher_model.config, space.config({})).sizes()  # the space's defaults, for the records
     # The teacher layers the space's layer maps can reach: only those are cached (a map drawn later that

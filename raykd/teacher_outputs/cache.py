@@ -139,10 +139,11 @@ class TeacherOutputs:
         return [stored.index(t) for t in teacher_layers]
 
     def batch(self, indices, teacher_layers: tuple[int, ...], length: int) -> dict[str, torch.Tensor]:
-        """Padded fp32 tensors for the B examples `indices` at `length` tokens, one slice per teacher layer
-        of `teacher_layers` (1-based, K of them): logits [B, C], cls [B, K, D], attentions [B, K, H, L, L],
-        hidden_states [B, K, L, D]; padding is zero. Fields not stored are absent.
-        Raises KeyError when a layer was not stored."""
+        """Padded tensors for the B examples `indices` at `length` tokens, one slice per teacher layer of
+        `teacher_layers` (1-based, K of them): logits [B, C] and cls [B, K, D] in fp32, attentions
+        [B, K, H, L, L] and hidden_states [B, K, L, D] in fp16 as stored (the losses cast them up; filled in
+        fp32 they made collation 4x slower, results/epoch-speed.md); padding is
+        zero. Fields not stored are absent. Raises KeyError when a layer was not stored."""
         a, idx = self.arrays, np.asarray(indices)
         out = {}
         if "logits" in a:
@@ -151,7 +152,7 @@ class TeacherOutputs:
             out["cls"] = torch.from_numpy(a["cls"][idx][:, self._positions("cls", teacher_layers)].astype(np.float32))
         if "attentions" in a:
             sel, k = self._positions("attentions", teacher_layers), len(a["att_layers"])
-            att = np.zeros((len(idx), len(sel), self.num_heads, length, length), np.float32)
+            att = np.zeros((len(idx), len(sel), self.num_heads, length, length), np.float16)
             for b, i in enumerate(idx):
                 m = a["lengths"][i]
                 maps = a["attentions"][a["att_offsets"][i]:a["att_offsets"][i + 1]]
@@ -159,7 +160,7 @@ class TeacherOutputs:
             out["attentions"] = torch.from_numpy(att)
         if "hidden_states" in a:
             sel = self._positions("hidden_states", teacher_layers)
-            hid = np.zeros((len(idx), len(sel), length, a["hidden_states"].shape[-1]), np.float32)
+            hid = np.zeros((len(idx), len(sel), length, a["hidden_states"].shape[-1]), np.float16)
             for b, i in enumerate(idx):
                 m = a["lengths"][i]
                 tokens = a["hidden_states"][a["tok_offsets"][i]:a["tok_offsets"][i + 1]]
@@ -180,7 +181,7 @@ class LiveTeacher:
     @torch.no_grad()
     def batch(self, indices, teacher_layers: tuple[int, ...], length: int) -> dict[str, torch.Tensor]:
         """The cached view's tensors, computed on the teacher's device under `autocast`, returned as
-        fp32 on the CPU like the cache's, in the same shapes (the data loader moves batches to the
+        fp32 on the CPU, in the cache's shapes (the data loader moves batches to the
         worker's device)."""
         lengths = np.array([len(self.columns["input_ids"][i]) for i in indices])
         ids = _pad([self.columns["input_ids"][i] for i in indices], self.pad_id)

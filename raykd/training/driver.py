@@ -118,9 +118,9 @@ def fit_trial(job: Job, scaling: Scaling, storage_path: Path, name: str, max_fai
 
 def fit_in_process(job: Job, scaling: Scaling, storage_path: Path, name: str) -> Path | None:
     """A one-worker run of `job` in this process (raykd.training.session.ProcessSession: no Ray Train controller or
-    worker process to start), its checkpoints and epoch log where `fit` keeps them; on the local cluster only, whose
-    CPUs and GPUs are this machine's. Returns the best checkpoint's folder by score (None when it kept none). A
-    failure raises here (no restart: --max-failures is Ray Train's); Ctrl-C raises KeyboardInterrupt."""
+    worker process to start), its checkpoints and epoch log where `fit` keeps them. Returns the best checkpoint's
+    folder by score (None when it kept none). A failure raises here (no restart: --max-failures is Ray Train's);
+    Ctrl-C raises KeyboardInterrupt."""
     session = ProcessSession(storage_path, name, use_gpu=scaling.gpus_per_worker > 0)
     # Start-up counts from here: this process's own start was the command's (its imports, Ray, the data).
     job = dataclasses.replace(job, threads=scaling.threads, startup={**(job.startup or {}), "job": time.time()})
@@ -131,6 +131,21 @@ def fit_in_process(job: Job, scaling: Scaling, storage_path: Path, name: str) ->
     finally:
         hf_logging.enable_progress_bar()
     return session.best()
+
+
+def fit_and_export(job: Job, scaling: Scaling, storage_path: Path, name: str, out: Path, local: bool,
+                   max_failures: int = 0, what: str = "the run") -> dict:
+    """One run of `job` outside Tune (distill, a teacher's fine-tuning), its best checkpoint by score exported to
+    `out`; returns its metrics. One worker (`scaling.in_process`) on the local cluster (`local`: its CPUs and GPUs
+    are this machine's) trains in this process (fit_in_process); else a Ray Train run (fit) survives
+    `max_failures` worker failures. Raises RaykdError naming `what` when the run fails, or when it leaves no usable
+    checkpoint (export_usable); Interrupted or KeyboardInterrupt on Ctrl-C."""
+    if scaling.in_process and local:
+        return export_usable(fit_in_process(job, scaling, storage_path, name), out)
+    result = fit(job, scaling, storage_path, name, max_failures=max_failures)
+    if result.error:
+        raise RaykdError(f"{what} failed: {result.error}; see the Ray logs under {storage_path}")
+    return export_best(result, out)
 
 
 def export_checkpoint(checkpoint_dir: Path, out: Path) -> dict:

@@ -33,7 +33,7 @@ from raykd import files, models
 from raykd.errors import RaykdError
 from raykd.method.config import DistillConfig
 from raykd.tasks import Task
-from raykd.training.driver import Scaling, export_best, fit
+from raykd.training.driver import Scaling, fit_and_export
 from raykd.training.epochs import epoch_log, history
 from raykd.training.job import Job
 from raykd.training.progress import EpochProgress
@@ -88,7 +88,8 @@ def job(task: Task, base: str, cfg: DistillConfig, data_ref, tokenizer_dir) -> J
 
 
 def finetune_teacher(task: Task, base: str, cfg: DistillConfig, data_ref, rows: dict, scaling: Scaling,
-                     out: Path, tokenizer, command: str, max_failures: int = 1, replace: bool = False) -> dict:
+                     out: Path, tokenizer, command: str, max_failures: int = 1, replace: bool = False,
+                     local: bool = False) -> dict:
     """Fine-tune `base` (a name for `models.resolve_base`) on the task with the worker loop of
     raykd.training.worker and save its best epoch to `out` with its record; returns the record. The best
     epoch is chosen on the data's validation split when it has one (raykd.splits.hold_out), else on dev;
@@ -96,7 +97,8 @@ def finetune_teacher(task: Task, base: str, cfg: DistillConfig, data_ref, rows: 
 
     The run goes to `.<out>.partial` (raykd.files.publish_dir) and is renamed to `out` only when finished, so an interrupted run
     never leaves a folder that looks usable. `replace` lets it replace an unusable `out` (a cache
-    entry whose weights were deleted). Prints one line per epoch.
+    entry whose weights were deleted). One worker on the local cluster (`local`) trains in this process
+    (raykd.training.driver.fit_and_export). Prints one line per epoch.
 
     Raises RaykdError when the run fails or produces no usable epoch.
     """
@@ -108,10 +110,8 @@ def finetune_teacher(task: Task, base: str, cfg: DistillConfig, data_ref, rows: 
             spec = job(task, base, cfg, data_ref, partial / "ray" / "tokenizer")
             started = time.perf_counter()
             with EpochProgress(epoch_log(partial / "ray", name), f"teacher {task.name}", cfg.epochs, task.main_metric):
-                result = fit(spec, scaling, partial / "ray", name, max_failures=max_failures)
-            if result.error:
-                raise RaykdError(f"teacher fine-tuning failed: {result.error}; see the Ray logs under {partial / 'ray'}")
-            best = export_best(result, partial)
+                best = fit_and_export(spec, scaling, partial / "ray", name, partial, local, max_failures,
+                                      what="teacher fine-tuning")
             record = {"task": task.name, "base": base, "best_epoch": best["epoch"],
                       **{k: v for k, v in best.items() if k.startswith(("dev_", "val_"))},
                       "history": history(epoch_log(partial / "ray", name)), "config": cfg.to_dict(),
