@@ -87,3 +87,10 @@ if [[ $step == all || $step == trial-speed ]]; then
   ./run bench --data-dir $GLUE --sections startup --throughput-fraction 0.05 --out results/bench-startup.md
   ./run bench --data-dir $GLUE --sections throughput --out results/bench-throughput.md
 fi
+if [[ $step == all || $step == distill-speed ]]; then
+  # 2026-12-08 (issue 50): distill at its default (one worker in the command's own process) against TextBrewer, and the
+  # distillation epoch against its fine-tuning floor in that layout (scratch folders first, then copied here; the
+  # peer needs `.venv/bin/pip install --no-deps textbrewer==0.2.1.post1`)
+  ./run bench --data-dir $GLUE --sections peer --out results/bench-peer.md
+  ./run bench --data-dir $GLUE --sections precision --out results/epoch-floor.md
+fi
