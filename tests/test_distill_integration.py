@@ -127,3 +127,21 @@ def test_cached_and_live_teacher_give_the_same_losses(ray_cluster, tiny_teacher_
     stats = ray.get(service.stats.remote())
     assert stats["forward_seconds"] == 0.0 and stats["memory_mapped"] == [] and "attentions" in placed
     ray.kill(service)
+
+
+def test_a_failure_in_the_command_process_is_one_line_with_its_traceback_kept(ray_cluster, tmp_path):
+    """A one-worker run that fails in the command's own process ends as a Ray Train run's failure does: one
+    RaykdError line naming the run and the error, the traceback in a file beside the epoch log."""
+    import ray
+
+    from raykd.errors import RaykdError
+    from raykd.training import finetune
+    from raykd.training.driver import Scaling, fit_and_export
+
+    job = finetune.job(get_task("rte"), "minilm", finetune.DEFAULTS, ray.put({"train": {}, "dev": {}}),
+                       tmp_path / "no-tokenizer-here")
+    with pytest.raises(RaykdError, match=r"teacher fine-tuning failed: OSError: .*its traceback is in ") as err:
+        fit_and_export(job, Scaling(1, 1.0), tmp_path / "ray", "t", tmp_path / "out", local=True,
+                       what="teacher fine-tuning")
+    trace = tmp_path / "ray" / "t.error.txt"
+    assert str(trace) in str(err.value) and "Traceback" in trace.read_text() and not (tmp_path / "out").exists()

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import shutil
 import time
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -141,7 +143,16 @@ def fit_and_export(job: Job, scaling: Scaling, storage_path: Path, name: str, ou
     `max_failures` worker failures. Raises RaykdError naming `what` when the run fails, or when it leaves no usable
     checkpoint (export_usable); Interrupted or KeyboardInterrupt on Ctrl-C."""
     if scaling.in_process and local:
-        return export_usable(fit_in_process(job, scaling, storage_path, name), out)
+        try:
+            best = fit_in_process(job, scaling, storage_path, name)
+        except Exception as err:  # as a Train run's error: one line, the traceback kept beside the epoch log
+            if isinstance(err, RaykdError) or getattr(err, "errno", None) in (errno.ENOSPC, errno.EDQUOT):
+                raise  # already one line; a full disk has its own (raykd.errors.exits_cleanly)
+            trace = Path(storage_path) / f"{name}.error.txt"
+            trace.parent.mkdir(parents=True, exist_ok=True)
+            trace.write_text(traceback.format_exc())
+            raise RaykdError(f"{what} failed: {type(err).__name__}: {err}; its traceback is in {trace}") from err
+        return export_usable(best, out)
     result = fit(job, scaling, storage_path, name, max_failures=max_failures)
     if result.error:
         raise RaykdError(f"{what} failed: {result.error}; see the Ray logs under {storage_path}")
