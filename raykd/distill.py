@@ -6,8 +6,8 @@
 The teacher is held by a TeacherService actor, which reads its outputs for the training set from the
 disk cache, or computes them once there. The student trains in DDP on `--workers` Ray Train workers; with
 one worker (the default) on the local cluster, in this process with every local CPU as a torch thread (no Ray
-Train controller or worker process to start: 15 s of a command on 2 cores, the same epoch time as 2 DDP
-workers there, results/bench-peer.md). The best classification epoch's student is saved with
+Train controller or worker process to start: on 2 cores 14 s less start-up and 0.80x the epoch of 2 DDP
+workers, results/bench-peer.md). The best classification epoch's student is saved with
 `save_pretrained` in `<out>/student` and the run's record in `<out>/result.json`.
 """
 

@@ -68,8 +68,8 @@ def experiment_dir(args, task) -> Path:
 def teacher_scaling(scaling: Scaling, max_concurrent: int | None, local: bool) -> Scaling:
     """The fine-tuning run of a search's teacher, on the CPUs the trials will use at once (tuner.concurrency): on
     the local cluster (`local`) one worker with all of them as threads, which trains in the search's own process
-    (raykd.training.driver.fit_and_export: no Ray Train start-up; on 2 cores the same epoch time as 2 DDP workers,
-    results/bench-peer.md); on a cluster given by --address one Ray Train DDP worker for each worker the trials
+    (raykd.training.driver.fit_and_export: no Ray Train start-up; on 2 cores a distillation epoch took 0.80x
+    that of 2 DDP workers, results/bench-peer.md); on a cluster given by --address one Ray Train DDP worker for each worker the trials
     run at once, which may span nodes. On GPUs the trials' own scaling (workers sharing a GPU cannot run nccl).
     Needs a connected Ray cluster."""
     if scaling.gpus_per_worker:
