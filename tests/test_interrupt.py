@@ -92,12 +92,18 @@ def test_ctrl_c_in_a_one_worker_distillation_in_the_command_process_says_so(ray_
         if errors._NOW["phase"] == "training":  # not after the run: that would stop pytest
             os.kill(os.getpid(), signal.SIGINT)
 
+    # Python's own handler, as a fresh `python -m raykd.distill` has: Tune runs earlier in this test process leave
+    # theirs installed, which would take the signal for a run that no longer exists.
+    original = signal.signal(signal.SIGINT, signal.default_int_handler)
     threading.Thread(target=interrupt_after_the_first_epoch, daemon=True).start()
-    fails(capsys, distill.main, ["--task", "rte", "--data-dir", glue_dir, "--teacher", tiny_teacher_dir,
-                                 "--algorithm", "kd", "--epochs", "20", "--train-fraction", "0.04",
-                                 "--max-seq-length", "64", "--out", out, "--cache-dir", tmp_path / "cache"],
-          "interrupted (Ctrl-C or SIGTERM) during training",
-          f"run the same command again (it replaces {out})", code=130)
+    try:
+        fails(capsys, distill.main, ["--task", "rte", "--data-dir", glue_dir, "--teacher", tiny_teacher_dir,
+                                     "--algorithm", "kd", "--epochs", "20", "--train-fraction", "0.04",
+                                     "--max-seq-length", "64", "--out", out, "--cache-dir", tmp_path / "cache"],
+              "interrupted (Ctrl-C or SIGTERM) during training",
+              f"run the same command again (it replaces {out})", code=130)
+    finally:
+        signal.signal(signal.SIGINT, original)
     assert (out / ".unfinished").is_file()
     epochs = [json.loads(line)["epoch"] for line in log.read_text().splitlines()]
     assert 1 <= len(epochs) < 20 and epochs == list(range(1, len(epochs) + 1))
