@@ -126,12 +126,16 @@ def fit_in_process(job: Job, scaling: Scaling, storage_path: Path, name: str) ->
     session = ProcessSession(storage_path, name, use_gpu=scaling.gpus_per_worker > 0)
     # Start-up counts from here: this process's own start was the command's (its imports, Ray, the data).
     job = dataclasses.replace(job, threads=scaling.threads, startup={**(job.startup or {}), "job": time.time()})
-    # A Train worker's checkpoint-saving progress bar goes to the workers' log; here it would reach the console.
+    # A Train worker's transformers output (a base model's load report, the checkpoint-saving progress bar) goes to
+    # the workers' log; here it would reach the console among the epoch lines.
+    verbosity = hf_logging.get_verbosity()
     hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
     try:
         train_loop_per_worker({"job": job}, session)
     finally:
         hf_logging.enable_progress_bar()
+        hf_logging.set_verbosity(verbosity)
     return session.best()
 
 
