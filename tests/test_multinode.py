@@ -112,13 +112,19 @@ def kill_node_of_a_train_worker(nodes, epoch_logs: Path, killed: list, deadline_
         if any(f.read_text().count("\n") >= 1 for f in epoch_logs.glob("*.epochs.jsonl")):
             workers = [p for p in psutil.process_iter(["cmdline"]) if "RayTrainWorker" in " ".join(p.info["cmdline"] or [])]
             for worker in workers:
-                raylet = raylet_of(worker.pid)
-                if raylet.pid not in head_raylets and nodes["temp"] in " ".join(raylet.cmdline()):
-                    for child in raylet.children(recursive=True):
-                        child.kill()
-                    raylet.kill()
-                    killed.append(raylet.pid)
-                    return
+                try:
+                    raylet = raylet_of(worker.pid)
+                    if raylet.pid not in head_raylets and nodes["temp"] in " ".join(raylet.cmdline()):
+                        for child in raylet.children(recursive=True):
+                            try:
+                                child.kill()
+                            except psutil.NoSuchProcess:  # a short-lived child of the raylet may exit first
+                                pass
+                        raylet.kill()
+                        killed.append(raylet.pid)
+                        return
+                except psutil.NoSuchProcess:  # the worker or its raylet ended between listing and here
+                    continue
         time.sleep(0.2)
 
 
