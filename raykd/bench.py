@@ -39,7 +39,7 @@ SECTIONS = {"cache": ("Cache build per task", cache_builds),
             "epochs": ("Epoch time and start-up (RTE)", epoch_times),
             "precision": ("Precision and length-grouped batches (RTE)", precision_times),
             "peer": ("The peer: TextBrewer on the same work (RTE)", peer),
-            "throughput": ("Search throughput: trial layouts on this machine (RTE subset)", search_throughput),
+            "throughput": ("Search throughput: trial layouts on this machine (RTE)", search_throughput),
             "startup": ("Where a trial's start-up goes (RTE subset)", startup),
             "cache-size": ("Teacher-output cache size against data size", cache_sizes),
             "memory": ("Teacher memory with concurrent trials (RTE)", teacher_memory),
@@ -67,6 +67,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--max-seq-length", type=int, default=128, help="tokens per example (default: 128)")
     p.add_argument("--throughput-fraction", type=float, default=0.2,
                    help="throughput and startup sections: share of RTE's train set each trial trains on (default: 0.2)")
+    p.add_argument("--throughput-epochs", type=int, default=1,
+                   help="throughput section: classification epochs per trial, ASHA's max_t with a grace period of 1 epoch; "
+                        "3 is the main command's (default: 1)")
+    p.add_argument("--throughput-layouts", default="a,b,c", type=lambda s: s.split(","),
+                   help="throughput section: which layouts to run, of a (one 2-worker Ray Train trial at a time), b (two "
+                        "one-worker trials at once on Ray Train, the layout before issue 50), c (two at once, each in its "
+                        "trial's process, the default) (default: a,b,c)")
     p.add_argument("--peer-rounds", type=int, default=3,
                    help="peer section: rounds of TextBrewer's command then raykd's, alternated (default: 3)")
     p.add_argument("--model", type=Path, help="deploy section: an exported student folder (e.g. results/rte/<name>/best); "
@@ -92,6 +99,11 @@ def main(argv=None):
     unknown = set(args.sections) - set(SECTIONS)
     if unknown:
         raise RaykdError(f"unknown section(s) {', '.join(sorted(unknown))}; choose from {', '.join(SECTIONS)}")
+    if args.throughput_epochs < 1:
+        raise RaykdError(f"--throughput-epochs {args.throughput_epochs} must be at least 1; pass 3 for the main command's")
+    if not set(args.throughput_layouts) <= {"a", "b", "c"}:
+        raise RaykdError(f"unknown --throughput-layouts {','.join(sorted(set(args.throughput_layouts) - {'a', 'b', 'c'}))}; "
+                         "choose among a,b,c")
     if args.peer_rounds < 1:
         raise RaykdError(f"--peer-rounds {args.peer_rounds} must be at least 1; pass 3 or more for a spread")
     for name in args.tasks:

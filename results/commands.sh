@@ -86,6 +86,11 @@ if [[ $step == all || $step == trial-speed ]]; then
   # folder first, then copied to results/bench-startup.md and results/bench-throughput.md)
   ./run bench --data-dir $GLUE --sections startup --throughput-fraction 0.05 --out results/bench-startup.md
   ./run bench --data-dir $GLUE --sections throughput --out results/bench-throughput.md
+  # 2026-12-08: the same at the main command's trial settings (all of RTE, up to 3 epochs), before (a) and now (c)
+  ./run bench --data-dir $GLUE --sections throughput --throughput-fraction 1.0 --throughput-epochs 3 --throughput-layouts a,c \
+    --out /tmp/bench-throughput-full.md
+  # whether Ray 2.60 gives a new actor a warm process (results/bench-startup.md, last section)
+  for mode in none hook hook-prestart; do RAY_AUTH_MODE=disabled .venv/bin/python scripts/actor_start.py $mode; done
 fi
 if [[ $step == all || $step == distill-speed ]]; then
   # 2026-12-08 (issue 50): distill at its default (one worker in the command's own process) against TextBrewer, and the

@@ -87,6 +87,8 @@ def test_search_with_an_address_where_no_cluster_answers(tiny_teacher_dir, glue_
     (["--sections", "cache,speed"], "unknown section(s) speed; choose from"),
     (["--tasks", "rte,nope"], "unknown task 'nope'"),
     (["--sections", "peer", "--peer-rounds", "0"], "--peer-rounds 0 must be at least 1"),
+    (["--sections", "throughput", "--throughput-epochs", "0"], "--throughput-epochs 0 must be at least 1"),
+    (["--sections", "throughput", "--throughput-layouts", "a,d"], "unknown --throughput-layouts d; choose among a,b,c"),
 ])
 def test_bench_rejects_bad_input(glue_dir, tmp_path, capsys, extra, message):
     fails(capsys, bench.main, ["--data-dir", glue_dir, "--out", tmp_path / "bench.md", *extra], message,

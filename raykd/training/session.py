@@ -12,6 +12,9 @@ the model and loader prepared for it, the checkpoint to resume from, and where e
   (Ray Train 2.60's CheckpointManager rule), every epoch appended to `<run name>.epochs.jsonl` with its
   checkpoint, and, in a trial, the metrics with `checkpoint_path` reported to Tune (what
   ray.tune.integration.ray_train.TuneReportCallback sends for a Train run).
+  Ray Train's own local mode (`ScalingConfig(num_workers=0)`, Ray 2.60's LocalController) also runs the loop in
+  the caller, but keeps only the last report in memory: no checkpoint on disk, no keep rule, no resume after a
+  kill, no run callbacks; hence this session.
 """
 
 from __future__ import annotations
