@@ -42,7 +42,20 @@ def subsample(task: Task, ds: datasets.Dataset, fraction: float, seed: int, what
         rows, _ = train_test_split(np.arange(len(ds)), train_size=keep, random_state=seed, stratify=labels)
     except ValueError as err:  # a class with a single row, or fewer rows kept than classes
         raise RaykdError(f"cannot keep {fraction:g} of the {len(ds)} {what} ({' '.join(str(err).split())}); {fix}") from None
-    return ds.select(np.sort(rows)).flatten_indices()
+    return _rows(ds, rows)
+
+
+def _rows(ds: datasets.Dataset, rows: np.ndarray) -> datasets.Dataset:
+    """The given rows of `ds` in file order, written out as a dataset of their own (`flatten_indices`), without
+    datasets' progress bar: a split of a few thousand rows takes milliseconds, and its bar was console noise in
+    every command that splits."""
+    shown = not datasets.are_progress_bars_disabled()
+    datasets.disable_progress_bars()
+    try:
+        return ds.select(np.sort(rows)).flatten_indices()
+    finally:
+        if shown:
+            datasets.enable_progress_bars()
 
 
 HOLD_OUT_FIX = ("raise --validation-fraction or --train-fraction, or select on the dev set: --select-on dev for a search, "
@@ -71,7 +84,7 @@ def hold_out(task: Task, ds: datasets.Dataset, fraction: float, seed: int) -> tu
         raise RaykdError(f"cannot hold out {fraction:g} of the {len(ds)} training rows for validation "
                          f"({' '.join(str(err).split())}); {HOLD_OUT_FIX}") from None
     check_defined(task, labels[validation_rows], "validation split", HOLD_OUT_FIX)
-    return (ds.select(np.sort(train_rows)).flatten_indices(), ds.select(np.sort(validation_rows)).flatten_indices())
+    return _rows(ds, train_rows), _rows(ds, validation_rows)
 
 
 def split_train(task: Task, train: datasets.Dataset, train_fraction: float, validation_fraction: float,

@@ -64,6 +64,17 @@ def test_a_low_data_run_selects_on_a_share_of_the_full_runs_held_out_rows(glue_d
     assert set(own["validation"]["labels"]) == {0, 1}  # stratified: both classes even in 5 rows
 
 
+def test_a_split_prints_no_progress_bar_and_leaves_the_bars_setting_as_it_was(rte_train, capsys):
+    """datasets' "Flattening the indices" bar once showed twice on every command's console."""
+    import datasets
+
+    assert not datasets.are_progress_bars_disabled()
+    train, validation = hold_out(RTE, rte_train, 0.1, seed=42)
+    assert len(train) + len(validation) == len(rte_train)
+    out, err = capsys.readouterr()
+    assert "Flattening" not in out + err and not datasets.are_progress_bars_disabled()
+
+
 def test_too_few_rows_to_hold_out_is_a_clear_error(rte_train):
     with pytest.raises(RaykdError, match=r"cannot hold out 0.1 of the 5 training rows .*; raise --validation-fraction"):
         hold_out(RTE, rte_train.select(range(5)), 0.1, seed=0)  # 1 validation row cannot hold 2 classes
