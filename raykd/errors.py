@@ -63,6 +63,10 @@ def interrupted_message(detail: str = "") -> str:
 
 
 def _sigterm_as_ctrl_c(signum, frame):
+    if signal.getsignal(signal.SIGINT) in (signal.SIG_IGN, signal.SIG_DFL):
+        # Started in the background by a shell (`cmd &`, a script's nohup), a process ignores SIGINT, so that a
+        # Ctrl-C in the terminal spares it; a SIGTERM must still stop it, as Python's Ctrl-C does.
+        raise KeyboardInterrupt
     signal.raise_signal(signal.SIGINT)
 
 

@@ -160,3 +160,27 @@ def test_a_signal_in_every_phase_of_a_search_is_one_line_and_its_command_continu
     record = json.loads((exp / "confirm.json").read_text())
     assert record["finished"] and record["chosen"] and (exp / "best" / "model.safetensors").is_file()
     assert not (exp / ".unfinished").exists()
+
+
+def test_sigterm_stops_a_command_started_in_the_background_that_ignores_ctrl_c(tiny_teacher_dir, glue_dir, tmp_path):
+    """A shell starts a background job (`cmd &`, a script's nohup) with SIGINT ignored, so that a Ctrl-C in the
+    terminal spares it. raykd routes SIGTERM through SIGINT's handler (Tune's and Ray Train's stop their runs), and
+    with SIGINT ignored a `kill` reached nothing: a search fine-tuning its teacher in its own process ran on. Here a
+    real `python -m raykd.search` on its own local cluster, SIGINT ignored from its start, gets a SIGTERM as its
+    teacher fine-tuning begins: one line, exit 130, no traceback."""
+    import subprocess
+    import sys
+
+    from raykd.errors import SIGNAL_AT
+
+    (tmp_path / "space.py").write_text('from ray import tune\nfixed = {"algorithm": "kd"}\nspace = {"temperature": tune.uniform(1, 4)}\n')
+    argv = [sys.executable, "-m", "raykd.search", "--task", "rte", "--train-fraction", "0.04", "--max-seq-length", "64",
+            "--space", str(tmp_path / "space.py"), "--data-dir", str(glue_dir), "--teacher-base", str(tiny_teacher_dir),
+            "--teacher-epochs", "1", "--num-samples", "1", "--max-epochs", "1", "--confirm-top", "0",
+            "--export-formats", "hf", "--out", str(tmp_path / "results"), "--name", "bg", "--cache-dir", str(tmp_path / "cache")]
+    done = subprocess.run(argv, capture_output=True, text=True, cwd=tmp_path, timeout=600,
+                          env={**os.environ, SIGNAL_AT: "teacher fine-tuning:0:TERM"},
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 130 and "Traceback" not in done.stderr, (done.returncode, done.stdout[-2000:], done.stderr[-3000:])
+    assert lines[-1].startswith("error: interrupted (Ctrl-C or SIGTERM) during teacher fine-tuning"), lines[-5:]
